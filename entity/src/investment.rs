@@ -1,0 +1,82 @@
+//! An investment: shares of a deal paid from a subscription, and its allocation state.
+
+use sea_orm::entity::prelude::*;
+
+/// `investment_status`: the business state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "Enum", enum_name = "investment_status")]
+pub enum InvestmentStatus {
+    #[sea_orm(string_value = "pending")]
+    Pending,
+    #[sea_orm(string_value = "active")]
+    Active,
+    #[sea_orm(string_value = "cancelled")]
+    Cancelled,
+}
+
+/// `allocation_status`: `pending -> processing -> completed | failed`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "Enum", enum_name = "allocation_status")]
+pub enum AllocationStatus {
+    #[sea_orm(string_value = "pending")]
+    Pending,
+    #[sea_orm(string_value = "processing")]
+    Processing,
+    #[sea_orm(string_value = "completed")]
+    Completed,
+    #[sea_orm(string_value = "failed")]
+    Failed,
+}
+
+impl AllocationStatus {
+    /// `completed` and `failed` never change again.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed)
+    }
+
+    /// Pending and processing investments hold a reservation on their subscription's balance.
+    pub fn is_reserved(self) -> bool {
+        matches!(self, Self::Pending | Self::Processing)
+    }
+}
+
+/// A row of `investments`.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "investments")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub subscription_id: Uuid,
+    pub deal_id: Uuid,
+    pub shares: i64,
+    #[sea_orm(column_type = "Decimal(Some((20, 2)))")]
+    pub price_per_share: Decimal,
+    #[sea_orm(column_type = "Decimal(Some((20, 2)))")]
+    pub total_amount: Decimal,
+    pub status: InvestmentStatus,
+    pub allocation_status: AllocationStatus,
+    pub allocation_attempts: i32,
+    pub allocated_at: Option<DateTimeUtc>,
+    pub allocation_error: Option<String>,
+    /// Client idempotency key, unique per user.
+    pub request_id: Option<String>,
+    /// Bumped on every allocation status change, so watchers can order and de-duplicate.
+    pub status_version: i64,
+    /// When the sweeper last re-published the allocation request.
+    pub last_published_at: Option<DateTimeUtc>,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+}
+
+/// No navigable relations: queries join explicitly.
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}
+
+/// One of `user_id`'s investments: the only way handlers look one up, so another user's row
+/// cannot be read by mistake.
+pub fn find_owned(user_id: Uuid, id: Uuid) -> Select<Entity> {
+    Entity::find_by_id(id).filter(Column::UserId.eq(user_id))
+}

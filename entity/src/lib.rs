@@ -1,0 +1,24 @@
+//! sea-orm entities of the invest schema (DESIGN.md §3), shared by both services.
+//!
+//! Column names are part of the contract; the schema itself lives in the `migration` crate.
+//! Columns are documented once, in DESIGN.md §3 and the migration, not field by field here.
+#![allow(missing_docs)]
+
+pub mod bulk_purchase;
+pub mod deal;
+pub mod investment;
+pub mod payment;
+pub mod plan;
+pub mod subscription;
+pub mod user_investment;
+
+/// The entities under short names: `use entity::prelude::*`.
+pub mod prelude {
+    pub use crate::bulk_purchase::{self, Entity as BulkPurchase};
+    pub use crate::deal::{self, DealStatus, Entity as Deal};
+    pub use crate::investment::{self, AllocationStatus, Entity as Investment, InvestmentStatus};
+    pub use crate::payment::{self, Entity as Payment, PaymentStatus};
+    pub use crate::plan::{self, Entity as Plan};
+    pub use crate::subscription::{self, Entity as Subscription, SubscriptionStatus};
+    pub use crate::user_investment::{self, Entity as UserInvestment};
+}

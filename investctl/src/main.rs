@@ -1,0 +1,211 @@
+//! `investctl`: operator and developer commands.
+//!
+//! - `migrate`: creates the database if missing and applies every migration.
+//! - `seed`: loads the demo data (idempotent; fixed ids so the README's commands work).
+//! - `token`: mints a bearer token for local use.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use chrono::{Duration as Days, Utc};
+use clap::{Parser, Subcommand};
+use entity::prelude::*;
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{ConnectionTrait, Database, DbBackend, EntityTrait, Statement};
+use service_kit::config::{Secret, parse_duration};
+use testkit::fixtures::Fixtures;
+use uuid::{Uuid, uuid};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "investctl",
+    version,
+    about = "Operator and developer commands for the invest services."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create the database if it does not exist, then apply every pending migration.
+    Migrate {
+        /// PostgreSQL URL of the invest database.
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: Secret,
+    },
+    /// Load the demo data: a demo user with active and paused subscriptions, paid and unpaid
+    /// payments, open and closed deals and their inventory. Safe to run twice.
+    Seed {
+        /// PostgreSQL URL of the invest database.
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: Secret,
+    },
+    /// Print a bearer token (HS256) for local use.
+    Token {
+        /// The user id the token names (`sub`).
+        #[arg(long, default_value_t = DEMO_USER)]
+        user: Uuid,
+        /// Add the `admin` role.
+        #[arg(long)]
+        admin: bool,
+        /// How long the token is valid.
+        #[arg(long, default_value = "24h", value_parser = parse_duration)]
+        ttl: Duration,
+        /// The services' HS256 secret.
+        #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+        jwt_secret: Secret,
+    },
+}
+
+/// The demo user of `seed`.
+const DEMO_USER: Uuid = uuid!("11111111-1111-4111-8111-111111111111");
+const PLAN: Uuid = uuid!("b0000000-0000-4000-8000-000000000001");
+const PLAN_NO_DURATION: Uuid = uuid!("b0000000-0000-4000-8000-000000000002");
+const ACTIVE_SUBSCRIPTION: Uuid = uuid!("a0000000-0000-4000-8000-000000000001");
+const PAUSED_SUBSCRIPTION: Uuid = uuid!("a0000000-0000-4000-8000-000000000002");
+const OPEN_DEAL: Uuid = uuid!("d0000000-0000-4000-8000-000000000001");
+const CLOSED_DEAL: Uuid = uuid!("d0000000-0000-4000-8000-000000000002");
+const SCARCE_DEAL: Uuid = uuid!("d0000000-0000-4000-8000-000000000003");
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Migrate { database_url } => migrate(database_url.expose()).await,
+        Command::Seed { database_url } => seed(database_url.expose()).await,
+        Command::Token {
+            user,
+            admin,
+            ttl,
+            jwt_secret,
+        } => {
+            let roles: &[&str] = if admin {
+                &[service_kit::auth::ADMIN_ROLE]
+            } else {
+                &[]
+            };
+            let token =
+                service_kit::auth::mint_hs256(jwt_secret.expose().as_bytes(), user, roles, ttl)?;
+            println!("{token}");
+            Ok(())
+        }
+    }
+}
+
+async fn migrate(url: &str) -> anyhow::Result<()> {
+    create_database_if_missing(url).await?;
+    let db = Database::connect(url)
+        .await
+        .context("connecting to DATABASE_URL")?;
+    let pending = Migrator::get_pending_migrations(&db).await?;
+    Migrator::up(&db, None)
+        .await
+        .context("applying migrations")?;
+    eprintln!("applied {} migration(s); schema is current", pending.len());
+    Ok(())
+}
+
+/// Connects to the server's `postgres` database and creates the target one if absent.
+async fn create_database_if_missing(url: &str) -> anyhow::Result<()> {
+    let (base, name) = url
+        .split('?')
+        .next()
+        .and_then(|u| u.rsplit_once('/'))
+        .filter(|(_, name)| !name.is_empty())
+        .context("DATABASE_URL has no database name")?;
+    let admin = Database::connect(format!("{base}/postgres"))
+        .await
+        .context("connecting to the server's postgres database")?;
+    let exists = admin
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT 1 FROM pg_database WHERE datname = $1",
+            [name.into()],
+        ))
+        .await?
+        .is_some();
+    if !exists {
+        let quoted = name.replace('"', "\"\"");
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE \"{quoted}\""))
+            .await?;
+        eprintln!("created database {name}");
+    }
+    Ok(())
+}
+
+async fn seed(url: &str) -> anyhow::Result<()> {
+    let db = Database::connect(url)
+        .await
+        .context("connecting to DATABASE_URL")?;
+    if Deal::find_by_id(OPEN_DEAL).one(&db).await?.is_some() {
+        eprintln!("demo data already loaded");
+        return Ok(());
+    }
+    let f = Fixtures::new(db);
+    let now = Utc::now();
+    f.plan_with_id(PLAN, "Growth 12", "500.00", Some(12))
+        .await?;
+    f.plan_with_id(
+        PLAN_NO_DURATION,
+        "Starter (12 months by default)",
+        "100.00",
+        None,
+    )
+    .await?;
+    let active = f
+        .subscription_with_id(
+            ACTIVE_SUBSCRIPTION,
+            DEMO_USER,
+            PLAN,
+            None,
+            SubscriptionStatus::Active,
+        )
+        .await?;
+    let paused = f
+        .subscription_with_id(
+            PAUSED_SUBSCRIPTION,
+            DEMO_USER,
+            PLAN_NO_DURATION,
+            Some("150.00"),
+            SubscriptionStatus::Paused,
+        )
+        .await?;
+    for _ in 0..3 {
+        f.payment(&active, "500.00", PaymentStatus::Paid).await?;
+    }
+    f.payment(&active, "500.00", PaymentStatus::Pending).await?;
+    f.payment(&active, "500.00", PaymentStatus::Failed).await?;
+    f.payment(&paused, "150.00", PaymentStatus::Paid).await?;
+
+    f.deal_with_id(
+        OPEN_DEAL,
+        "Acme Robotics (pre-IPO)",
+        "25.00",
+        DealStatus::Open,
+    )
+    .await?;
+    f.batch(OPEN_DEAL, 100, now - Days::days(30)).await?;
+    f.batch(OPEN_DEAL, 400, now - Days::days(10)).await?;
+    f.batch(OPEN_DEAL, 1000, now - Days::days(1)).await?;
+    f.deal_with_id(
+        CLOSED_DEAL,
+        "Globex Energy (closed)",
+        "40.00",
+        DealStatus::Closed,
+    )
+    .await?;
+    f.batch(CLOSED_DEAL, 500, now - Days::days(60)).await?;
+    f.deal_with_id(
+        SCARCE_DEAL,
+        "Initech AI (little inventory)",
+        "10.00",
+        DealStatus::Open,
+    )
+    .await?;
+    f.batch(SCARCE_DEAL, 5, now - Days::days(5)).await?;
+
+    eprintln!("demo data loaded: user {DEMO_USER}");
+    Ok(())
+}

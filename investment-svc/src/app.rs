@@ -1,0 +1,97 @@
+//! Assembly: connections, stream, gRPC server and sweeper, and their shutdown.
+
+use std::net::SocketAddr;
+
+use anyhow::Context as _;
+use api::v1::investment_service_server::InvestmentServiceServer;
+use sea_orm::DatabaseConnection;
+use service_kit::{auth::Authenticator, db, messaging, server};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Config, service::Api, sweeper::Sweeper};
+
+/// A built service, bound to its port, ready to run.
+pub struct App {
+    config: Config,
+    listener: TcpListener,
+    api: Api,
+    sweeper: Sweeper,
+    auth: Authenticator,
+}
+
+impl App {
+    /// Connects to PostgreSQL and NATS as configured and binds `LISTEN_ADDR`.
+    pub async fn build(config: Config) -> anyhow::Result<App> {
+        let db = db::connect(&config.db)
+            .await
+            .context("connecting to PostgreSQL")?;
+        let nats = messaging::connect(&config.nats, "investment-svc")
+            .await
+            .context("connecting to NATS")?;
+        let listener = TcpListener::bind(config.listen_addr)
+            .await
+            .with_context(|| format!("binding {}", config.listen_addr))?;
+        Self::from_parts(config, db, nats, listener).await
+    }
+
+    /// From connections and a listener made by the caller (tests bind port 0 and count
+    /// statements on the connection). Checks the schema and ensures the stream.
+    pub async fn from_parts(
+        config: Config,
+        db: DatabaseConnection,
+        nats: async_nats::Client,
+        listener: TcpListener,
+    ) -> anyhow::Result<App> {
+        db::ensure_migrated(&db).await?;
+        let auth = Authenticator::from_args(&config.auth)?;
+        let js = messaging::jetstream(nats.clone(), config.nats.nats_timeout);
+        let topology = messaging::Topology::from_args(&config.nats);
+        messaging::ensure_stream(&js, &topology)
+            .await
+            .with_context(|| format!("ensuring stream {}", topology.stream))?;
+        let sweeper = Sweeper::new(
+            db.clone(),
+            nats,
+            js.clone(),
+            topology.clone(),
+            config.sweeper.clone(),
+        );
+        let api = Api { db, js, topology };
+        Ok(App {
+            config,
+            listener,
+            api,
+            sweeper,
+            auth,
+        })
+    }
+
+    /// The bound address (the real port when `LISTEN_ADDR` asked for port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` is cancelled, then drains within `SHUTDOWN_GRACE`.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let (routes, health) = server::base_routes()?;
+        let service = InvestmentServiceServer::with_interceptor(self.api, self.auth);
+        health.set_serving::<InvestmentServiceServer<Api>>().await;
+        let routes = routes.add_service(service);
+        let sweeper = tokio::spawn(self.sweeper.run(shutdown.child_token()));
+        tracing::info!(addr = %self.listener.local_addr()?, "investment-svc serving");
+        let served = server::serve(
+            self.listener,
+            routes,
+            health,
+            shutdown.clone(),
+            self.config.server.shutdown_grace,
+        )
+        .await;
+        shutdown.cancel();
+        sweeper.await.context("sweeper task")?;
+        served.context("gRPC server")?;
+        tracing::info!("investment-svc stopped");
+        Ok(())
+    }
+}

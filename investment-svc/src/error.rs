@@ -1,0 +1,85 @@
+//! The service's errors and their one mapping to gRPC status codes (DESIGN.md §4).
+
+use rust_decimal::Decimal;
+use sea_orm::DbErr;
+use service_kit::invalid::Invalid;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// `Result` with this service's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything a handler can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Malformed request: `INVALID_ARGUMENT` with field violations.
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    /// Unknown, or someone else's: `NOT_FOUND` either way, so existence never leaks.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// Only `active` subscriptions may invest.
+    #[error("subscription is {0}, not active")]
+    SubscriptionNotActive(&'static str),
+    /// The deal no longer takes investments.
+    #[error("deal is closed")]
+    DealClosed,
+    /// Not enough balance left once pending investments are reserved.
+    #[error("insufficient available balance: {required} required, {available} available")]
+    InsufficientBalance {
+        /// What the investment costs.
+        required: Decimal,
+        /// What the subscription can still spend.
+        available: Decimal,
+    },
+    /// The request id was used before with a different payload.
+    #[error("request_id was already used for a different investment")]
+    RequestIdReused,
+    /// The database is out of reach; the client may retry.
+    #[error("database unavailable")]
+    Unavailable(#[source] DbErr),
+    /// Anything else: logged with its cause, answered opaquely.
+    #[error("database error")]
+    Db(#[source] DbErr),
+}
+
+impl From<DbErr> for Error {
+    fn from(e: DbErr) -> Self {
+        match e {
+            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => Error::Unavailable(e),
+            e => Error::Db(e),
+        }
+    }
+}
+
+fn precondition(kind: &str, subject: &str, message: String) -> Status {
+    let mut details = ErrorDetails::new();
+    details.add_precondition_failure_violation(kind, subject, message.clone());
+    Status::with_error_details(Code::FailedPrecondition, message, details)
+}
+
+impl From<Error> for Status {
+    fn from(error: Error) -> Status {
+        let message = error.to_string();
+        match error {
+            Error::Invalid(invalid) => invalid.into(),
+            Error::NotFound(_) => Status::not_found(message),
+            Error::SubscriptionNotActive(_) => {
+                precondition("SUBSCRIPTION_STATUS", "subscription_id", message)
+            }
+            Error::DealClosed => precondition("DEAL_STATUS", "deal_id", message),
+            Error::InsufficientBalance { .. } => {
+                precondition("INSUFFICIENT_BALANCE", "subscription_id", message)
+            }
+            Error::RequestIdReused => Status::already_exists(message),
+            Error::Unavailable(e) => {
+                tracing::warn!(error = %e, "database unavailable");
+                Status::unavailable("database unavailable, retry later")
+            }
+            Error::Db(e) => {
+                tracing::error!(error = %e, source = ?std::error::Error::source(&e), "database error");
+                Status::internal("internal error")
+            }
+        }
+    }
+}

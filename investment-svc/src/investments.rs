@@ -1,0 +1,288 @@
+//! Creating, reading and listing investments.
+//!
+//! Create is one transaction that locks the subscription row (serializing every create on one
+//! subscription), checks status, deal and available balance, and inserts the investment as
+//! `pending`. The allocation request is published after the commit; if NATS is down the
+//! investment is still durable and the [`sweeper`](crate::sweeper) publishes it later.
+
+use api::v1 as pb;
+use entity::prelude::*;
+use rust_decimal::Decimal;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait,
+    DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr,
+    TransactionTrait,
+};
+use service_kit::{
+    invalid::{Invalid, MAX_STRING_LEN, Violations},
+    page::{self, Cursor},
+};
+use uuid::Uuid;
+
+use crate::{Error, Result, balances};
+
+/// More shares than this in one investment is a client bug, not an order.
+pub const MAX_SHARES: i64 = 1_000_000_000;
+
+/// A validated `CreateInvestmentRequest`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewInvestment {
+    /// Subscription paying for it.
+    pub subscription_id: Uuid,
+    /// Deal (pool) it buys into.
+    pub deal_id: Uuid,
+    /// Whole shares, 1..=[`MAX_SHARES`].
+    pub shares: i64,
+    /// Idempotency key, if the client sent one.
+    pub request_id: Option<String>,
+}
+
+impl NewInvestment {
+    /// Validates every field, reporting all problems at once.
+    pub fn parse(request: pb::CreateInvestmentRequest) -> Result<Self, Invalid> {
+        let mut v = Violations::default();
+        let subscription_id = v.uuid("subscription_id", &request.subscription_id);
+        let deal_id = v.uuid("deal_id", &request.deal_id);
+        if request.shares <= 0 {
+            v.add("shares", "must be at least 1");
+        } else if request.shares > MAX_SHARES {
+            v.add("shares", format!("must be at most {MAX_SHARES}"));
+        }
+        let request_id = match request.request_id {
+            id if id.is_empty() => None,
+            id if id.chars().count() > MAX_STRING_LEN => {
+                v.add(
+                    "request_id",
+                    format!("must be at most {MAX_STRING_LEN} characters"),
+                );
+                None
+            }
+            id if id.chars().any(char::is_control) => {
+                v.add("request_id", "must not contain control characters");
+                None
+            }
+            id => Some(id),
+        };
+        v.finish()?;
+        Ok(Self {
+            subscription_id,
+            deal_id,
+            shares: request.shares,
+            request_id,
+        })
+    }
+
+    fn matches(&self, existing: &investment::Model) -> bool {
+        existing.subscription_id == self.subscription_id
+            && existing.deal_id == self.deal_id
+            && existing.shares == self.shares
+    }
+}
+
+/// Whether [`create`] made a new investment or found the one made for the same request id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Created {
+    /// Inserted now: its request must be published.
+    New,
+    /// The same request was made before; nothing was changed.
+    Replayed,
+}
+
+/// Creates `user_id`'s investment as `pending`, or returns the one already made for the same
+/// request id and payload.
+pub async fn create(
+    db: &DatabaseConnection,
+    user_id: Uuid,
+    new: &NewInvestment,
+) -> Result<(investment::Model, Created)> {
+    let txn = db.begin().await?;
+    // The lock serializes creates per subscription: each sees the reservations of the last.
+    let subscription = subscription::find_owned(user_id, new.subscription_id)
+        .lock_exclusive()
+        .one(&txn)
+        .await?
+        .ok_or(Error::NotFound("subscription"))?;
+
+    if let Some(existing) = find_by_request_id(&txn, user_id, new).await? {
+        return replay(existing, new);
+    }
+    match subscription.status {
+        SubscriptionStatus::Active => {}
+        SubscriptionStatus::Paused => return Err(Error::SubscriptionNotActive("paused")),
+        SubscriptionStatus::Cancelled => return Err(Error::SubscriptionNotActive("cancelled")),
+        SubscriptionStatus::Completed => return Err(Error::SubscriptionNotActive("completed")),
+    }
+    let deal = Deal::find_by_id(new.deal_id)
+        .one(&txn)
+        .await?
+        .ok_or(Error::NotFound("deal"))?;
+    if deal.status != DealStatus::Open {
+        return Err(Error::DealClosed);
+    }
+    let total_amount = deal
+        .price_per_share
+        .checked_mul(Decimal::from(new.shares))
+        .ok_or_else(|| Invalid::field("shares", "total amount out of range"))?;
+    let balance = balances::of_subscription(&txn, user_id, subscription.id)
+        .await?
+        .ok_or(Error::NotFound("subscription"))?;
+    if total_amount > balance.available_balance {
+        return Err(Error::InsufficientBalance {
+            required: total_amount,
+            available: balance.available_balance,
+        });
+    }
+
+    let row = investment::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        user_id: Set(user_id),
+        subscription_id: Set(subscription.id),
+        deal_id: Set(deal.id),
+        shares: Set(new.shares),
+        price_per_share: Set(deal.price_per_share),
+        total_amount: Set(total_amount),
+        status: Set(InvestmentStatus::Pending),
+        allocation_status: Set(AllocationStatus::Pending),
+        allocation_attempts: Set(0),
+        allocated_at: Set(None),
+        allocation_error: Set(None),
+        request_id: Set(new.request_id.clone()),
+        status_version: Set(1),
+        last_published_at: Set(None),
+        // Timestamps come from the database clock, the same for every replica.
+        ..Default::default()
+    };
+    match row.insert(&txn).await {
+        Ok(row) => {
+            txn.commit().await?;
+            Ok((row, Created::New))
+        }
+        // The same request id raced us on another subscription's lock: answer as its replay.
+        Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+            drop(txn);
+            let existing = find_by_request_id(db, user_id, new)
+                .await?
+                .ok_or(Error::Db(e))?;
+            replay(existing, new)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn find_by_request_id(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+    new: &NewInvestment,
+) -> Result<Option<investment::Model>> {
+    let Some(request_id) = &new.request_id else {
+        return Ok(None);
+    };
+    Ok(Investment::find()
+        .filter(investment::Column::UserId.eq(user_id))
+        .filter(investment::Column::RequestId.eq(request_id.as_str()))
+        .one(db)
+        .await?)
+}
+
+fn replay(
+    existing: investment::Model,
+    new: &NewInvestment,
+) -> Result<(investment::Model, Created)> {
+    if new.matches(&existing) {
+        Ok((existing, Created::Replayed))
+    } else {
+        Err(Error::RequestIdReused)
+    }
+}
+
+/// One of `user_id`'s investments.
+pub async fn get(db: &DatabaseConnection, user_id: Uuid, id: Uuid) -> Result<investment::Model> {
+    investment::find_owned(user_id, id)
+        .one(db)
+        .await?
+        .ok_or(Error::NotFound("investment"))
+}
+
+/// A validated list request: which investments, from where, how many.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListQuery {
+    /// Only this allocation status, or all.
+    pub allocation_status: Option<AllocationStatus>,
+    /// Start after this position (newest first).
+    pub after: Option<Cursor>,
+    /// Page size.
+    pub size: u64,
+}
+
+impl ListQuery {
+    /// Validates page size, page token and status filter.
+    pub fn parse(page_size: i32, page_token: &str, status: i32) -> Result<Self, Invalid> {
+        let mut v = Violations::default();
+        let (size, after) = page::parse(page_size, page_token, &mut v);
+        let allocation_status = match pb::AllocationStatus::try_from(status) {
+            Ok(s) => service_kit::wire::allocation_status_filter(s),
+            Err(_) => {
+                v.add("allocation_status", "unknown value");
+                None
+            }
+        };
+        v.finish()?;
+        Ok(Self {
+            allocation_status,
+            after,
+            size,
+        })
+    }
+}
+
+/// A page of investments matching `scope`, newest first, and the next page's cursor.
+pub async fn list(
+    db: &DatabaseConnection,
+    scope: Condition,
+    query: &ListQuery,
+) -> Result<(Vec<investment::Model>, Option<Cursor>)> {
+    use investment::Column;
+    let mut select = Investment::find().filter(scope);
+    if let Some(status) = query.allocation_status {
+        select = select.filter(Column::AllocationStatus.eq(status));
+    }
+    if let Some(c) = query.after {
+        select = select.filter(
+            Condition::any()
+                .add(Column::CreatedAt.lt(c.created_at))
+                .add(
+                    Condition::all()
+                        .add(Column::CreatedAt.eq(c.created_at))
+                        .add(Column::Id.lt(c.id)),
+                ),
+        );
+    }
+    let mut rows = select
+        .order_by_desc(Column::CreatedAt)
+        .order_by_desc(Column::Id)
+        .limit(query.size + 1)
+        .all(db)
+        .await?;
+    let next = if rows.len() as u64 > query.size {
+        rows.truncate(query.size as usize);
+        rows.last().map(|r| Cursor {
+            created_at: r.created_at,
+            id: r.id,
+        })
+    } else {
+        None
+    };
+    Ok((rows, next))
+}
+
+/// The allocation request for a committed investment.
+pub fn allocation_request(row: &investment::Model) -> pb::AllocationRequest {
+    pb::AllocationRequest {
+        investment_id: row.id.to_string(),
+        user_id: row.user_id.to_string(),
+        deal_id: row.deal_id.to_string(),
+        subscription_id: row.subscription_id.to_string(),
+        shares: row.shares,
+        requested_at: Some(service_kit::wire::timestamp(row.created_at)),
+    }
+}

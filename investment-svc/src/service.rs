@@ -1,0 +1,117 @@
+//! The `InvestmentService` gRPC handlers: parse, call the domain module, map the answer.
+
+use api::v1::{self as pb, investment_service_server::InvestmentService};
+use async_nats::jetstream;
+use entity::prelude::*;
+use sea_orm::{ColumnTrait, Condition, DatabaseConnection};
+use service_kit::{
+    auth::Caller,
+    invalid::Violations,
+    messaging::{self, Topology},
+    page, wire,
+};
+use tonic::{Request, Response, Status};
+use tracing::instrument;
+
+use crate::{
+    balances,
+    investments::{self, Created, ListQuery, NewInvestment},
+};
+
+/// Shared state of the handlers; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Api {
+    pub(crate) db: DatabaseConnection,
+    pub(crate) js: jetstream::Context,
+    pub(crate) topology: Topology,
+}
+
+#[tonic::async_trait]
+impl InvestmentService for Api {
+    #[instrument(skip_all, fields(user_id, investment_id))]
+    async fn create_investment(
+        &self,
+        request: Request<pb::CreateInvestmentRequest>,
+    ) -> Result<Response<pb::CreateInvestmentResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        tracing::Span::current().record("user_id", tracing::field::display(caller.user_id));
+        let new = NewInvestment::parse(request.into_inner()).map_err(crate::Error::from)?;
+        let (row, created) = investments::create(&self.db, caller.user_id, &new).await?;
+        tracing::Span::current().record("investment_id", tracing::field::display(row.id));
+        if created == Created::New {
+            let request = investments::allocation_request(&row);
+            match messaging::publish_request(
+                &self.js,
+                &self.topology,
+                &request,
+                row.id,
+                row.deal_id,
+            )
+            .await
+            {
+                Ok(()) => {
+                    tracing::info!(shares = row.shares, total = %row.total_amount, "investment accepted")
+                }
+                // Durable already: the sweeper publishes it once NATS is back.
+                Err(e) => {
+                    tracing::warn!(error = %e, "investment accepted; publish failed, the sweeper will retry")
+                }
+            }
+        }
+        Ok(Response::new(pb::CreateInvestmentResponse {
+            investment: Some(wire::investment(&row)),
+        }))
+    }
+
+    #[instrument(skip_all, fields(user_id))]
+    async fn get_investment(
+        &self,
+        request: Request<pb::GetInvestmentRequest>,
+    ) -> Result<Response<pb::GetInvestmentResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        tracing::Span::current().record("user_id", tracing::field::display(caller.user_id));
+        let mut v = Violations::default();
+        let id = v.uuid("investment_id", &request.get_ref().investment_id);
+        v.finish().map_err(crate::Error::from)?;
+        let row = investments::get(&self.db, caller.user_id, id).await?;
+        Ok(Response::new(pb::GetInvestmentResponse {
+            investment: Some(wire::investment(&row)),
+        }))
+    }
+
+    #[instrument(skip_all, fields(user_id))]
+    async fn list_investments(
+        &self,
+        request: Request<pb::ListInvestmentsRequest>,
+    ) -> Result<Response<pb::ListInvestmentsResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        tracing::Span::current().record("user_id", tracing::field::display(caller.user_id));
+        let r = request.get_ref();
+        let query = ListQuery::parse(r.page_size, &r.page_token, r.allocation_status)
+            .map_err(crate::Error::from)?;
+        let scope = Condition::all().add(investment::Column::UserId.eq(caller.user_id));
+        let (rows, next) = investments::list(&self.db, scope, &query).await?;
+        Ok(Response::new(pb::ListInvestmentsResponse {
+            investments: rows.iter().map(wire::investment).collect(),
+            next_page_token: next.map(|c| c.encode()).unwrap_or_default(),
+        }))
+    }
+
+    #[instrument(skip_all, fields(user_id))]
+    async fn list_subscription_balances(
+        &self,
+        request: Request<pb::ListSubscriptionBalancesRequest>,
+    ) -> Result<Response<pb::ListSubscriptionBalancesResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        tracing::Span::current().record("user_id", tracing::field::display(caller.user_id));
+        let r = request.get_ref();
+        let mut v = Violations::default();
+        let (size, after) = page::parse(r.page_size, &r.page_token, &mut v);
+        v.finish().map_err(crate::Error::from)?;
+        let (rows, next) = balances::page(&self.db, caller.user_id, after, size).await?;
+        Ok(Response::new(pb::ListSubscriptionBalancesResponse {
+            balances: rows.iter().map(balances::Balance::to_proto).collect(),
+            next_page_token: next.map(|c| c.encode()).unwrap_or_default(),
+        }))
+    }
+}

@@ -1,0 +1,145 @@
+//! Re-publishes `pending` investments whose allocation request may never have reached NATS
+//! (published while NATS was down, or lost with a server's store), so none is ever stranded
+//! (DESIGN.md §8, invariant 3).
+//!
+//! A pass claims a batch of stale `pending` rows with `FOR UPDATE SKIP LOCKED` (so replicas
+//! never claim the same rows) and stamps `last_published_at` in the same statement, then
+//! publishes them. Publishing twice is harmless: within the duplicate window NATS drops the
+//! copy, and after it the allocator skips an investment that is no longer `pending`.
+
+use async_nats::connection::State;
+use entity::prelude::*;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
+    QueryOrder, Statement, Value,
+};
+use service_kit::messaging::{self, Topology};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::{config::SweeperArgs, investments};
+
+/// The sweeper's dependencies and settings.
+#[derive(Clone)]
+pub struct Sweeper {
+    db: DatabaseConnection,
+    nats: async_nats::Client,
+    js: async_nats::jetstream::Context,
+    topology: Topology,
+    args: SweeperArgs,
+}
+
+/// What one pass did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pass {
+    /// Requests published again.
+    pub published: usize,
+    /// Claimed but not published (NATS failed mid-pass); retried after `SWEEP_MIN_AGE`.
+    pub failed: usize,
+}
+
+const CLAIM: &str = r#"
+UPDATE investments SET last_published_at = now()
+WHERE id IN (
+    SELECT id FROM investments
+    WHERE allocation_status = 'pending'
+      AND coalesce(last_published_at, created_at) < now() - $1 * interval '1 millisecond'
+    ORDER BY created_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING id
+"#;
+
+impl Sweeper {
+    /// A sweeper over `db`, publishing through `js`.
+    pub fn new(
+        db: DatabaseConnection,
+        nats: async_nats::Client,
+        js: async_nats::jetstream::Context,
+        topology: Topology,
+        args: SweeperArgs,
+    ) -> Self {
+        Self {
+            db,
+            nats,
+            js,
+            topology,
+            args,
+        }
+    }
+
+    /// Runs passes every `SWEEP_INTERVAL` until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut ticks = tokio::time::interval(self.args.sweep_interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = ticks.tick() => {}
+            }
+            match self.sweep_once().await {
+                Ok(pass) if pass == Pass::default() => {}
+                Ok(pass) => tracing::info!(
+                    pass.published,
+                    pass.failed,
+                    "sweeper re-published stale pending investments"
+                ),
+                Err(e) => tracing::warn!(error = %e, "sweeper pass failed"),
+            }
+        }
+    }
+
+    /// One pass. Skipped while NATS is disconnected: claiming rows it cannot publish would
+    /// only delay them.
+    pub async fn sweep_once(&self) -> Result<Pass, sea_orm::DbErr> {
+        if self.nats.connection_state() != State::Connected {
+            return Ok(Pass::default());
+        }
+        let min_age_ms = i64::try_from(self.args.sweep_min_age.as_millis()).unwrap_or(i64::MAX);
+        let claim = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            CLAIM,
+            [
+                Value::from(min_age_ms),
+                Value::from(self.args.sweep_batch as i64),
+            ],
+        );
+        let claimed: Vec<Uuid> = self
+            .db
+            .query_all_raw(claim)
+            .await?
+            .iter()
+            .map(|row| row.try_get("", "id"))
+            .collect::<Result<_, _>>()?;
+        if claimed.is_empty() {
+            return Ok(Pass::default());
+        }
+        let rows = Investment::find()
+            .filter(investment::Column::Id.is_in(claimed))
+            .order_by_asc(investment::Column::CreatedAt)
+            .all(&self.db)
+            .await?;
+        let mut pass = Pass::default();
+        for row in &rows {
+            let request = investments::allocation_request(row);
+            match messaging::publish_request(
+                &self.js,
+                &self.topology,
+                &request,
+                row.id,
+                row.deal_id,
+            )
+            .await
+            {
+                Ok(()) => pass.published += 1,
+                Err(e) => {
+                    tracing::warn!(investment_id = %row.id, error = %e, "re-publish failed");
+                    pass.failed = rows.len() - pass.published;
+                    break;
+                }
+            }
+        }
+        Ok(pass)
+    }
+}

@@ -1,0 +1,10 @@
+//! investment-svc black-box tests: the service in process on port 0, a fresh database per
+//! test, real NATS, real tonic clients.
+
+mod auth;
+mod balances;
+mod create;
+mod operability;
+mod read;
+mod support;
+mod sweeper;

@@ -1,0 +1,18 @@
+//! The invest schema as sea-orm migrations: the only place the schema changes.
+//!
+//! Migrations speak SQL (not today's entity types), so an old migration keeps meaning what it
+//! meant when later ones change the entities.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261124_000001_initial_schema;
+
+/// Every migration of the schema, oldest first.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261124_000001_initial_schema::Migration)]
+    }
+}

@@ -1,0 +1,131 @@
+//! Settings both services read the same way, as clap argument groups that each service
+//! flattens into its own `Config`. Every setting is an environment variable (and a flag), so
+//! `--help` lists them all with their defaults.
+
+use std::{fmt, path::PathBuf, str::FromStr, time::Duration};
+
+use clap::{Args, ValueEnum};
+use jsonwebtoken::Algorithm;
+
+/// A setting that must never be printed (a secret, or a URL that may hold a password).
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+/// Parses durations such as `250ms`, `5s`, `2m`.
+pub fn parse_duration(s: &str) -> Result<Duration, humantime::DurationError> {
+    humantime::parse_duration(s)
+}
+
+/// PostgreSQL settings.
+#[derive(Clone, Debug, Args)]
+pub struct DbArgs {
+    /// PostgreSQL URL of the invest database.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/invest"
+    )]
+    pub database_url: Secret,
+    /// Most connections in the pool.
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 20)]
+    pub database_max_connections: u32,
+    /// How long to wait for a pooled connection before answering UNAVAILABLE.
+    #[arg(long, env = "DATABASE_ACQUIRE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub database_acquire_timeout: Duration,
+}
+
+/// NATS JetStream settings (DESIGN.md §6).
+#[derive(Clone, Debug, Args)]
+pub struct NatsArgs {
+    /// NATS server URL(s), comma separated.
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: Secret,
+    /// Name of the allocation stream.
+    #[arg(long, env = "NATS_STREAM", default_value = "ALLOCATIONS")]
+    pub nats_stream: String,
+    /// First subject token: requests go to `<prefix>.requests.<deal_id>`, status events to
+    /// `<prefix>.status.<user_id>.<investment_id>`.
+    #[arg(long, env = "NATS_SUBJECT_PREFIX", default_value = "allocations")]
+    pub nats_subject_prefix: String,
+    /// Stream replicas (3 on a production cluster).
+    #[arg(long, env = "NATS_STREAM_REPLICAS", default_value_t = 1)]
+    pub nats_stream_replicas: usize,
+    /// Window in which the server drops a request published twice with the same id.
+    #[arg(long, env = "NATS_DUPLICATE_WINDOW", default_value = "2m", value_parser = parse_duration)]
+    pub nats_duplicate_window: Duration,
+    /// Deadline for a JetStream API call or publish acknowledgement.
+    #[arg(long, env = "NATS_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub nats_timeout: Duration,
+}
+
+/// Token verification settings (DESIGN.md §5).
+#[derive(Clone, Debug, Args)]
+pub struct AuthArgs {
+    /// HS256 shared secret (at least 32 bytes). Ignored when JWT_PUBLIC_KEY_FILE is set.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<Secret>,
+    /// PEM public key for asymmetric tokens (RS*, ES*, EdDSA); preferred over a shared secret.
+    #[arg(long, env = "JWT_PUBLIC_KEY_FILE")]
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// Algorithm of tokens signed with the key in JWT_PUBLIC_KEY_FILE.
+    #[arg(long, env = "JWT_ALGORITHM", default_value = "RS256", value_parser = parse_algorithm)]
+    pub jwt_algorithm: Algorithm,
+}
+
+fn parse_algorithm(s: &str) -> Result<Algorithm, String> {
+    Algorithm::from_str(s).map_err(|_| format!("unknown JWT algorithm `{s}`"))
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line, for log collectors.
+    Json,
+    /// Human-readable lines, for a terminal.
+    Text,
+}
+
+/// Logging settings.
+#[derive(Clone, Debug, Args)]
+pub struct TelemetryArgs {
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    pub log_format: LogFormat,
+    /// Log filter, `tracing` EnvFilter syntax (e.g. `info,investment_svc=debug`).
+    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    pub log_filter: String,
+}
+
+/// gRPC server settings that do not depend on the service.
+#[derive(Clone, Debug, Args)]
+pub struct ServerArgs {
+    /// After SIGTERM/SIGINT, how long open calls and streams may take before they are cut.
+    #[arg(long, env = "SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+}

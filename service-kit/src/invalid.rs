@@ -1,0 +1,69 @@
+//! Bad input, collected field by field and answered as `INVALID_ARGUMENT` with
+//! `google.rpc.BadRequest` field violations, so a client sees every problem at once.
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+use uuid::Uuid;
+
+/// The longest string field we accept (ids, request ids, page tokens).
+pub const MAX_STRING_LEN: usize = 128;
+
+/// A request that failed validation: one `(field, description)` per problem.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid argument: {}", .0.iter().map(|(f, d)| format!("{f}: {d}")).collect::<Vec<_>>().join("; "))]
+pub struct Invalid(pub Vec<(String, String)>);
+
+impl Invalid {
+    /// A single violation.
+    pub fn field(field: &str, description: impl Into<String>) -> Self {
+        Self(vec![(field.to_owned(), description.into())])
+    }
+}
+
+impl From<Invalid> for Status {
+    fn from(invalid: Invalid) -> Status {
+        let mut details = ErrorDetails::new();
+        for (field, description) in &invalid.0 {
+            details.add_bad_request_violation(field.clone(), description.clone());
+        }
+        Status::with_error_details(Code::InvalidArgument, invalid.to_string(), details)
+    }
+}
+
+/// Collects violations while a handler parses its request.
+///
+/// Parsers return a placeholder (nil UUID, zero) when a field is bad; [`Violations::finish`]
+/// then fails, so a placeholder is never used.
+#[derive(Debug, Default)]
+pub struct Violations(Vec<(String, String)>);
+
+impl Violations {
+    /// Records a violation.
+    pub fn add(&mut self, field: &str, description: impl Into<String>) {
+        self.0.push((field.to_owned(), description.into()));
+    }
+
+    /// A required UUID field.
+    pub fn uuid(&mut self, field: &str, value: &str) -> Uuid {
+        if value.is_empty() {
+            self.add(field, "required");
+        } else if value.len() > MAX_STRING_LEN {
+            self.add(field, "too long");
+        } else {
+            match Uuid::try_parse(value) {
+                Ok(id) if !id.is_nil() => return id,
+                _ => self.add(field, "must be a UUID"),
+            }
+        }
+        Uuid::nil()
+    }
+
+    /// `Ok` when nothing was recorded.
+    pub fn finish(self) -> Result<(), Invalid> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(Invalid(self.0))
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! What both services need and do the same way: identity, configuration, telemetry, database
+//! and NATS set-up, pagination, wire conversions and the gRPC server around a service.
+//!
+//! Everything here is generic over the two services; anything that only one of them needs
+//! lives in that service's crate.
+
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod invalid;
+pub mod messaging;
+pub mod page;
+pub mod server;
+pub mod telemetry;
+pub mod wire;

@@ -1,0 +1,140 @@
+//! NATS JetStream wiring shared by both services (DESIGN.md §6): the connection, the
+//! allocation stream (ensured idempotently at start-up), subject names, and publishing an
+//! allocation request with the investment id as `Nats-Msg-Id`.
+
+use std::time::Duration;
+
+use api::v1::AllocationRequest;
+use async_nats::jetstream::{
+    self,
+    context::{CreateStreamError, PublishError, PublishErrorKind},
+    stream::{self, RetentionPolicy, StorageType},
+};
+use prost::Message as _;
+use uuid::Uuid;
+
+use crate::config::NatsArgs;
+
+/// Where allocation traffic lives: the stream and its subjects.
+#[derive(Clone, Debug)]
+pub struct Topology {
+    /// Stream name, `ALLOCATIONS` by default.
+    pub stream: String,
+    /// First subject token, `allocations` by default.
+    pub prefix: String,
+    /// Stream replicas.
+    pub replicas: usize,
+    /// Server-side de-duplication window for `Nats-Msg-Id`.
+    pub duplicate_window: Duration,
+}
+
+impl Topology {
+    /// From the shared NATS settings.
+    pub fn from_args(args: &NatsArgs) -> Self {
+        Self {
+            stream: args.nats_stream.clone(),
+            prefix: args.nats_subject_prefix.clone(),
+            replicas: args.nats_stream_replicas,
+            duplicate_window: args.nats_duplicate_window,
+        }
+    }
+
+    /// `<prefix>.requests.<deal_id>`: the deal is the allocation pool.
+    pub fn request_subject(&self, deal_id: Uuid) -> String {
+        format!("{}.requests.{deal_id}", self.prefix)
+    }
+
+    /// `<prefix>.requests.*`: every request, for the stream and its consumer.
+    pub fn request_filter(&self) -> String {
+        format!("{}.requests.*", self.prefix)
+    }
+
+    /// `<prefix>.status.<user_id>.<investment_id>`.
+    pub fn status_subject(&self, user_id: Uuid, investment_id: Uuid) -> String {
+        format!("{}.status.{user_id}.{investment_id}", self.prefix)
+    }
+
+    /// `<prefix>.status.<user_id>.*`: every status event of one user.
+    pub fn user_status_filter(&self, user_id: Uuid) -> String {
+        format!("{}.status.{user_id}.*", self.prefix)
+    }
+
+    /// The stream's configuration: work-queue retention (a request is gone once acked),
+    /// file storage, de-duplication by message id.
+    pub fn stream_config(&self) -> stream::Config {
+        stream::Config {
+            name: self.stream.clone(),
+            subjects: vec![self.request_filter()],
+            retention: RetentionPolicy::WorkQueue,
+            storage: StorageType::File,
+            num_replicas: self.replicas,
+            duplicate_window: self.duplicate_window,
+            ..Default::default()
+        }
+    }
+}
+
+/// Connects to NATS; the client reconnects by itself for as long as the process lives.
+pub async fn connect(
+    args: &NatsArgs,
+    name: &str,
+) -> Result<async_nats::Client, async_nats::ConnectError> {
+    async_nats::ConnectOptions::new()
+        .name(name)
+        .connection_timeout(args.nats_timeout)
+        .max_reconnects(None)
+        .connect(args.nats_url.expose())
+        .await
+}
+
+/// A JetStream context whose API calls and publish acks time out after `timeout`.
+pub fn jetstream(client: async_nats::Client, timeout: Duration) -> jetstream::Context {
+    jetstream::ContextBuilder::new()
+        .timeout(timeout)
+        .build(client)
+}
+
+/// Creates the stream, or updates it to the configured settings: safe to run on every start
+/// of every replica.
+pub async fn ensure_stream(
+    js: &jetstream::Context,
+    topology: &Topology,
+) -> Result<stream::Info, CreateStreamError> {
+    js.create_or_update_stream(topology.stream_config()).await
+}
+
+/// Publishes `request` to its deal's subject and waits for the stream's acknowledgement.
+///
+/// `Nats-Msg-Id` is the investment id, so a request published twice within the duplicate
+/// window is stored once. If the stream is missing (a NATS server that lost its store) it is
+/// created again and the publish retried once.
+pub async fn publish_request(
+    js: &jetstream::Context,
+    topology: &Topology,
+    request: &AllocationRequest,
+    investment_id: Uuid,
+    deal_id: Uuid,
+) -> Result<(), PublishError> {
+    let subject = topology.request_subject(deal_id);
+    let payload = request.encode_to_vec();
+    let send = || async {
+        js.send_publish(
+            subject.clone(),
+            jetstream::message::PublishMessage::build()
+                .payload(payload.clone().into())
+                .message_id(investment_id.to_string()),
+        )
+        .await?
+        .await
+    };
+    match send().await {
+        Err(e) if e.kind() == PublishErrorKind::StreamNotFound => {
+            tracing::warn!(stream = %topology.stream, "stream missing; creating it again");
+            ensure_stream(js, topology)
+                .await
+                .map_err(|e| PublishError::with_source(PublishErrorKind::StreamNotFound, e))?;
+            send().await.map(|_| ())
+        }
+        other => other.map(|_| ()),
+    }
+}
