@@ -4,6 +4,7 @@
 //! Columns are documented once, in DESIGN.md §3 and the migration, not field by field here.
 #![allow(missing_docs)]
 
+pub mod allocation_event;
 pub mod bulk_purchase;
 pub mod deal;
 pub mod investment;
@@ -14,6 +15,7 @@ pub mod user_investment;
 
 /// The entities under short names: `use entity::prelude::*`.
 pub mod prelude {
+    pub use crate::allocation_event::{self, Entity as AllocationEvent};
     pub use crate::bulk_purchase::{self, Entity as BulkPurchase};
     pub use crate::deal::{self, DealStatus, Entity as Deal};
     pub use crate::investment::{self, AllocationStatus, Entity as Investment, InvestmentStatus};

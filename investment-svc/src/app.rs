@@ -52,12 +52,17 @@ impl App {
             .with_context(|| format!("ensuring stream {}", topology.stream))?;
         let sweeper = Sweeper::new(
             db.clone(),
-            nats,
+            nats.clone(),
             js.clone(),
             topology.clone(),
             config.sweeper.clone(),
         );
-        let api = Api { db, js, topology };
+        let api = Api {
+            db,
+            nats,
+            js,
+            topology,
+        };
         Ok(App {
             config,
             listener,

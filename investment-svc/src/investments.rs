@@ -9,17 +9,15 @@ use api::v1 as pb;
 use entity::prelude::*;
 use rust_decimal::Decimal;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait,
-    DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr,
-    TransactionTrait,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
+    EntityTrait, QueryFilter, QuerySelect, SqlErr, TransactionTrait,
 };
-use service_kit::{
-    invalid::{Invalid, MAX_STRING_LEN, Violations},
-    page::{self, Cursor},
-};
+use service_kit::invalid::{Invalid, MAX_STRING_LEN, Violations};
 use uuid::Uuid;
 
-use crate::{Error, Result, balances};
+use ledger::balance;
+
+use crate::{Error, Result};
 
 /// More shares than this in one investment is a client bug, not an order.
 pub const MAX_SHARES: i64 = 1_000_000_000;
@@ -123,7 +121,7 @@ pub async fn create(
         .price_per_share
         .checked_mul(Decimal::from(new.shares))
         .ok_or_else(|| Invalid::field("shares", "total amount out of range"))?;
-    let balance = balances::of_subscription(&txn, user_id, subscription.id)
+    let balance = balance::of_subscription(&txn, user_id, subscription.id)
         .await?
         .ok_or(Error::NotFound("subscription"))?;
     if total_amount > balance.available_balance {
@@ -154,6 +152,7 @@ pub async fn create(
     };
     match row.insert(&txn).await {
         Ok(row) => {
+            ledger::events::record(&txn, std::slice::from_ref(&row)).await?;
             txn.commit().await?;
             Ok((row, Created::New))
         }
@@ -201,78 +200,6 @@ pub async fn get(db: &DatabaseConnection, user_id: Uuid, id: Uuid) -> Result<inv
         .one(db)
         .await?
         .ok_or(Error::NotFound("investment"))
-}
-
-/// A validated list request: which investments, from where, how many.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ListQuery {
-    /// Only this allocation status, or all.
-    pub allocation_status: Option<AllocationStatus>,
-    /// Start after this position (newest first).
-    pub after: Option<Cursor>,
-    /// Page size.
-    pub size: u64,
-}
-
-impl ListQuery {
-    /// Validates page size, page token and status filter.
-    pub fn parse(page_size: i32, page_token: &str, status: i32) -> Result<Self, Invalid> {
-        let mut v = Violations::default();
-        let (size, after) = page::parse(page_size, page_token, &mut v);
-        let allocation_status = match pb::AllocationStatus::try_from(status) {
-            Ok(s) => service_kit::wire::allocation_status_filter(s),
-            Err(_) => {
-                v.add("allocation_status", "unknown value");
-                None
-            }
-        };
-        v.finish()?;
-        Ok(Self {
-            allocation_status,
-            after,
-            size,
-        })
-    }
-}
-
-/// A page of investments matching `scope`, newest first, and the next page's cursor.
-pub async fn list(
-    db: &DatabaseConnection,
-    scope: Condition,
-    query: &ListQuery,
-) -> Result<(Vec<investment::Model>, Option<Cursor>)> {
-    use investment::Column;
-    let mut select = Investment::find().filter(scope);
-    if let Some(status) = query.allocation_status {
-        select = select.filter(Column::AllocationStatus.eq(status));
-    }
-    if let Some(c) = query.after {
-        select = select.filter(
-            Condition::any()
-                .add(Column::CreatedAt.lt(c.created_at))
-                .add(
-                    Condition::all()
-                        .add(Column::CreatedAt.eq(c.created_at))
-                        .add(Column::Id.lt(c.id)),
-                ),
-        );
-    }
-    let mut rows = select
-        .order_by_desc(Column::CreatedAt)
-        .order_by_desc(Column::Id)
-        .limit(query.size + 1)
-        .all(db)
-        .await?;
-    let next = if rows.len() as u64 > query.size {
-        rows.truncate(query.size as usize);
-        rows.last().map(|r| Cursor {
-            created_at: r.created_at,
-            id: r.id,
-        })
-    } else {
-        None
-    };
-    Ok((rows, next))
 }
 
 /// The allocation request for a committed investment.

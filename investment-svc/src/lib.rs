@@ -5,7 +5,6 @@
 //! run the service in process on port 0.
 
 mod app;
-pub mod balances;
 pub mod config;
 pub mod error;
 pub mod investments;

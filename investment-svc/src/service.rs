@@ -13,15 +13,21 @@ use service_kit::{
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 
+use ledger::{
+    balance,
+    listing::{self, ListQuery},
+};
+
 use crate::{
-    balances,
-    investments::{self, Created, ListQuery, NewInvestment},
+    Error,
+    investments::{self, Created, NewInvestment},
 };
 
 /// Shared state of the handlers; cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Api {
     pub(crate) db: DatabaseConnection,
+    pub(crate) nats: async_nats::Client,
     pub(crate) js: jetstream::Context,
     pub(crate) topology: Topology,
 }
@@ -35,10 +41,17 @@ impl InvestmentService for Api {
     ) -> Result<Response<pb::CreateInvestmentResponse>, Status> {
         let caller = Caller::of(&request)?;
         tracing::Span::current().record("user_id", tracing::field::display(caller.user_id));
-        let new = NewInvestment::parse(request.into_inner()).map_err(crate::Error::from)?;
+        let new = NewInvestment::parse(request.into_inner()).map_err(Error::from)?;
         let (row, created) = investments::create(&self.db, caller.user_id, &new).await?;
         tracing::Span::current().record("investment_id", tracing::field::display(row.id));
         if created == Created::New {
+            let event = ledger::events::status_event(&row, Vec::new());
+            if let Err(e) =
+                messaging::publish_status(&self.nats, &self.topology, row.user_id, row.id, &event)
+                    .await
+            {
+                tracing::debug!(error = %e, "status event not published; watchers poll the event log");
+            }
             let request = investments::allocation_request(&row);
             match messaging::publish_request(
                 &self.js,
@@ -72,7 +85,7 @@ impl InvestmentService for Api {
         tracing::Span::current().record("user_id", tracing::field::display(caller.user_id));
         let mut v = Violations::default();
         let id = v.uuid("investment_id", &request.get_ref().investment_id);
-        v.finish().map_err(crate::Error::from)?;
+        v.finish().map_err(Error::from)?;
         let row = investments::get(&self.db, caller.user_id, id).await?;
         Ok(Response::new(pb::GetInvestmentResponse {
             investment: Some(wire::investment(&row)),
@@ -88,9 +101,11 @@ impl InvestmentService for Api {
         tracing::Span::current().record("user_id", tracing::field::display(caller.user_id));
         let r = request.get_ref();
         let query = ListQuery::parse(r.page_size, &r.page_token, r.allocation_status)
-            .map_err(crate::Error::from)?;
+            .map_err(Error::from)?;
         let scope = Condition::all().add(investment::Column::UserId.eq(caller.user_id));
-        let (rows, next) = investments::list(&self.db, scope, &query).await?;
+        let (rows, next) = listing::list(&self.db, scope, &query)
+            .await
+            .map_err(Error::from)?;
         Ok(Response::new(pb::ListInvestmentsResponse {
             investments: rows.iter().map(wire::investment).collect(),
             next_page_token: next.map(|c| c.encode()).unwrap_or_default(),
@@ -107,10 +122,12 @@ impl InvestmentService for Api {
         let r = request.get_ref();
         let mut v = Violations::default();
         let (size, after) = page::parse(r.page_size, &r.page_token, &mut v);
-        v.finish().map_err(crate::Error::from)?;
-        let (rows, next) = balances::page(&self.db, caller.user_id, after, size).await?;
+        v.finish().map_err(Error::from)?;
+        let (rows, next) = balance::page(&self.db, caller.user_id, after, size)
+            .await
+            .map_err(Error::from)?;
         Ok(Response::new(pb::ListSubscriptionBalancesResponse {
-            balances: rows.iter().map(balances::Balance::to_proto).collect(),
+            balances: rows.iter().map(balance::Balance::to_proto).collect(),
             next_page_token: next.map(|c| c.encode()).unwrap_or_default(),
         }))
     }

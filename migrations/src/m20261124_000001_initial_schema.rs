@@ -120,9 +120,26 @@ CREATE INDEX user_investments_invested_idx ON user_investments (subscription_id)
     INCLUDE (value_allocated) WHERE NOT is_reversed;
 CREATE INDEX user_investments_investment_idx ON user_investments (investment_id);
 CREATE INDEX user_investments_bulk_purchase_idx ON user_investments (bulk_purchase_id);
+
+-- Every allocation status an investment has had, written in the transaction that changed it
+-- (one row per status_version). Watchers read it, so they see every change with no gap
+-- whatever NATS delivered; NATS status events only wake them up.
+CREATE TABLE allocation_events (
+    investment_id     uuid NOT NULL REFERENCES investments (id),
+    version           bigint NOT NULL CHECK (version >= 1),
+    user_id           uuid NOT NULL,
+    deal_id           uuid NOT NULL,
+    allocation_status allocation_status NOT NULL,
+    attempt           integer NOT NULL,
+    error             text,
+    created_at        timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (investment_id, version)
+);
+CREATE INDEX allocation_events_user_idx ON allocation_events (user_id, created_at);
 "#;
 
 const DOWN: &str = r#"
+DROP TABLE allocation_events;
 DROP TABLE user_investments;
 DROP TABLE investments;
 DROP TABLE bulk_purchases;

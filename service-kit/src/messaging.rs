@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use api::v1::AllocationRequest;
+use api::v1::{AllocationRequest, AllocationStatusEvent};
 use async_nats::jetstream::{
     self,
     context::{CreateStreamError, PublishError, PublishErrorKind},
@@ -101,6 +101,23 @@ pub async fn ensure_stream(
     topology: &Topology,
 ) -> Result<stream::Info, CreateStreamError> {
     js.create_or_update_stream(topology.stream_config()).await
+}
+
+/// Publishes a status event on `<prefix>.status.<user_id>.<investment_id>` (core NATS: the
+/// event log in PostgreSQL is the record; this only wakes watchers up, on every replica).
+pub async fn publish_status(
+    client: &async_nats::Client,
+    topology: &Topology,
+    user_id: Uuid,
+    investment_id: Uuid,
+    event: &AllocationStatusEvent,
+) -> Result<(), async_nats::PublishError> {
+    client
+        .publish(
+            topology.status_subject(user_id, investment_id),
+            event.encode_to_vec().into(),
+        )
+        .await
 }
 
 /// Publishes `request` to its deal's subject and waits for the stream's acknowledgement.

@@ -9,12 +9,10 @@ use api::v1 as pb;
 use entity::prelude::SubscriptionStatus;
 use rust_decimal::Decimal;
 use sea_orm::{
-    ConnectionTrait, DbBackend, FromQueryResult, Statement, Value, prelude::DateTimeUtc,
+    ConnectionTrait, DbBackend, DbErr, FromQueryResult, Statement, Value, prelude::DateTimeUtc,
 };
 use service_kit::{page::Cursor, wire};
 use uuid::Uuid;
-
-use crate::Result;
 
 /// One subscription with the raw aggregates its balance is computed from.
 #[derive(Clone, Debug, PartialEq, Eq, FromQueryResult)]
@@ -125,7 +123,7 @@ pub async fn of_subscription(
     db: &impl ConnectionTrait,
     user_id: Uuid,
     subscription_id: Uuid,
-) -> Result<Option<Balance>> {
+) -> Result<Option<Balance>, DbErr> {
     let sql = format!("{SELECT} AND s.id = $2");
     let stmt = Statement::from_sql_and_values(
         DbBackend::Postgres,
@@ -145,7 +143,7 @@ pub async fn page(
     user_id: Uuid,
     after: Option<Cursor>,
     size: u64,
-) -> Result<(Vec<Balance>, Option<Cursor>)> {
+) -> Result<(Vec<Balance>, Option<Cursor>), DbErr> {
     let mut values = vec![Value::from(user_id)];
     let mut sql = format!("{SELECT} AND s.status IN ('active', 'paused')");
     if let Some(cursor) = after {

@@ -1,0 +1,111 @@
+//! The allocation event log: every status an investment has had, one row per
+//! `status_version`, written in the transaction that changed the status. It is what makes a
+//! watcher gapless: whatever NATS delivered, a watcher catches up from here.
+
+use std::collections::HashMap;
+
+use api::v1 as pb;
+use entity::prelude::*;
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder};
+use service_kit::wire;
+use uuid::Uuid;
+
+/// Logs the current state of each investment as its event at its `status_version`: call it in
+/// the transaction that changed them.
+pub async fn record(db: &impl ConnectionTrait, rows: &[investment::Model]) -> Result<(), DbErr> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let events = rows
+        .iter()
+        .map(|row| allocation_event::ActiveModel::from(event_of(row)));
+    AllocationEvent::insert_many(events).exec(db).await?;
+    Ok(())
+}
+
+/// Events of one investment after `version`, oldest first.
+pub async fn after(
+    db: &impl ConnectionTrait,
+    investment_id: Uuid,
+    version: i64,
+) -> Result<Vec<allocation_event::Model>, DbErr> {
+    AllocationEvent::find()
+        .filter(allocation_event::Column::InvestmentId.eq(investment_id))
+        .filter(allocation_event::Column::Version.gt(version))
+        .order_by_asc(allocation_event::Column::Version)
+        .all(db)
+        .await
+}
+
+/// The allocations of completed investments, by investment, for their updates.
+pub async fn allocations(
+    db: &impl ConnectionTrait,
+    investment_ids: impl IntoIterator<Item = Uuid>,
+) -> Result<HashMap<Uuid, Vec<pb::Allocation>>, DbErr> {
+    let rows = UserInvestment::find()
+        .filter(user_investment::Column::InvestmentId.is_in(investment_ids))
+        .filter(user_investment::Column::IsReversed.eq(false))
+        .order_by_asc(user_investment::Column::CreatedAt)
+        .order_by_asc(user_investment::Column::Id)
+        .all(db)
+        .await?;
+    let mut by_investment: HashMap<Uuid, Vec<pb::Allocation>> = HashMap::new();
+    for row in rows {
+        by_investment
+            .entry(row.investment_id)
+            .or_default()
+            .push(pb::Allocation {
+                bulk_purchase_id: row.bulk_purchase_id.to_string(),
+                units: row.units_allocated,
+                value: wire::money(row.value_allocated),
+            });
+    }
+    Ok(by_investment)
+}
+
+/// An event as the API shows it; `allocations` only matter for `COMPLETED`.
+pub fn update(
+    event: &allocation_event::Model,
+    allocations: Vec<pb::Allocation>,
+) -> pb::AllocationUpdate {
+    pb::AllocationUpdate {
+        investment_id: event.investment_id.to_string(),
+        allocation_status: wire::allocation_status(event.allocation_status).into(),
+        version: event.version,
+        attempt: event.attempt,
+        error: event.error.clone().unwrap_or_default(),
+        allocations,
+        updated_at: Some(wire::timestamp(event.created_at)),
+        deal_id: event.deal_id.to_string(),
+    }
+}
+
+/// The NATS status event for an investment's current state.
+pub fn status_event(
+    row: &investment::Model,
+    allocations: Vec<pb::Allocation>,
+) -> pb::AllocationStatusEvent {
+    pb::AllocationStatusEvent {
+        user_id: row.user_id.to_string(),
+        update: Some(current(row, allocations)),
+    }
+}
+
+/// An investment's current state as an update (what a watcher is sent first).
+pub fn current(row: &investment::Model, allocations: Vec<pb::Allocation>) -> pb::AllocationUpdate {
+    update(&event_of(row), allocations)
+}
+
+/// The event an investment's current state is logged as.
+pub fn event_of(row: &investment::Model) -> allocation_event::Model {
+    allocation_event::Model {
+        investment_id: row.id,
+        version: row.status_version,
+        user_id: row.user_id,
+        deal_id: row.deal_id,
+        allocation_status: row.allocation_status,
+        attempt: row.allocation_attempts,
+        error: row.allocation_error.clone(),
+        created_at: row.updated_at,
+    }
+}

@@ -1,0 +1,85 @@
+//! Pages of investments, newest first, for any scope: one user's (ListInvestments) or
+//! everyone's failed ones (ListFailedAllocations).
+
+use api::v1 as pb;
+use entity::prelude::*;
+use sea_orm::{
+    ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+use service_kit::{
+    invalid::{Invalid, Violations},
+    page::{self, Cursor},
+};
+
+/// A validated list request: which investments, from where, how many.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListQuery {
+    /// Only this allocation status, or all.
+    pub allocation_status: Option<AllocationStatus>,
+    /// Start after this position (newest first).
+    pub after: Option<Cursor>,
+    /// Page size.
+    pub size: u64,
+}
+
+impl ListQuery {
+    /// Validates page size, page token and status filter.
+    pub fn parse(page_size: i32, page_token: &str, status: i32) -> Result<Self, Invalid> {
+        let mut v = Violations::default();
+        let (size, after) = page::parse(page_size, page_token, &mut v);
+        let allocation_status = match pb::AllocationStatus::try_from(status) {
+            Ok(s) => service_kit::wire::allocation_status_filter(s),
+            Err(_) => {
+                v.add("allocation_status", "unknown value");
+                None
+            }
+        };
+        v.finish()?;
+        Ok(Self {
+            allocation_status,
+            after,
+            size,
+        })
+    }
+}
+
+/// A page of investments matching `scope`, newest first, and the next page's cursor.
+pub async fn list(
+    db: &DatabaseConnection,
+    scope: Condition,
+    query: &ListQuery,
+) -> Result<(Vec<investment::Model>, Option<Cursor>), DbErr> {
+    use investment::Column;
+    let mut select = Investment::find().filter(scope);
+    if let Some(status) = query.allocation_status {
+        select = select.filter(Column::AllocationStatus.eq(status));
+    }
+    if let Some(c) = query.after {
+        select = select.filter(
+            Condition::any()
+                .add(Column::CreatedAt.lt(c.created_at))
+                .add(
+                    Condition::all()
+                        .add(Column::CreatedAt.eq(c.created_at))
+                        .add(Column::Id.lt(c.id)),
+                ),
+        );
+    }
+    let mut rows = select
+        .order_by_desc(Column::CreatedAt)
+        .order_by_desc(Column::Id)
+        .limit(query.size + 1)
+        .all(db)
+        .await?;
+    let next = if rows.len() as u64 > query.size {
+        rows.truncate(query.size as usize);
+        rows.last().map(|r| Cursor {
+            created_at: r.created_at,
+            id: r.id,
+        })
+    } else {
+        None
+    };
+    Ok((rows, next))
+}
