@@ -2,7 +2,7 @@
 
 use rust_decimal::Decimal;
 use sea_orm::DbErr;
-use service_kit::invalid::Invalid;
+use service_kit::status::Invalid;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -35,21 +35,9 @@ pub enum Error {
     /// The request id was used before with a different payload.
     #[error("request_id was already used for a different investment")]
     RequestIdReused,
-    /// The database is out of reach; the client may retry.
-    #[error("database unavailable")]
-    Unavailable(#[source] DbErr),
-    /// Anything else: logged with its cause, answered opaquely.
+    /// PostgreSQL failed: `UNAVAILABLE` if out of reach, else an opaque `INTERNAL`.
     #[error("database error")]
-    Db(#[source] DbErr),
-}
-
-impl From<DbErr> for Error {
-    fn from(e: DbErr) -> Self {
-        match e {
-            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => Error::Unavailable(e),
-            e => Error::Db(e),
-        }
-    }
+    Db(#[from] DbErr),
 }
 
 fn precondition(kind: &str, subject: &str, message: String) -> Status {
@@ -72,14 +60,7 @@ impl From<Error> for Status {
                 precondition("INSUFFICIENT_BALANCE", "subscription_id", message)
             }
             Error::RequestIdReused => Status::already_exists(message),
-            Error::Unavailable(e) => {
-                tracing::warn!(error = %e, "database unavailable");
-                Status::unavailable("database unavailable, retry later")
-            }
-            Error::Db(e) => {
-                tracing::error!(error = %e, source = ?std::error::Error::source(&e), "database error");
-                Status::internal("internal error")
-            }
+            Error::Db(e) => service_kit::status::database_status(&e),
         }
     }
 }

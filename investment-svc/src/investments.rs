@@ -10,9 +10,9 @@ use entity::prelude::*;
 use rust_decimal::Decimal;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
-    EntityTrait, QueryFilter, QuerySelect, SqlErr, TransactionTrait,
+    EntityTrait, QueryFilter, QuerySelect, SqlErr, TransactionTrait, sea_query::LockType,
 };
-use service_kit::invalid::{Invalid, MAX_STRING_LEN, Violations};
+use service_kit::status::{Invalid, MAX_STRING_LEN, Violations};
 use uuid::Uuid;
 
 use ledger::balance;
@@ -95,8 +95,10 @@ pub async fn create(
 ) -> Result<(investment::Model, Created)> {
     let txn = db.begin().await?;
     // The lock serializes creates per subscription: each sees the reservations of the last.
+    // NO KEY UPDATE lets the allocator's inserts (whose foreign keys take KEY SHARE on this
+    // row) proceed meanwhile.
     let subscription = subscription::find_owned(user_id, new.subscription_id)
-        .lock_exclusive()
+        .lock(LockType::NoKeyUpdate)
         .one(&txn)
         .await?
         .ok_or(Error::NotFound("subscription"))?;
@@ -200,16 +202,4 @@ pub async fn get(db: &DatabaseConnection, user_id: Uuid, id: Uuid) -> Result<inv
         .one(db)
         .await?
         .ok_or(Error::NotFound("investment"))
-}
-
-/// The allocation request for a committed investment.
-pub fn allocation_request(row: &investment::Model) -> pb::AllocationRequest {
-    pb::AllocationRequest {
-        investment_id: row.id.to_string(),
-        user_id: row.user_id.to_string(),
-        deal_id: row.deal_id.to_string(),
-        subscription_id: row.subscription_id.to_string(),
-        shares: row.shares,
-        requested_at: Some(service_kit::wire::timestamp(row.created_at)),
-    }
 }

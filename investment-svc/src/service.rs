@@ -6,9 +6,10 @@ use entity::prelude::*;
 use sea_orm::{ColumnTrait, Condition, DatabaseConnection};
 use service_kit::{
     auth::Caller,
-    invalid::Violations,
     messaging::{self, Topology},
-    page, wire,
+    page,
+    status::Violations,
+    wire,
 };
 use tonic::{Request, Response, Status};
 use tracing::instrument;
@@ -52,12 +53,12 @@ impl InvestmentService for Api {
             {
                 tracing::debug!(error = %e, "status event not published; watchers poll the event log");
             }
-            let request = investments::allocation_request(&row);
+            let request = messaging::allocation_request(&row);
             match messaging::publish_request(
                 &self.js,
                 &self.topology,
                 &request,
-                row.id,
+                &row.id.to_string(),
                 row.deal_id,
             )
             .await

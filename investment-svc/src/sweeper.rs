@@ -17,7 +17,7 @@ use service_kit::messaging::{self, Topology};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::{config::SweeperArgs, investments};
+use crate::config::SweeperArgs;
 
 /// The sweeper's dependencies and settings.
 #[derive(Clone)]
@@ -122,12 +122,12 @@ impl Sweeper {
             .await?;
         let mut pass = Pass::default();
         for row in &rows {
-            let request = investments::allocation_request(row);
+            let request = messaging::allocation_request(row);
             match messaging::publish_request(
                 &self.js,
                 &self.topology,
                 &request,
-                row.id,
+                &row.id.to_string(),
                 row.deal_id,
             )
             .await

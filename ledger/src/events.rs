@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use api::v1 as pb;
+use chrono::{DateTime, Utc};
 use entity::prelude::*;
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder};
 use service_kit::wire;
@@ -108,4 +109,32 @@ pub fn event_of(row: &investment::Model) -> allocation_event::Model {
         error: row.allocation_error.clone(),
         created_at: row.updated_at,
     }
+}
+
+/// Events of `user_id`'s investments logged at or after `since`, oldest first.
+pub async fn of_user_since(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+    since: DateTime<Utc>,
+) -> Result<Vec<allocation_event::Model>, DbErr> {
+    AllocationEvent::find()
+        .filter(allocation_event::Column::UserId.eq(user_id))
+        .filter(allocation_event::Column::CreatedAt.gte(since))
+        .order_by_asc(allocation_event::Column::CreatedAt)
+        .order_by_asc(allocation_event::Column::InvestmentId)
+        .order_by_asc(allocation_event::Column::Version)
+        .all(db)
+        .await
+}
+
+/// The database's clock, which stamps events: watchers compare with it, not with their own.
+pub async fn now(db: &impl ConnectionTrait) -> Result<DateTime<Utc>, DbErr> {
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT now() AS now",
+        ))
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("now()".into()))?;
+    row.try_get("", "now")
 }

@@ -8,8 +8,8 @@ use sea_orm::{
     QuerySelect,
 };
 use service_kit::{
-    invalid::{Invalid, Violations},
     page::{self, Cursor},
+    status::{Invalid, Violations},
 };
 
 /// A validated list request: which investments, from where, how many.

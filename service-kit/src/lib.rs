@@ -7,9 +7,9 @@
 pub mod auth;
 pub mod config;
 pub mod db;
-pub mod invalid;
 pub mod messaging;
 pub mod page;
 pub mod server;
+pub mod status;
 pub mod telemetry;
 pub mod wire;

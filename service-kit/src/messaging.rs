@@ -10,6 +10,7 @@ use async_nats::jetstream::{
     context::{CreateStreamError, PublishError, PublishErrorKind},
     stream::{self, RetentionPolicy, StorageType},
 };
+use entity::prelude::investment;
 use prost::Message as _;
 use uuid::Uuid;
 
@@ -103,6 +104,24 @@ pub async fn ensure_stream(
     js.create_or_update_stream(topology.stream_config()).await
 }
 
+/// `Nats-Msg-Id` of the request re-published by an admin retry: the investment id alone would
+/// be dropped as a duplicate of the first request within the duplicate window.
+pub fn retry_msg_id(investment_id: Uuid, status_version: i64) -> String {
+    format!("{investment_id}.retry.{status_version}")
+}
+
+/// The allocation request for a committed investment.
+pub fn allocation_request(row: &investment::Model) -> AllocationRequest {
+    AllocationRequest {
+        investment_id: row.id.to_string(),
+        user_id: row.user_id.to_string(),
+        deal_id: row.deal_id.to_string(),
+        subscription_id: row.subscription_id.to_string(),
+        shares: row.shares,
+        requested_at: Some(crate::wire::timestamp(row.created_at)),
+    }
+}
+
 /// Publishes a status event on `<prefix>.status.<user_id>.<investment_id>` (core NATS: the
 /// event log in PostgreSQL is the record; this only wakes watchers up, on every replica).
 pub async fn publish_status(
@@ -122,14 +141,14 @@ pub async fn publish_status(
 
 /// Publishes `request` to its deal's subject and waits for the stream's acknowledgement.
 ///
-/// `Nats-Msg-Id` is the investment id, so a request published twice within the duplicate
-/// window is stored once. If the stream is missing (a NATS server that lost its store) it is
+/// `msg_id` becomes `Nats-Msg-Id`: the investment id, so a request published twice within the
+/// duplicate window is stored once (an admin retry uses a fresh one, see [`retry_msg_id`]). If the stream is missing (a NATS server that lost its store) it is
 /// created again and the publish retried once.
 pub async fn publish_request(
     js: &jetstream::Context,
     topology: &Topology,
     request: &AllocationRequest,
-    investment_id: Uuid,
+    msg_id: &str,
     deal_id: Uuid,
 ) -> Result<(), PublishError> {
     let subject = topology.request_subject(deal_id);
@@ -139,7 +158,7 @@ pub async fn publish_request(
             subject.clone(),
             jetstream::message::PublishMessage::build()
                 .payload(payload.clone().into())
-                .message_id(investment_id.to_string()),
+                .message_id(msg_id),
         )
         .await?
         .await

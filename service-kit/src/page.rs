@@ -8,7 +8,7 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::invalid::Violations;
+use crate::status::Violations;
 
 /// Page size when the request says 0.
 pub const DEFAULT_PAGE_SIZE: u64 = 50;

@@ -119,3 +119,18 @@ impl Drop for NatsServer {
         let _ = std::fs::remove_dir_all(&self.store);
     }
 }
+
+/// The flags every service under test shares: the test secret, NATS and its names, short
+/// timeouts. Each service's harness adds its own.
+pub fn service_args(names: &Names, nats_url: &str) -> Vec<String> {
+    vec![
+        "--listen-addr=127.0.0.1:0".into(),
+        format!("--jwt-secret={}", crate::JWT_SECRET),
+        format!("--nats-url={nats_url}"),
+        format!("--nats-stream={}", names.stream),
+        format!("--nats-subject-prefix={}", names.prefix),
+        "--nats-timeout=1s".into(),
+        "--shutdown-grace=5s".into(),
+        "--log-format=text".into(),
+    ]
+}

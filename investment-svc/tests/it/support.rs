@@ -68,19 +68,11 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let (interval, min_age) = options
         .sweeper
         .unwrap_or((Duration::from_secs(3600), Duration::from_secs(3600)));
-    let config = Config::try_parse_from([
-        "investment-svc",
-        "--listen-addr=127.0.0.1:0",
-        &format!("--jwt-secret={}", testkit::JWT_SECRET),
-        &format!("--nats-url={nats_url}"),
-        &format!("--nats-stream={}", names.stream),
-        &format!("--nats-subject-prefix={}", names.prefix),
-        "--nats-timeout=1s",
-        &format!("--sweep-interval={}ms", interval.as_millis()),
-        &format!("--sweep-min-age={}ms", min_age.as_millis()),
-        "--shutdown-grace=5s",
-    ])
-    .expect("test config");
+    let mut args = vec!["investment-svc".to_owned()];
+    args.extend(testkit::nats::service_args(&names, &nats_url));
+    args.push(format!("--sweep-interval={}ms", interval.as_millis()));
+    args.push(format!("--sweep-min-age={}ms", min_age.as_millis()));
+    let config = Config::try_parse_from(args).expect("test config");
     let nats = async_nats::ConnectOptions::new()
         .max_reconnects(None)
         .connect(&nats_url)

@@ -1,5 +1,5 @@
-//! Bad input, collected field by field and answered as `INVALID_ARGUMENT` with
-//! `google.rpc.BadRequest` field violations, so a client sees every problem at once.
+//! How failures become gRPC statuses: bad input collected field by field and answered as
+//! `INVALID_ARGUMENT` with `google.rpc.BadRequest` violations, and database failures.
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
@@ -66,4 +66,38 @@ impl Violations {
             Err(Invalid(self.0))
         }
     }
+}
+
+/// A database failure as a status: `UNAVAILABLE` when the database cannot be reached (the
+/// client may retry), else an opaque `INTERNAL` with the cause logged here.
+pub fn database_status(error: &sea_orm::DbErr) -> Status {
+    use sea_orm::DbErr;
+    match error {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => {
+            tracing::warn!(%error, "database unavailable");
+            Status::unavailable("database unavailable, retry later")
+        }
+        _ if is_contention(error) => {
+            tracing::warn!(%error, "transaction lost a race");
+            Status::aborted("concurrent update, retry")
+        }
+        _ => {
+            tracing::error!(%error, "database error");
+            Status::internal("internal error")
+        }
+    }
+}
+
+/// Serialization failure, deadlock or lock timeout: the transaction lost a race and may
+/// simply be run again.
+pub fn is_contention(error: &sea_orm::DbErr) -> bool {
+    use sea_orm::{DbErr, RuntimeErr};
+    let (DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e))) = error
+    else {
+        return false;
+    };
+    let Some(db) = e.as_database_error() else {
+        return false;
+    };
+    matches!(db.code().as_deref(), Some("40001" | "40P01" | "55P03"))
 }

@@ -1,0 +1,138 @@
+//! Admin operations on the queue: stats, failed allocations, retry.
+
+use api::v1 as pb;
+use async_nats::jetstream;
+use entity::prelude::*;
+use ledger::{balance, events};
+use sea_orm::{
+    DatabaseConnection, EntityTrait, FromQueryResult, QuerySelect, TransactionTrait,
+    sea_query::{Expr, LockType},
+};
+use service_kit::messaging::{self, Topology};
+use uuid::Uuid;
+
+use crate::{Error, Result, config::AllocatorArgs, worker::set_status};
+
+#[derive(Debug, FromQueryResult)]
+struct StatusCount {
+    allocation_status: AllocationStatus,
+    count: i64,
+}
+
+/// Queue depth from NATS and investment counts by allocation status from PostgreSQL.
+pub async fn queue_stats(
+    db: &DatabaseConnection,
+    js: &jetstream::Context,
+    topology: &Topology,
+    args: &AllocatorArgs,
+) -> Result<pb::GetQueueStatsResponse> {
+    let nats = |e: &dyn std::fmt::Display| Error::Nats(e.to_string());
+    let mut stream = js
+        .get_stream(&topology.stream)
+        .await
+        .map_err(|e| nats(&e))?;
+    let stream_messages = stream.info().await.map_err(|e| nats(&e))?.state.messages;
+    let mut consumer: jetstream::consumer::PullConsumer = stream
+        .get_consumer(&args.consumer_name)
+        .await
+        .map_err(|e| nats(&e))?;
+    let info = consumer.info().await.map_err(|e| nats(&e))?;
+    let mut stats = pb::GetQueueStatsResponse {
+        stream_messages,
+        consumer_pending: info.num_pending,
+        consumer_in_flight: info.num_ack_pending as u64,
+        consumer_redelivered: info.num_redelivered as u64,
+        ..Default::default()
+    };
+    let counts = Investment::find()
+        .select_only()
+        .column(investment::Column::AllocationStatus)
+        .column_as(Expr::cust("count(*)"), "count")
+        .group_by(investment::Column::AllocationStatus)
+        .into_model::<StatusCount>()
+        .all(db)
+        .await?;
+    for c in counts {
+        match c.allocation_status {
+            AllocationStatus::Pending => stats.pending_count = c.count,
+            AllocationStatus::Processing => stats.processing_count = c.count,
+            AllocationStatus::Completed => stats.completed_count = c.count,
+            AllocationStatus::Failed => stats.failed_count = c.count,
+        }
+    }
+    Ok(stats)
+}
+
+/// Puts a `FAILED` investment back to `pending` with its attempts reset and queues it again.
+///
+/// Its amount is reserved again, so the subscription's balance is checked as at creation,
+/// under the same lock (subscription first, then the investment).
+pub async fn retry(
+    db: &DatabaseConnection,
+    js: &jetstream::Context,
+    nats: &async_nats::Client,
+    topology: &Topology,
+    investment_id: Uuid,
+) -> Result<investment::Model> {
+    let txn = db.begin().await?;
+    let found = Investment::find_by_id(investment_id)
+        .one(&txn)
+        .await?
+        .ok_or(Error::NotFound("investment"))?;
+    Subscription::find_by_id(found.subscription_id)
+        .lock(LockType::NoKeyUpdate)
+        .one(&txn)
+        .await?
+        .ok_or(Error::NotFound("subscription"))?;
+    let row = Investment::find_by_id(investment_id)
+        .lock(LockType::NoKeyUpdate)
+        .one(&txn)
+        .await?
+        .ok_or(Error::NotFound("investment"))?;
+    if row.allocation_status != AllocationStatus::Failed {
+        return Err(Error::FailedPrecondition(format!(
+            "only FAILED allocations can be retried; this one is {:?}",
+            row.allocation_status
+        )));
+    }
+    let available = balance::of_subscription(&txn, row.user_id, row.subscription_id)
+        .await?
+        .map(|b| b.available_balance)
+        .unwrap_or_default();
+    if row.total_amount > available {
+        return Err(Error::FailedPrecondition(format!(
+            "insufficient available balance: {} required, {available} available",
+            row.total_amount
+        )));
+    }
+    let extra = vec![
+        (investment::Column::AllocationAttempts, Expr::val(0)),
+        (
+            investment::Column::AllocationError,
+            Expr::val(Option::<String>::None),
+        ),
+    ];
+    let updated = set_status(&txn, &[row.id], AllocationStatus::Pending, extra)
+        .await?
+        .pop()
+        .ok_or(Error::NotFound("investment"))?;
+    events::record(&txn, std::slice::from_ref(&updated)).await?;
+    txn.commit().await?;
+
+    let event = events::status_event(&updated, Vec::new());
+    if let Err(e) =
+        messaging::publish_status(nats, topology, updated.user_id, updated.id, &event).await
+    {
+        tracing::warn!(investment_id = %updated.id, error = %e, "status event not published");
+    }
+    let request = messaging::allocation_request(&updated);
+    let msg_id = messaging::retry_msg_id(updated.id, updated.status_version);
+    if let Err(e) =
+        messaging::publish_request(js, topology, &request, &msg_id, updated.deal_id).await
+    {
+        // Pending and durable: investment-svc's sweeper publishes it later.
+        tracing::warn!(investment_id = %updated.id, error = %e, "retry queued in the database; publish failed");
+    }
+    tracing::info!(investment_id = %updated.id, "allocation retried by an admin");
+    Ok(updated)
+}

@@ -1,0 +1,152 @@
+//! Assembly: connections, stream and consumer, lanes, watchers, gRPC server, and their
+//! shutdown in order (stop pulling, finish transactions in flight, end streams).
+
+use std::net::SocketAddr;
+
+use anyhow::Context as _;
+use api::v1::allocation_service_server::AllocationServiceServer;
+use sea_orm::DatabaseConnection;
+use service_kit::{auth::Authenticator, db, messaging, server};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    Config, consumer,
+    lanes::{Dispatcher, LaneArgs},
+    service::Api,
+    watch::{Hub, Watchers},
+    worker::Allocator,
+};
+
+/// A built service, bound to its port, ready to run.
+pub struct App {
+    config: Config,
+    listener: TcpListener,
+    db: DatabaseConnection,
+    nats: async_nats::Client,
+    auth: Authenticator,
+}
+
+impl App {
+    /// Connects to PostgreSQL and NATS as configured and binds `LISTEN_ADDR`.
+    pub async fn build(config: Config) -> anyhow::Result<App> {
+        let db = db::connect(&config.db)
+            .await
+            .context("connecting to PostgreSQL")?;
+        let nats = messaging::connect(&config.nats, "allocation-svc")
+            .await
+            .context("connecting to NATS")?;
+        let listener = TcpListener::bind(config.listen_addr)
+            .await
+            .with_context(|| format!("binding {}", config.listen_addr))?;
+        Self::from_parts(config, db, nats, listener).await
+    }
+
+    /// From connections and a listener made by the caller (tests bind port 0).
+    pub async fn from_parts(
+        config: Config,
+        db: DatabaseConnection,
+        nats: async_nats::Client,
+        listener: TcpListener,
+    ) -> anyhow::Result<App> {
+        db::ensure_migrated(&db).await?;
+        let auth = Authenticator::from_args(&config.auth)?;
+        Ok(App {
+            config,
+            listener,
+            db,
+            nats,
+            auth,
+        })
+    }
+
+    /// The bound address (the real port when `LISTEN_ADDR` asked for port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Ensures the stream and consumer, then allocates and serves until `shutdown` is
+    /// cancelled; stops within `SHUTDOWN_GRACE`.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let config = self.config;
+        let js = messaging::jetstream(self.nats.clone(), config.nats.nats_timeout);
+        let topology = messaging::Topology::from_args(&config.nats);
+        messaging::ensure_stream(&js, &topology)
+            .await
+            .with_context(|| format!("ensuring stream {}", topology.stream))?;
+        let hub = Hub::start(
+            &self.nats,
+            &topology,
+            config.watch.watch_buffer,
+            shutdown.child_token(),
+        )
+        .await
+        .context("subscribing to status events")?;
+
+        let consuming = if config.allocator.allocate {
+            let pull = consumer::ensure_consumer(&js, &topology, &config.allocator)
+                .await
+                .map_err(|e| anyhow::anyhow!(e))
+                .with_context(|| format!("ensuring consumer {}", config.allocator.consumer_name))?;
+            let allocator = Allocator::new(
+                self.db.clone(),
+                self.nats.clone(),
+                topology.clone(),
+                config.allocator.clone(),
+            );
+            let lanes = LaneArgs {
+                micro_batch: config.allocator.micro_batch.max(1),
+                idle: config.allocator.lane_idle,
+                ack_wait: config.allocator.ack_wait,
+            };
+            let dispatcher = Dispatcher::new(
+                allocator,
+                config.allocator.max_lanes,
+                lanes,
+                shutdown.child_token(),
+            );
+            Some(tokio::spawn(consumer::run(
+                pull,
+                dispatcher,
+                config.allocator.fetch_batch.max(1),
+                shutdown.child_token(),
+            )))
+        } else {
+            tracing::info!("ALLOCATE=false: serving watchers and admin RPCs only");
+            None
+        };
+
+        let api = Api {
+            db: self.db.clone(),
+            nats: self.nats,
+            js,
+            topology,
+            allocator: config.allocator.clone(),
+            watchers: Watchers {
+                db: self.db,
+                hub,
+                args: config.watch.clone(),
+                shutdown: shutdown.child_token(),
+            },
+        };
+        let (routes, health) = server::base_routes()?;
+        health.set_serving::<AllocationServiceServer<Api>>().await;
+        let routes = routes.add_service(AllocationServiceServer::with_interceptor(api, self.auth));
+        tracing::info!(addr = %self.listener.local_addr()?, "allocation-svc serving");
+        let grace = config.server.shutdown_grace;
+        let served = server::serve(self.listener, routes, health, shutdown.clone(), grace).await;
+        // The server is down: stop pulling and let lanes finish their transactions.
+        shutdown.cancel();
+        if let Some(consuming) = consuming {
+            match tokio::time::timeout(grace, consuming).await {
+                Ok(joined) => joined.context("consumer task")?,
+                Err(_) => {
+                    tracing::warn!(?grace, "lanes did not finish in time; NATS will redeliver")
+                }
+            }
+        }
+        served.context("gRPC server")?;
+        tracing::info!("allocation-svc stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,43 @@
+//! The service's errors and their one mapping to gRPC status codes (DESIGN.md §4).
+
+use sea_orm::DbErr;
+use service_kit::status::Invalid;
+use tonic::Status;
+
+/// `Result` with this service's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything a handler can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Malformed request: `INVALID_ARGUMENT` with field violations.
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    /// Unknown, or someone else's: `NOT_FOUND` either way.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The investment is not in a state the RPC applies to, or its balance no longer allows it.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// PostgreSQL failed.
+    #[error("database error")]
+    Db(#[from] DbErr),
+    /// NATS failed; the client may retry.
+    #[error("NATS unavailable: {0}")]
+    Nats(String),
+}
+
+impl From<Error> for Status {
+    fn from(error: Error) -> Status {
+        match error {
+            Error::Invalid(invalid) => invalid.into(),
+            Error::NotFound(_) => Status::not_found(error.to_string()),
+            Error::FailedPrecondition(message) => Status::failed_precondition(message),
+            Error::Db(e) => service_kit::status::database_status(&e),
+            Error::Nats(e) => {
+                tracing::warn!(error = %e, "NATS unavailable");
+                Status::unavailable("NATS unavailable, retry later")
+            }
+        }
+    }
+}

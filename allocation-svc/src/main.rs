@@ -1,0 +1,16 @@
+//! allocation-svc: parse the configuration, set up logging, run until SIGTERM/SIGINT.
+
+use allocation_svc::{App, Config};
+use clap::Parser;
+use service_kit::{server, telemetry};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    telemetry::init(&config.telemetry)?;
+    let shutdown = server::shutdown_on_signal();
+    let app = App::build(config).await.inspect_err(|e| {
+        tracing::error!(error = format!("{e:#}"), "allocation-svc failed to start");
+    })?;
+    app.run_until_stopped(shutdown).await
+}

@@ -1,0 +1,111 @@
+//! The `AllocationService` gRPC handlers.
+
+use api::v1::{self as pb, allocation_service_server::AllocationService};
+use async_nats::jetstream;
+use entity::prelude::*;
+use ledger::listing::{self, ListQuery};
+use sea_orm::{Condition, DatabaseConnection};
+use service_kit::{auth::Caller, messaging::Topology, status::Violations, wire};
+use tonic::{Request, Response, Status};
+use tracing::instrument;
+
+use crate::{
+    Error, admin,
+    config::AllocatorArgs,
+    watch::{UpdateStream, Watchers},
+};
+
+/// Shared state of the handlers; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Api {
+    pub(crate) db: DatabaseConnection,
+    pub(crate) nats: async_nats::Client,
+    pub(crate) js: jetstream::Context,
+    pub(crate) topology: Topology,
+    pub(crate) allocator: AllocatorArgs,
+    pub(crate) watchers: Watchers,
+}
+
+fn record_user(caller: &Caller) {
+    tracing::Span::current().record("user_id", tracing::field::display(caller.user_id));
+}
+
+#[tonic::async_trait]
+impl AllocationService for Api {
+    type WatchAllocationStream = UpdateStream<pb::WatchAllocationResponse>;
+    type WatchAllocationsStream = UpdateStream<pb::WatchAllocationsResponse>;
+
+    #[instrument(skip_all, fields(user_id, investment_id = %request.get_ref().investment_id))]
+    async fn watch_allocation(
+        &self,
+        request: Request<pb::WatchAllocationRequest>,
+    ) -> Result<Response<Self::WatchAllocationStream>, Status> {
+        let caller = Caller::of(&request)?;
+        record_user(&caller);
+        let mut v = Violations::default();
+        let id = v.uuid("investment_id", &request.get_ref().investment_id);
+        v.finish().map_err(Error::from)?;
+        let stream = self.watchers.watch_one(caller.user_id, id).await?;
+        Ok(Response::new(stream))
+    }
+
+    #[instrument(skip_all, fields(user_id))]
+    async fn watch_allocations(
+        &self,
+        request: Request<pb::WatchAllocationsRequest>,
+    ) -> Result<Response<Self::WatchAllocationsStream>, Status> {
+        let caller = Caller::of(&request)?;
+        record_user(&caller);
+        let stream = self.watchers.watch_all(caller.user_id).await?;
+        Ok(Response::new(stream))
+    }
+
+    #[instrument(skip_all, fields(user_id))]
+    async fn get_queue_stats(
+        &self,
+        request: Request<pb::GetQueueStatsRequest>,
+    ) -> Result<Response<pb::GetQueueStatsResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        record_user(&caller);
+        caller.require_admin()?;
+        let stats = admin::queue_stats(&self.db, &self.js, &self.topology, &self.allocator).await?;
+        Ok(Response::new(stats))
+    }
+
+    #[instrument(skip_all, fields(user_id))]
+    async fn list_failed_allocations(
+        &self,
+        request: Request<pb::ListFailedAllocationsRequest>,
+    ) -> Result<Response<pb::ListFailedAllocationsResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        record_user(&caller);
+        caller.require_admin()?;
+        let r = request.get_ref();
+        let mut query = ListQuery::parse(r.page_size, &r.page_token, 0).map_err(Error::from)?;
+        query.allocation_status = Some(AllocationStatus::Failed);
+        let (rows, next) = listing::list(&self.db, Condition::all(), &query)
+            .await
+            .map_err(Error::from)?;
+        Ok(Response::new(pb::ListFailedAllocationsResponse {
+            investments: rows.iter().map(wire::investment).collect(),
+            next_page_token: next.map(|c| c.encode()).unwrap_or_default(),
+        }))
+    }
+
+    #[instrument(skip_all, fields(user_id, investment_id = %request.get_ref().investment_id))]
+    async fn retry_allocation(
+        &self,
+        request: Request<pb::RetryAllocationRequest>,
+    ) -> Result<Response<pb::RetryAllocationResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        record_user(&caller);
+        caller.require_admin()?;
+        let mut v = Violations::default();
+        let id = v.uuid("investment_id", &request.get_ref().investment_id);
+        v.finish().map_err(Error::from)?;
+        let row = admin::retry(&self.db, &self.js, &self.nats, &self.topology, id).await?;
+        Ok(Response::new(pb::RetryAllocationResponse {
+            investment: Some(wire::investment(&row)),
+        }))
+    }
+}

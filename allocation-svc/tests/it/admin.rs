@@ -1,0 +1,110 @@
+//! Admin RPCs: queue stats, failed allocations, retry; and who may call them.
+
+use api::v1::{self as pb, AllocationStatus::*};
+use tonic::Code;
+use uuid::Uuid;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn admin_rpcs_need_the_admin_role() {
+    let stack = stack().await;
+    let mut user = stack
+        .allocations(0, Some(testkit::token(Uuid::new_v4())))
+        .await;
+    let codes = [
+        user.get_queue_stats(pb::GetQueueStatsRequest {})
+            .await
+            .map(|_| ()),
+        user.list_failed_allocations(pb::ListFailedAllocationsRequest::default())
+            .await
+            .map(|_| ()),
+        user.retry_allocation(pb::RetryAllocationRequest {
+            investment_id: Uuid::new_v4().to_string(),
+        })
+        .await
+        .map(|_| ()),
+    ]
+    .map(|r| r.expect_err("not an admin").code());
+    assert_eq!(codes, [Code::PermissionDenied; 3]);
+
+    let mut anonymous = stack.allocations(0, None).await;
+    let status = anonymous
+        .get_queue_stats(pb::GetQueueStatsRequest {})
+        .await
+        .expect_err("no token");
+    assert_eq!(status.code(), Code::Unauthenticated);
+}
+
+#[tokio::test]
+async fn failed_allocations_are_listed_retried_and_then_complete() {
+    let stack = stack().await;
+    let investor = stack.investor("12000.00", "1.00", &[2]).await;
+    let created = stack.create(&investor, 5).await;
+    let first = collect(stack.watch(0, investor.user_id, &created.id).await).await;
+    assert_eq!(first.last().expect("terminal").allocation_status(), Failed);
+    let mut admin = stack.admin().await;
+
+    let failed = admin
+        .list_failed_allocations(pb::ListFailedAllocationsRequest::default())
+        .await
+        .expect("list")
+        .into_inner();
+    let ids: Vec<&str> = failed.investments.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(ids, [created.id.as_str()]);
+    let stats = admin
+        .get_queue_stats(pb::GetQueueStatsRequest {})
+        .await
+        .expect("stats")
+        .into_inner();
+    assert_eq!(
+        (
+            stats.failed_count,
+            stats.completed_count,
+            stats.pending_count
+        ),
+        (1, 0, 0)
+    );
+    assert_eq!(stats.stream_messages, 0);
+
+    // More inventory arrives; the admin retries.
+    stack.batches(investor.deal.id, &[10]).await;
+    let retried = admin
+        .retry_allocation(pb::RetryAllocationRequest {
+            investment_id: created.id.clone(),
+        })
+        .await
+        .expect("retry")
+        .into_inner()
+        .investment
+        .expect("investment");
+    assert_eq!(retried.allocation_status(), Pending);
+    assert_eq!(retried.allocation_attempts, 0);
+    let second = collect(stack.watch(0, investor.user_id, &created.id).await).await;
+    assert_eq!(
+        second.last().expect("terminal").allocation_status(),
+        Completed
+    );
+
+    let again = admin
+        .retry_allocation(pb::RetryAllocationRequest {
+            investment_id: created.id.clone(),
+        })
+        .await
+        .expect_err("not failed");
+    assert_eq!(again.code(), Code::FailedPrecondition);
+    let unknown = admin
+        .retry_allocation(pb::RetryAllocationRequest {
+            investment_id: Uuid::new_v4().to_string(),
+        })
+        .await
+        .expect_err("unknown");
+    assert_eq!(unknown.code(), Code::NotFound);
+    let stats = admin
+        .get_queue_stats(pb::GetQueueStatsRequest {})
+        .await
+        .expect("stats")
+        .into_inner();
+    assert_eq!((stats.failed_count, stats.completed_count), (0, 1));
+    check_invariants(&stack.db).await;
+}

@@ -1,0 +1,10 @@
+//! allocation-svc black-box tests: investment-svc and one or more allocation-svc replicas in
+//! process on port 0, a fresh database, private NATS names, real tonic clients.
+
+mod admin;
+mod allocation;
+mod faults;
+mod operability;
+mod replicas;
+mod support;
+mod watch;

@@ -1,0 +1,106 @@
+//! Health, reflection, `--help`, graceful shutdown.
+
+use std::time::Duration;
+
+use clap::CommandFactory;
+use tonic::transport::Channel;
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+use crate::support::*;
+
+#[tokio::test]
+async fn health_answers_serving_without_a_token() {
+    let stack = stack().await;
+    let channel = Channel::from_shared(format!("http://{}", stack.replicas[0].addr))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let status = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: "invest.v1.AllocationService".into(),
+        })
+        .await
+        .expect("health")
+        .into_inner()
+        .status();
+    assert_eq!(status, ServingStatus::Serving);
+}
+
+#[test]
+fn help_lists_every_setting() {
+    let help = allocation_svc::Config::command().render_help().to_string();
+    for var in [
+        "LISTEN_ADDR",
+        "SHUTDOWN_GRACE",
+        "DATABASE_URL",
+        "NATS_URL",
+        "NATS_STREAM",
+        "NATS_SUBJECT_PREFIX",
+        "JWT_SECRET",
+        "LOG_FORMAT",
+        "RUST_LOG",
+        "ALLOCATE",
+        "CONSUMER_NAME",
+        "ACK_WAIT",
+        "MAX_ACK_PENDING",
+        "FETCH_BATCH",
+        "MAX_ATTEMPTS",
+        "RETRY_BACKOFF",
+        "MAX_LANES",
+        "MICRO_BATCH",
+        "LANE_IDLE",
+        "LOCK_TIMEOUT",
+        "WATCH_RESYNC",
+        "WATCH_BUFFER",
+    ] {
+        assert!(help.contains(var), "--help does not mention {var}");
+    }
+}
+
+#[tokio::test]
+async fn shutdown_ends_open_watches_and_stops_within_the_grace_period() {
+    let mut stack = stack().await;
+    let investor = stack.investor("12000.00", "1.00", &[10]).await;
+    // Keep an investment from finishing so its watch stays open (the lock the allocator takes).
+    let lock = {
+        use sea_orm::{ConnectionTrait, TransactionTrait};
+        let txn = stack.db.begin().await.expect("begin");
+        txn.execute_unprepared(&format!(
+            "SELECT 1 FROM deals WHERE id = '{}' FOR NO KEY UPDATE",
+            investor.deal.id
+        ))
+        .await
+        .expect("lock");
+        txn
+    };
+    let created = stack.create(&investor, 1).await;
+    let watch = stack.watch(0, investor.user_id, &created.id).await;
+
+    let replica = stack.replicas.remove(0);
+    replica.shutdown.cancel();
+    let stopped = tokio::time::timeout(Duration::from_secs(10), replica.task)
+        .await
+        .expect("stops within its grace")
+        .expect("task");
+    stopped.expect("clean stop");
+    drop(lock);
+
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        use futures::StreamExt;
+        let mut watch = watch;
+        let mut last = None;
+        while let Some(item) = watch.next().await {
+            last = Some(item);
+        }
+        last
+    })
+    .await
+    .expect("the watch ended");
+    let status = ended
+        .expect("something was sent")
+        .expect_err("ended with a status");
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+}

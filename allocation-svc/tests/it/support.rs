@@ -1,0 +1,361 @@
+//! `Stack`: investment-svc plus allocation-svc replicas sharing a fresh database and stream.
+
+use std::{net::SocketAddr, time::Duration};
+
+use api::v1::{
+    self as pb, allocation_service_client::AllocationServiceClient,
+    investment_service_client::InvestmentServiceClient,
+};
+use chrono::Utc;
+use clap::Parser;
+use entity::prelude::*;
+use futures::StreamExt;
+use sea_orm::{DatabaseConnection, EntityTrait};
+use testkit::{Bearer, db::TestDb, fixtures::Fixtures, nats::Names};
+use tokio::{net::TcpListener, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+use tonic::{Streaming, service::interceptor::InterceptedService, transport::Channel};
+use uuid::Uuid;
+
+pub type Investments = InvestmentServiceClient<InterceptedService<Channel, Bearer>>;
+pub type Allocations = AllocationServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// Settings of the allocation-svc replicas.
+#[derive(Clone)]
+pub struct Options {
+    pub replicas: usize,
+    pub backoff: &'static str,
+    pub max_attempts: i32,
+    pub lock_timeout: &'static str,
+    pub micro_batch: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            replicas: 1,
+            backoff: "50ms,100ms",
+            max_attempts: 3,
+            lock_timeout: "300ms",
+            micro_batch: 32,
+        }
+    }
+}
+
+/// A service running in this process.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub shutdown: CancellationToken,
+    pub task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr))
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connect")
+    }
+}
+
+pub struct Stack {
+    pub db: DatabaseConnection,
+    pub fixtures: Fixtures,
+    pub names: Names,
+    pub nats: async_nats::Client,
+    pub options: Options,
+    pub investment_svc: Running,
+    pub replicas: Vec<Running>,
+    // Dropped last: the database outlives the services using it.
+    pub test_db: TestDb,
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.investment_svc.shutdown.cancel();
+        for replica in &self.replicas {
+            replica.shutdown.cancel();
+        }
+    }
+}
+
+pub async fn stack() -> Stack {
+    stack_with(Options::default()).await
+}
+
+pub async fn stack_with(options: Options) -> Stack {
+    testkit::init_logging();
+    let test_db = TestDb::create().await.expect("test database");
+    let db = test_db.connect().await;
+    let names = Names::unique();
+    let nats = async_nats::connect(testkit::nats::url())
+        .await
+        .expect("NATS (run the tests with scripts/test)");
+
+    let mut args = vec!["investment-svc".to_owned()];
+    args.extend(testkit::nats::service_args(&names, &testkit::nats::url()));
+    let config = investment_svc::Config::try_parse_from(args).expect("config");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("port");
+    let app =
+        investment_svc::App::from_parts(config, test_db.connect().await, nats.clone(), listener)
+            .await
+            .expect("investment-svc builds");
+    let investment_svc = start(app.local_addr().expect("addr"), |t| {
+        app.run_until_stopped(t)
+    });
+
+    let mut stack = Stack {
+        fixtures: Fixtures::new(db.clone()),
+        db,
+        names,
+        nats,
+        options: options.clone(),
+        investment_svc,
+        replicas: Vec::new(),
+        test_db,
+    };
+    for _ in 0..options.replicas {
+        stack.add_replica(true).await;
+    }
+    stack
+}
+
+fn start<F>(addr: SocketAddr, run: impl FnOnce(CancellationToken) -> F) -> Running
+where
+    F: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(run(shutdown.clone()));
+    Running {
+        addr,
+        shutdown,
+        task,
+    }
+}
+
+impl Stack {
+    /// The allocation-svc configuration of this stack.
+    pub fn replica_config(&self, allocate: bool) -> allocation_svc::Config {
+        let mut args = vec!["allocation-svc".to_owned()];
+        args.extend(testkit::nats::service_args(
+            &self.names,
+            &testkit::nats::url(),
+        ));
+        args.extend([
+            format!("--allocate={allocate}"),
+            format!("--retry-backoff={}", self.options.backoff),
+            format!("--max-attempts={}", self.options.max_attempts),
+            format!("--lock-timeout={}", self.options.lock_timeout),
+            format!("--micro-batch={}", self.options.micro_batch),
+            "--ack-wait=10s".into(),
+            "--watch-resync=500ms".into(),
+        ]);
+        allocation_svc::Config::try_parse_from(args).expect("config")
+    }
+
+    /// Starts one more allocation-svc replica; returns its index.
+    pub async fn add_replica(&mut self, allocate: bool) -> usize {
+        let config = self.replica_config(allocate);
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("port");
+        let app = allocation_svc::App::from_parts(
+            config,
+            self.test_db.connect().await,
+            self.nats.clone(),
+            listener,
+        )
+        .await
+        .expect("allocation-svc builds");
+        let addr = app.local_addr().expect("addr");
+        self.replicas
+            .push(start(addr, |t| app.run_until_stopped(t)));
+        self.replicas.len() - 1
+    }
+
+    pub async fn investments(&self, user_id: Uuid) -> Investments {
+        InvestmentServiceClient::with_interceptor(
+            self.investment_svc.channel().await,
+            Bearer(Some(testkit::token(user_id))),
+        )
+    }
+
+    pub async fn allocations(&self, replica: usize, token: Option<String>) -> Allocations {
+        AllocationServiceClient::with_interceptor(
+            self.replicas[replica].channel().await,
+            Bearer(token),
+        )
+    }
+
+    pub async fn admin(&self) -> Allocations {
+        self.allocations(0, Some(testkit::admin_token(Uuid::new_v4())))
+            .await
+    }
+
+    /// A user with a subscription worth `value` (12 x value/12) and an open deal at `price`
+    /// with batches of `units`, oldest first.
+    pub async fn investor(&self, value: &str, price: &str, units: &[i64]) -> Investor {
+        let monthly = testkit::fixtures::dec(value) / rust_decimal::Decimal::from(12);
+        let plan = self
+            .fixtures
+            .plan(&monthly.round_dp(2).to_string(), Some(12))
+            .await
+            .expect("plan");
+        let user_id = Uuid::new_v4();
+        let subscription = self
+            .fixtures
+            .subscription(user_id, plan.id, None, SubscriptionStatus::Active)
+            .await
+            .expect("subscription");
+        let deal = self
+            .fixtures
+            .deal(price, DealStatus::Open)
+            .await
+            .expect("deal");
+        let batches = self.batches(deal.id, units).await;
+        Investor {
+            user_id,
+            subscription,
+            deal,
+            batches,
+        }
+    }
+
+    /// Batches for `deal_id`, one day apart, oldest first.
+    pub async fn batches(&self, deal_id: Uuid, units: &[i64]) -> Vec<bulk_purchase::Model> {
+        let mut out = Vec::new();
+        for (i, &u) in units.iter().enumerate() {
+            let at = Utc::now() - chrono::Duration::days(100 - i as i64);
+            out.push(self.fixtures.batch(deal_id, u, at).await.expect("batch"));
+        }
+        out
+    }
+
+    pub async fn create(&self, investor: &Investor, shares: i64) -> pb::Investment {
+        self.investments(investor.user_id)
+            .await
+            .create_investment(pb::CreateInvestmentRequest {
+                subscription_id: investor.subscription.id.to_string(),
+                deal_id: investor.deal.id.to_string(),
+                shares,
+                request_id: String::new(),
+            })
+            .await
+            .expect("created")
+            .into_inner()
+            .investment
+            .expect("investment")
+    }
+
+    /// Opens WatchAllocation on `replica` as the investment's owner.
+    pub async fn watch(
+        &self,
+        replica: usize,
+        user_id: Uuid,
+        investment_id: &str,
+    ) -> Streaming<pb::WatchAllocationResponse> {
+        self.allocations(replica, Some(testkit::token(user_id)))
+            .await
+            .watch_allocation(pb::WatchAllocationRequest {
+                investment_id: investment_id.to_owned(),
+            })
+            .await
+            .expect("watch")
+            .into_inner()
+    }
+
+    pub async fn investment(&self, id: &str) -> investment::Model {
+        Investment::find_by_id(Uuid::parse_str(id).expect("uuid"))
+            .one(&self.db)
+            .await
+            .expect("query")
+            .expect("exists")
+    }
+
+    /// Waits until every investment is COMPLETED or FAILED.
+    pub async fn all_terminal(&self, deadline: Duration) -> Vec<investment::Model> {
+        testkit::eventually(deadline, "every investment to be terminal", || async {
+            let all = Investment::find().all(&self.db).await.ok()?;
+            all.iter()
+                .all(|i| i.allocation_status.is_terminal())
+                .then_some(all)
+        })
+        .await
+    }
+}
+
+pub struct Investor {
+    pub user_id: Uuid,
+    pub subscription: subscription::Model,
+    pub deal: deal::Model,
+    pub batches: Vec<bulk_purchase::Model>,
+}
+
+/// Every update of a watch until the stream ends (with a deadline).
+pub async fn collect(
+    mut stream: Streaming<pb::WatchAllocationResponse>,
+) -> Vec<pb::AllocationUpdate> {
+    let mut updates = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(item) = stream.next().await {
+            updates.push(item.expect("stream item").update.expect("update"));
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("watch did not end; got {updates:?}"));
+    updates
+}
+
+/// `(status, version, attempt)` of each update.
+pub fn steps(updates: &[pb::AllocationUpdate]) -> Vec<(pb::AllocationStatus, i64, i32)> {
+    updates
+        .iter()
+        .map(|u| (u.allocation_status(), u.version, u.attempt))
+        .collect()
+}
+
+/// Checks invariants 1 and 2 over the whole database: units conserved per batch, and every
+/// completed investment allocated exactly its shares and total amount.
+pub async fn check_invariants(db: &DatabaseConnection) {
+    use std::collections::HashMap;
+    let batches = BulkPurchase::find().all(db).await.expect("batches");
+    let pieces = UserInvestment::find().all(db).await.expect("allocations");
+    let investments = Investment::find().all(db).await.expect("investments");
+    for batch in &batches {
+        let handed_out: i64 = pieces
+            .iter()
+            .filter(|p| p.bulk_purchase_id == batch.id && !p.is_reversed)
+            .map(|p| p.units_allocated)
+            .sum();
+        assert!(batch.units_remaining >= 0, "batch {} below zero", batch.id);
+        assert_eq!(
+            batch.units_total - batch.units_remaining,
+            handed_out,
+            "batch {} not conserved",
+            batch.id
+        );
+    }
+    let mut by_investment: HashMap<Uuid, (i64, rust_decimal::Decimal)> = HashMap::new();
+    for p in pieces.iter().filter(|p| !p.is_reversed) {
+        let e = by_investment.entry(p.investment_id).or_default();
+        e.0 += p.units_allocated;
+        e.1 += p.value_allocated;
+    }
+    for i in &investments {
+        let (units, value) = by_investment.get(&i.id).copied().unwrap_or_default();
+        if i.allocation_status == AllocationStatus::Completed {
+            assert_eq!(
+                (units, value),
+                (i.shares, i.total_amount),
+                "investment {} not exactly allocated",
+                i.id
+            );
+            assert_eq!(i.status, InvestmentStatus::Active);
+        } else {
+            assert_eq!(
+                units, 0,
+                "investment {} is {:?} but holds units",
+                i.id, i.allocation_status
+            );
+        }
+    }
+}
