@@ -6,7 +6,11 @@ use std::net::SocketAddr;
 use anyhow::Context as _;
 use api::v1::allocation_service_server::AllocationServiceServer;
 use sea_orm::DatabaseConnection;
-use service_kit::{auth::Authenticator, db, messaging, server};
+use service_kit::{
+    auth::Authenticator,
+    db, messaging,
+    server::{self, Connections},
+};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -30,16 +34,8 @@ pub struct App {
 impl App {
     /// Connects to PostgreSQL and NATS as configured and binds `LISTEN_ADDR`.
     pub async fn build(config: Config) -> anyhow::Result<App> {
-        let db = db::connect(&config.db)
-            .await
-            .context("connecting to PostgreSQL")?;
-        let nats = messaging::connect(&config.nats, "allocation-svc")
-            .await
-            .context("connecting to NATS")?;
-        let listener = TcpListener::bind(config.listen_addr)
-            .await
-            .with_context(|| format!("binding {}", config.listen_addr))?;
-        Self::from_parts(config, db, nats, listener).await
+        let c = Connections::open(&config.common, config.listen_addr, "allocation-svc").await?;
+        Self::from_parts(config, c.db, c.nats, c.listener).await
     }
 
     /// From connections and a listener made by the caller (tests bind port 0).
@@ -50,7 +46,7 @@ impl App {
         listener: TcpListener,
     ) -> anyhow::Result<App> {
         db::ensure_migrated(&db).await?;
-        let auth = Authenticator::from_args(&config.auth)?;
+        let auth = Authenticator::from_args(&config.common.auth)?;
         Ok(App {
             config,
             listener,
@@ -69,8 +65,8 @@ impl App {
     /// cancelled; stops within `SHUTDOWN_GRACE`.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let config = self.config;
-        let js = messaging::jetstream(self.nats.clone(), config.nats.nats_timeout);
-        let topology = messaging::Topology::from_args(&config.nats);
+        let js = messaging::jetstream(self.nats.clone(), config.common.nats.nats_timeout);
+        let topology = messaging::Topology::from_args(&config.common.nats);
         messaging::ensure_stream(&js, &topology)
             .await
             .with_context(|| format!("ensuring stream {}", topology.stream))?;
@@ -133,7 +129,7 @@ impl App {
         health.set_serving::<AllocationServiceServer<Api>>().await;
         let routes = routes.add_service(AllocationServiceServer::with_interceptor(api, self.auth));
         tracing::info!(addr = %self.listener.local_addr()?, "allocation-svc serving");
-        let grace = config.server.shutdown_grace;
+        let grace = config.common.server.shutdown_grace;
         let served = server::serve(self.listener, routes, health, shutdown.clone(), grace).await;
         // The server is down: stop pulling and let lanes finish their transactions.
         shutdown.cancel();

@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use clap::{Args, Parser};
-use service_kit::config::{AuthArgs, DbArgs, NatsArgs, ServerArgs, TelemetryArgs, parse_duration};
+use service_kit::config::{CommonArgs, parse_duration};
 
 /// Everything allocation-svc reads at start-up.
 #[derive(Clone, Debug, Parser)]
@@ -18,19 +18,7 @@ pub struct Config {
     pub listen_addr: SocketAddr,
     #[command(flatten)]
     #[allow(missing_docs)]
-    pub server: ServerArgs,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub db: DbArgs,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub nats: NatsArgs,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub auth: AuthArgs,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub telemetry: TelemetryArgs,
+    pub common: CommonArgs,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub allocator: AllocatorArgs,

@@ -129,6 +129,26 @@ async fn send<T>(tx: &mpsc::Sender<Result<T, Status>>, item: T) -> Sent {
     }
 }
 
+/// Sends WatchAllocations updates, remembering the last version sent per investment.
+async fn send_tracked(
+    tx: &mpsc::Sender<Result<pb::WatchAllocationsResponse, Status>>,
+    last: &mut HashMap<Uuid, i64>,
+    updates: Vec<pb::AllocationUpdate>,
+) -> Sent {
+    for update in updates {
+        if let Ok(id) = Uuid::try_parse(&update.investment_id) {
+            last.insert(id, update.version);
+        }
+        let response = pb::WatchAllocationsResponse {
+            update: Some(update),
+        };
+        if let Sent::ClientGone = send(tx, response).await {
+            return Sent::ClientGone;
+        }
+    }
+    Sent::Ok
+}
+
 /// Why a producer woke up.
 enum Wake {
     Look,
@@ -265,20 +285,8 @@ impl Watchers {
                 .await;
             return;
         };
-        for update in updates {
-            if let Ok(id) = Uuid::try_parse(&update.investment_id) {
-                last.insert(id, update.version);
-            }
-            if let Sent::ClientGone = send(
-                &tx,
-                pb::WatchAllocationsResponse {
-                    update: Some(update),
-                },
-            )
-            .await
-            {
-                return;
-            }
+        if let Sent::ClientGone = send_tracked(&tx, &mut last, updates).await {
+            return;
         }
         // Events are read from a little before the last look: a transaction that started
         // earlier may commit later. `last` drops what was already sent.
@@ -308,20 +316,8 @@ impl Watchers {
             let Ok(updates) = self.with_allocations(fresh).await else {
                 continue;
             };
-            for update in updates {
-                if let Ok(id) = Uuid::try_parse(&update.investment_id) {
-                    last.insert(id, update.version);
-                }
-                if let Sent::ClientGone = send(
-                    &tx,
-                    pb::WatchAllocationsResponse {
-                        update: Some(update),
-                    },
-                )
-                .await
-                {
-                    return;
-                }
+            if let Sent::ClientGone = send_tracked(&tx, &mut last, updates).await {
+                return;
             }
             since = looked_at - overlap;
         }

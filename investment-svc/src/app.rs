@@ -5,7 +5,11 @@ use std::net::SocketAddr;
 use anyhow::Context as _;
 use api::v1::investment_service_server::InvestmentServiceServer;
 use sea_orm::DatabaseConnection;
-use service_kit::{auth::Authenticator, db, messaging, server};
+use service_kit::{
+    auth::Authenticator,
+    db, messaging,
+    server::{self, Connections},
+};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -23,16 +27,8 @@ pub struct App {
 impl App {
     /// Connects to PostgreSQL and NATS as configured and binds `LISTEN_ADDR`.
     pub async fn build(config: Config) -> anyhow::Result<App> {
-        let db = db::connect(&config.db)
-            .await
-            .context("connecting to PostgreSQL")?;
-        let nats = messaging::connect(&config.nats, "investment-svc")
-            .await
-            .context("connecting to NATS")?;
-        let listener = TcpListener::bind(config.listen_addr)
-            .await
-            .with_context(|| format!("binding {}", config.listen_addr))?;
-        Self::from_parts(config, db, nats, listener).await
+        let c = Connections::open(&config.common, config.listen_addr, "investment-svc").await?;
+        Self::from_parts(config, c.db, c.nats, c.listener).await
     }
 
     /// From connections and a listener made by the caller (tests bind port 0 and count
@@ -44,9 +40,9 @@ impl App {
         listener: TcpListener,
     ) -> anyhow::Result<App> {
         db::ensure_migrated(&db).await?;
-        let auth = Authenticator::from_args(&config.auth)?;
-        let js = messaging::jetstream(nats.clone(), config.nats.nats_timeout);
-        let topology = messaging::Topology::from_args(&config.nats);
+        let auth = Authenticator::from_args(&config.common.auth)?;
+        let js = messaging::jetstream(nats.clone(), config.common.nats.nats_timeout);
+        let topology = messaging::Topology::from_args(&config.common.nats);
         messaging::ensure_stream(&js, &topology)
             .await
             .with_context(|| format!("ensuring stream {}", topology.stream))?;
@@ -90,7 +86,7 @@ impl App {
             routes,
             health,
             shutdown.clone(),
-            self.config.server.shutdown_grace,
+            self.config.common.server.shutdown_grace,
         )
         .await;
         shutdown.cancel();

@@ -7,7 +7,7 @@ use service_kit::{server, telemetry};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    telemetry::init(&config.telemetry)?;
+    telemetry::init(&config.common.telemetry)?;
     let shutdown = server::shutdown_on_signal();
     let app = App::build(config).await.inspect_err(|e| {
         tracing::error!(error = format!("{e:#}"), "investment-svc failed to start");

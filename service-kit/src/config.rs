@@ -122,6 +122,26 @@ pub struct TelemetryArgs {
     pub log_filter: String,
 }
 
+/// Every setting both services share, flattened into each service's `Config`.
+#[derive(Clone, Debug, Args)]
+pub struct CommonArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub server: ServerArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub db: DbArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub nats: NatsArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub auth: AuthArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub telemetry: TelemetryArgs,
+}
+
 /// gRPC server settings that do not depend on the service.
 #[derive(Clone, Debug, Args)]
 pub struct ServerArgs {

@@ -1,8 +1,10 @@
 //! The gRPC server around a service: health (`grpc.health.v1`), reflection v1 and v1alpha
 //! (older grpcurl builds only speak v1alpha), and graceful shutdown with a deadline.
 
-use std::time::Duration;
+use std::{net::SocketAddr, time::Duration};
 
+use anyhow::Context as _;
+use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::{
@@ -10,6 +12,40 @@ use tonic::{
     transport::{Server, server::TcpIncoming},
 };
 use tonic_health::{ServingStatus, server::HealthReporter};
+
+use crate::{config::CommonArgs, db, messaging};
+
+/// What a service needs from outside, opened from its configuration at start-up (tests make
+/// their own and hand them to the service's `App::from_parts`).
+pub struct Connections {
+    /// PostgreSQL pool.
+    pub db: DatabaseConnection,
+    /// NATS client; reconnects by itself.
+    pub nats: async_nats::Client,
+    /// The bound gRPC port.
+    pub listener: TcpListener,
+}
+
+impl Connections {
+    /// Connects to PostgreSQL and NATS and binds `listen_addr`; `name` identifies the client
+    /// to NATS.
+    pub async fn open(
+        common: &CommonArgs,
+        listen_addr: SocketAddr,
+        name: &str,
+    ) -> anyhow::Result<Self> {
+        let db = db::connect(&common.db)
+            .await
+            .context("connecting to PostgreSQL")?;
+        let nats = messaging::connect(&common.nats, name)
+            .await
+            .context("connecting to NATS")?;
+        let listener = TcpListener::bind(listen_addr)
+            .await
+            .with_context(|| format!("binding {listen_addr}"))?;
+        Ok(Self { db, nats, listener })
+    }
+}
 
 /// Why the server could not be assembled.
 pub type ReflectionError = tonic_reflection::server::Error;

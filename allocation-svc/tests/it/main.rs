@@ -4,6 +4,7 @@
 mod admin;
 mod allocation;
 mod faults;
+mod lanes;
 mod operability;
 mod replicas;
 mod support;

@@ -110,7 +110,7 @@ async fn a_client_that_goes_away_ends_its_producer_and_a_slow_one_still_sees_eve
     let stack = stack().await;
     let investor = stack.investor("12000.00", "1.00", &[1000]).await;
     let config = stack.replica_config(false);
-    let topology = service_kit::messaging::Topology::from_args(&config.nats);
+    let topology = service_kit::messaging::Topology::from_args(&config.common.nats);
     let shutdown = tokio_util::sync::CancellationToken::new();
     // A hub buffering only 2 notices: any watcher that does not keep up lags at once.
     let hub = allocation_svc::watch::Hub::start(&stack.nats, &topology, 2, shutdown.clone())

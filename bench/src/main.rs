@@ -1,0 +1,355 @@
+//! `bench`: the figures quoted in BENCHMARKS.md, measured on this machine with both services
+//! in process (so client and servers share its cores), a fresh database and real NATS.
+//! Run it with `scripts/bench`.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use api::v1::{
+    self as pb, allocation_service_client::AllocationServiceClient,
+    investment_service_client::InvestmentServiceClient,
+};
+use chrono::Utc;
+use clap::Parser;
+use entity::prelude::*;
+use futures::{StreamExt, future::join_all};
+use hdrhistogram::Histogram;
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter};
+use testkit::{Bearer, db::TestDb, fixtures::Fixtures, nats::Names};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::{service::interceptor::InterceptedService, transport::Channel};
+use uuid::Uuid;
+
+type Investments = InvestmentServiceClient<InterceptedService<Channel, Bearer>>;
+
+#[derive(Debug, Parser)]
+#[command(about = "Measures the invest services on this machine.")]
+struct Args {
+    /// Sequential creates timed one by one.
+    #[arg(long, default_value_t = 200)]
+    creates: usize,
+    /// Concurrent clients in the load round (the old system: 100 users, 8.5 s per request).
+    #[arg(long, default_value_t = 100)]
+    concurrency: usize,
+    /// Creates each concurrent client makes.
+    #[arg(long, default_value_t = 10)]
+    per_client: usize,
+    /// Investments timed from create to COMPLETED, one at a time.
+    #[arg(long, default_value_t = 100)]
+    end_to_end: usize,
+    /// Requests queued before one allocator is started, to measure its throughput.
+    #[arg(long, default_value_t = 4000)]
+    backlog: usize,
+    /// Pools the backlog is spread over.
+    #[arg(long, default_value_t = 4)]
+    pools: usize,
+}
+
+struct Stack {
+    db: DatabaseConnection,
+    fixtures: Fixtures,
+    names: Names,
+    nats: async_nats::Client,
+    investment_addr: std::net::SocketAddr,
+    shutdown: CancellationToken,
+    test_db: TestDb,
+}
+
+impl Stack {
+    async fn start() -> anyhow::Result<Stack> {
+        let test_db = TestDb::create().await?;
+        let names = Names::unique();
+        let nats = async_nats::connect(testkit::nats::url()).await?;
+        let mut args = vec![
+            "investment-svc".to_owned(),
+            "--database-max-connections=40".into(),
+        ];
+        args.extend(testkit::nats::service_args(&names, &testkit::nats::url()));
+        let config = investment_svc::Config::try_parse_from(args)?;
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let pool = sea_orm::Database::connect(
+            sea_orm::ConnectOptions::new(&test_db.url)
+                .max_connections(40)
+                .sqlx_logging(false)
+                .to_owned(),
+        )
+        .await?;
+        let app = investment_svc::App::from_parts(config, pool, nats.clone(), listener).await?;
+        let investment_addr = app.local_addr()?;
+        let shutdown = CancellationToken::new();
+        tokio::spawn(app.run_until_stopped(shutdown.clone()));
+        let db = test_db.connect().await;
+        Ok(Stack {
+            fixtures: Fixtures::new(db.clone()),
+            db,
+            names,
+            nats,
+            investment_addr,
+            shutdown,
+            test_db,
+        })
+    }
+
+    async fn start_allocator(&self) -> anyhow::Result<std::net::SocketAddr> {
+        let mut args = vec!["allocation-svc".to_owned()];
+        args.extend(testkit::nats::service_args(
+            &self.names,
+            &testkit::nats::url(),
+        ));
+        let config = allocation_svc::Config::try_parse_from(args)?;
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let app = allocation_svc::App::from_parts(
+            config,
+            self.test_db.connect().await,
+            self.nats.clone(),
+            listener,
+        )
+        .await?;
+        let addr = app.local_addr()?;
+        tokio::spawn(app.run_until_stopped(self.shutdown.clone()));
+        Ok(addr)
+    }
+
+    async fn investments(&self, user: Uuid) -> anyhow::Result<Investments> {
+        let channel = Channel::from_shared(format!("http://{}", self.investment_addr))?
+            .connect()
+            .await?;
+        Ok(InvestmentServiceClient::with_interceptor(
+            channel,
+            Bearer(Some(testkit::token(user))),
+        ))
+    }
+
+    /// A user whose subscription can afford anything, and `pools` open deals with plenty of
+    /// inventory.
+    async fn investor(&self, pools: usize, units: i64) -> anyhow::Result<(Uuid, Uuid, Vec<Uuid>)> {
+        let user = Uuid::new_v4();
+        let plan = self.fixtures.plan("1000000000.00", Some(12)).await?;
+        let subscription = self
+            .fixtures
+            .subscription(user, plan.id, None, SubscriptionStatus::Active)
+            .await?;
+        let mut deals = Vec::new();
+        for _ in 0..pools {
+            let deal = self.fixtures.deal("1.00", DealStatus::Open).await?;
+            for day in 0..3 {
+                self.fixtures
+                    .batch(
+                        deal.id,
+                        units,
+                        Utc::now() - chrono::Duration::days(10 - day),
+                    )
+                    .await?;
+            }
+            deals.push(deal.id);
+        }
+        Ok((user, subscription.id, deals))
+    }
+}
+
+fn request(subscription: Uuid, deal: Uuid) -> pb::CreateInvestmentRequest {
+    pb::CreateInvestmentRequest {
+        subscription_id: subscription.to_string(),
+        deal_id: deal.to_string(),
+        shares: 1,
+        request_id: String::new(),
+    }
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid bounds")
+}
+
+fn report(what: &str, h: &Histogram<u64>) {
+    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    println!(
+        "{what:<48} n={:<6} p50={:>8.2} ms  p95={:>8.2} ms  p99={:>8.2} ms  max={:>8.2} ms",
+        h.len(),
+        ms(0.5),
+        ms(0.95),
+        ms(0.99),
+        h.max() as f64 / 1000.0
+    );
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let stack = Stack::start()
+        .await
+        .context("starting the stack (run with scripts/bench)")?;
+    println!(
+        "bench: {} cores, investment-svc and allocation-svc in process\n",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+
+    // 1. Allocator throughput: queue a backlog with no allocator running, then start one.
+    let (user, subscription, deals) = stack.investor(args.pools, 1_000_000).await?;
+    let client = stack.investments(user).await?;
+    let per_task = args.backlog.div_ceil(args.concurrency);
+    join_all((0..args.concurrency).map(|t| {
+        let mut client = client.clone();
+        let deals = deals.clone();
+        async move {
+            for i in 0..per_task {
+                let deal = deals[(t + i) % deals.len()];
+                let _ = client.create_investment(request(subscription, deal)).await;
+            }
+        }
+    }))
+    .await;
+    let queued = Investment::find().count(&stack.db).await?;
+    let started = Instant::now();
+    let allocation_addr = stack.start_allocator().await?;
+    loop {
+        let open = Investment::find()
+            .filter(
+                investment::Column::AllocationStatus
+                    .is_in([AllocationStatus::Pending, AllocationStatus::Processing]),
+            )
+            .count(&stack.db)
+            .await?;
+        if open == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "{:<48} {queued} allocations over {} pools in {:.2} s = {:.0} allocations/s",
+        "allocator throughput (one instance, backlog)",
+        args.pools,
+        elapsed.as_secs_f64(),
+        queued as f64 / elapsed.as_secs_f64()
+    );
+
+    // 2. Create latency, one at a time (allocator running).
+    let (user, subscription, deals) = stack.investor(1, 1_000_000).await?;
+    let mut client = stack.investments(user).await?;
+    let mut h = histogram();
+    for _ in 0..args.creates {
+        let t = Instant::now();
+        client
+            .create_investment(request(subscription, deals[0]))
+            .await?;
+        h.record(micros(t.elapsed()))?;
+    }
+    report("CreateInvestment, sequential", &h);
+
+    // 3. Create under load: N concurrent clients, as the old system's 100 users.
+    let mut clients = Vec::new();
+    for _ in 0..args.concurrency {
+        let (user, subscription, deals) = stack.investor(1, 1_000_000).await?;
+        clients.push((stack.investments(user).await?, subscription, deals[0]));
+    }
+    let started = Instant::now();
+    let results = join_all(clients.into_iter().map(
+        |(mut client, subscription, deal)| async move {
+            let mut h = histogram();
+            let mut failed = 0;
+            for _ in 0..args.per_client {
+                let t = Instant::now();
+                match client.create_investment(request(subscription, deal)).await {
+                    Ok(_) => h.record(micros(t.elapsed())).map_err(anyhow::Error::from)?,
+                    Err(_) => failed += 1,
+                }
+            }
+            anyhow::Ok((h, failed))
+        },
+    ))
+    .await;
+    let wall = started.elapsed();
+    let mut h = histogram();
+    let mut failed = 0;
+    for result in results {
+        let (part, f) = result?;
+        h.add(part)?;
+        failed += f;
+    }
+    report(
+        &format!("CreateInvestment, {} concurrent clients", args.concurrency),
+        &h,
+    );
+    println!(
+        "{:<48} {:.0} creates/s, {failed} failed of {}",
+        "",
+        h.len() as f64 / wall.as_secs_f64(),
+        args.concurrency * args.per_client
+    );
+
+    // 4. Balances of a user with 100 subscriptions, each with payments and allocations.
+    let user = Uuid::new_v4();
+    let plan = stack.fixtures.plan("100.00", None).await?;
+    for _ in 0..100 {
+        let sub = stack
+            .fixtures
+            .subscription(user, plan.id, None, SubscriptionStatus::Active)
+            .await?;
+        for _ in 0..3 {
+            stack
+                .fixtures
+                .payment(&sub, "100.00", PaymentStatus::Paid)
+                .await?;
+        }
+    }
+    let mut client = stack.investments(user).await?;
+    let mut h = histogram();
+    for _ in 0..50 {
+        let t = Instant::now();
+        let page = client
+            .list_subscription_balances(pb::ListSubscriptionBalancesRequest {
+                page_size: 100,
+                page_token: String::new(),
+            })
+            .await?
+            .into_inner();
+        h.record(micros(t.elapsed()))?;
+        anyhow::ensure!(page.balances.len() == 100, "expected 100 balances");
+    }
+    report("ListSubscriptionBalances, 100 subscriptions", &h);
+
+    // 5. End to end: create, then watch until COMPLETED.
+    let (user, subscription, deals) = stack.investor(1, 1_000_000).await?;
+    let mut investments = stack.investments(user).await?;
+    let channel = Channel::from_shared(format!("http://{allocation_addr}"))?
+        .connect()
+        .await?;
+    let mut allocations =
+        AllocationServiceClient::with_interceptor(channel, Bearer(Some(testkit::token(user))));
+    let mut h = histogram();
+    for _ in 0..args.end_to_end {
+        let t = Instant::now();
+        let created = investments
+            .create_investment(request(subscription, deals[0]))
+            .await?
+            .into_inner()
+            .investment
+            .context("investment")?;
+        let mut watch = allocations
+            .watch_allocation(pb::WatchAllocationRequest {
+                investment_id: created.id,
+            })
+            .await?
+            .into_inner();
+        let mut completed = false;
+        while let Some(update) = watch.next().await {
+            if update?
+                .update
+                .is_some_and(|u| u.allocation_status() == pb::AllocationStatus::Completed)
+            {
+                completed = true;
+            }
+        }
+        anyhow::ensure!(completed, "an investment did not complete");
+        h.record(micros(t.elapsed()))?;
+    }
+    report("create -> COMPLETED (watched), sequential", &h);
+
+    stack.shutdown.cancel();
+    Ok(())
+}
