@@ -2,6 +2,9 @@
 //! (published while NATS was down, or lost with a server's store), so none is ever stranded
 //! (DESIGN.md §8, invariant 3).
 //!
+//! "Stale" means untouched for `SWEEP_MIN_AGE`: not created, retried or re-published since,
+//! so a request waiting out its retry backoff in NATS is left alone.
+//!
 //! A pass claims a batch of stale `pending` rows with `FOR UPDATE SKIP LOCKED` (so replicas
 //! never claim the same rows) and stamps `last_published_at` in the same statement, then
 //! publishes them. Publishing twice is harmless: within the duplicate window NATS drops the
@@ -43,7 +46,7 @@ UPDATE investments SET last_published_at = now()
 WHERE id IN (
     SELECT id FROM investments
     WHERE allocation_status = 'pending'
-      AND coalesce(last_published_at, created_at) < now() - $1 * interval '1 millisecond'
+      AND greatest(last_published_at, updated_at) < now() - $1 * interval '1 millisecond'
     ORDER BY created_at
     LIMIT $2
     FOR UPDATE SKIP LOCKED

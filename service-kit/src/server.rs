@@ -58,6 +58,8 @@ pub fn base_routes() -> Result<(Routes, HealthReporter), ReflectionError> {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(api::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            // google.rpc error details, so grpcurl can show BadRequest & co. in errors.
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
     };
     let routes = Routes::new(health_service)
         .add_service(reflection().build_v1()?)

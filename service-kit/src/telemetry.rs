@@ -1,5 +1,7 @@
 //! Structured logging with `tracing`, set up once per process.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
 use crate::config::{LogFormat, TelemetryArgs};
@@ -28,7 +30,9 @@ pub fn init(args: &TelemetryArgs) -> Result<(), TelemetryError> {
                     .with_span_list(false),
             )
             .try_init()?,
-        LogFormat::Text => registry.with(fmt::layer()).try_init()?,
+        LogFormat::Text => registry
+            .with(fmt::layer().with_ansi(std::io::stdout().is_terminal()))
+            .try_init()?,
     }
     Ok(())
 }

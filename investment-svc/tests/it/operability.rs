@@ -61,6 +61,28 @@ async fn reflection_v1_and_v1alpha_list_the_services() {
             names.contains(&"grpc.health.v1.Health".to_owned()),
             "{names:?}"
         );
+        // Error details resolve too, so grpcurl prints BadRequest violations readably.
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::FileContainingSymbol(
+                "google.rpc.BadRequest".into(),
+            )),
+        };
+        let mut responses = client
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .expect("v1")
+            .into_inner();
+        let Some(Ok(response)) = responses.next().await else {
+            panic!("no v1 response")
+        };
+        assert!(
+            matches!(
+                response.message_response,
+                Some(MessageResponse::FileDescriptorResponse(_))
+            ),
+            "google.rpc.BadRequest not served: {response:?}"
+        );
     }
     {
         use tonic_reflection::pb::v1alpha::{
