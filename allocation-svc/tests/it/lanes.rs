@@ -47,8 +47,9 @@ async fn an_idle_lane_ends_and_a_new_one_takes_over_its_pool() {
     for round in 0..2 {
         let created = stack.create(&investor, 1).await;
         let mut messages = pull
-            .fetch()
+            .batch()
             .max_messages(1)
+            .expires(Duration::from_secs(10))
             .messages()
             .await
             .expect("fetch");

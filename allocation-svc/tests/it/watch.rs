@@ -107,7 +107,12 @@ async fn watch_allocations_streams_every_change_of_the_callers_investments_only(
 
 #[tokio::test]
 async fn a_client_that_goes_away_ends_its_producer_and_a_slow_one_still_sees_everything() {
-    let stack = stack().await;
+    // The allocator waits for the deal lock the test holds, instead of timing out.
+    let stack = stack_with(Options {
+        lock_timeout: "30s",
+        ..Options::default()
+    })
+    .await;
     let investor = stack.investor("12000.00", "1.00", &[1000]).await;
     let config = stack.replica_config(false);
     let topology = service_kit::messaging::Topology::from_args(&config.common.nats);
@@ -123,6 +128,17 @@ async fn a_client_that_goes_away_ends_its_producer_and_a_slow_one_still_sees_eve
         shutdown,
     };
 
+    let lock = {
+        use sea_orm::{ConnectionTrait, TransactionTrait};
+        let txn = stack.db.begin().await.expect("begin");
+        txn.execute_unprepared(&format!(
+            "SELECT 1 FROM deals WHERE id = '{}' FOR NO KEY UPDATE",
+            investor.deal.id
+        ))
+        .await
+        .expect("lock");
+        txn
+    };
     let slow_one = stack.create(&investor, 1).await;
     let mut slow = watchers
         .watch_one(investor.user_id, slow_one.id.parse().expect("uuid"))
@@ -135,6 +151,13 @@ async fn a_client_that_goes_away_ends_its_producer_and_a_slow_one_still_sees_eve
         .expect("watch");
     assert_eq!(hub.watchers(), 2);
     drop(gone);
+    testkit::eventually(
+        Duration::from_secs(5),
+        "the producer of the client that left to end",
+        || async { (hub.watchers() == 1).then_some(()) },
+    )
+    .await;
+    lock.rollback().await.expect("release");
     // Plenty of traffic while the slow client reads nothing.
     for _ in 0..20 {
         stack.create(&investor, 1).await;
