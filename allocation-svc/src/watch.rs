@@ -137,7 +137,8 @@ async fn send_tracked(
 ) -> Sent {
     for update in updates {
         if let Ok(id) = Uuid::try_parse(&update.investment_id) {
-            last.insert(id, update.version);
+            let seen = last.entry(id).or_default();
+            *seen = (*seen).max(update.version);
         }
         let response = pb::WatchAllocationsResponse {
             update: Some(update),

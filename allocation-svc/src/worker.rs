@@ -80,21 +80,32 @@ impl Allocator {
     /// If the batch transaction fails, its jobs are tried one by one, so one bad request
     /// cannot fail its neighbours; a job that still fails is recorded as a failed attempt.
     pub async fn run_batch(&self, deal_id: Uuid, jobs: &[Job]) -> Vec<Verdict> {
+        let Some(first) = jobs.first() else {
+            return Vec::new();
+        };
         match self.try_batch(deal_id, jobs).await {
             Ok(verdicts) => verdicts,
+            // A fault of the pool or the database, not of one request: every job failed alike.
+            Err(e) if is_pool_wide(&e) => {
+                let mut verdicts = Vec::with_capacity(jobs.len());
+                for job in jobs {
+                    verdicts.push(self.record_failure(*job, &e).await);
+                }
+                verdicts
+            }
             Err(e) if jobs.len() > 1 => {
                 tracing::warn!(%deal_id, error = %e, jobs = jobs.len(), "batch failed; retrying its jobs one by one");
                 let mut verdicts = Vec::with_capacity(jobs.len());
                 for job in jobs {
                     let verdict = match self.try_batch(deal_id, std::slice::from_ref(job)).await {
-                        Ok(v) => v[0],
+                        Ok(v) => v.first().copied().unwrap_or(Verdict::Ack),
                         Err(e) => self.record_failure(*job, &e).await,
                     };
                     verdicts.push(verdict);
                 }
                 verdicts
             }
-            Err(e) => vec![self.record_failure(jobs[0], &e).await],
+            Err(e) => vec![self.record_failure(*first, &e).await],
         }
     }
 
@@ -309,7 +320,7 @@ impl Allocator {
     ) -> Result<Option<investment::Model>, DbErr> {
         let txn = self.db.begin().await?;
         let Some(row) = Investment::find_by_id(id)
-            .lock_exclusive()
+            .lock(LockType::NoKeyUpdate)
             .one(&txn)
             .await?
         else {
@@ -370,6 +381,14 @@ impl Allocator {
     }
 }
 
+/// Lock waits, lost races and lost connections hit every job of a batch alike: retrying the
+/// jobs one by one would only repeat the wait per job.
+fn is_pool_wide(error: &DbErr) -> bool {
+    matches!(error, DbErr::ConnectionAcquire(_) | DbErr::Conn(_))
+        || service_kit::status::is_contention(error)
+        || service_kit::status::is_unavailable(error)
+}
+
 /// Locks the deal row (serializing its pool across replicas), then the investments by id:
 /// the lock order of every allocation transaction. `None` if the deal does not exist.
 async fn lock(
@@ -377,8 +396,10 @@ async fn lock(
     deal_id: Uuid,
     ids: &[Uuid],
 ) -> Result<Option<HashMap<Uuid, investment::Model>>, DbErr> {
+    // NO KEY UPDATE, not UPDATE: it still serializes allocators, but does not wait for (or
+    // deadlock with) creates, whose foreign keys take KEY SHARE locks on the deal row.
     if Deal::find_by_id(deal_id)
-        .lock_exclusive()
+        .lock(LockType::NoKeyUpdate)
         .one(txn)
         .await?
         .is_none()

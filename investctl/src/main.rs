@@ -3,6 +3,7 @@
 //! - `migrate`: creates the database if missing and applies every migration.
 //! - `seed`: loads the demo data (idempotent; fixed ids so the README's commands work).
 //! - `token`: mints a bearer token for local use.
+//! - `audit`: checks invariants 1, 2 and 5 (DESIGN.md §8) over a live database.
 
 use std::time::Duration;
 
@@ -42,6 +43,13 @@ enum Command {
         #[arg(long, env = "DATABASE_URL")]
         database_url: Secret,
     },
+    /// Check invariants 1 (units conserved), 2 (completed = exactly allocated) and 5 (never
+    /// over-reserved) over the whole database; prints each violation, exits 1 if any.
+    Audit {
+        /// PostgreSQL URL of the invest database.
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: Secret,
+    },
     /// Print a bearer token (HS256) for local use.
     Token {
         /// The user id the token names (`sub`).
@@ -74,6 +82,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Migrate { database_url } => migrate(database_url.expose()).await,
         Command::Seed { database_url } => seed(database_url.expose()).await,
+        Command::Audit { database_url } => audit(database_url.expose()).await,
         Command::Token {
             user,
             admin,
@@ -133,6 +142,23 @@ async fn create_database_if_missing(url: &str) -> anyhow::Result<()> {
         eprintln!("created database {name}");
     }
     Ok(())
+}
+
+async fn audit(url: &str) -> anyhow::Result<()> {
+    let db = Database::connect(url)
+        .await
+        .context("connecting to DATABASE_URL")?;
+    let violations = ledger::audit::run(&db).await.context("auditing")?;
+    for v in &violations {
+        println!("{v}");
+    }
+    if violations.is_empty() {
+        println!("audit: invariants 1, 2 and 5 hold");
+        Ok(())
+    } else {
+        eprintln!("audit: {} violation(s)", violations.len());
+        std::process::exit(1);
+    }
 }
 
 async fn seed(url: &str) -> anyhow::Result<()> {

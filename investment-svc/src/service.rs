@@ -124,9 +124,10 @@ impl InvestmentService for Api {
         let mut v = Violations::default();
         let (size, after) = page::parse(r.page_size, &r.page_token, &mut v);
         v.finish().map_err(Error::from)?;
-        let (rows, next) = balance::page(&self.db, caller.user_id, after, size)
-            .await
-            .map_err(Error::from)?;
+        let (rows, next) =
+            balance::page(&self.db, balance::Scope::User(caller.user_id), after, size)
+                .await
+                .map_err(Error::from)?;
         Ok(Response::new(pb::ListSubscriptionBalancesResponse {
             balances: rows.iter().map(balance::Balance::to_proto).collect(),
             next_page_token: next.map(|c| c.encode()).unwrap_or_default(),

@@ -1,5 +1,5 @@
-//! Re-publishes `pending` investments whose allocation request may never have reached NATS
-//! (published while NATS was down, or lost with a server's store), so none is ever stranded
+//! Re-publishes `pending` (and long-`processing`) investments whose allocation request may
+//! never have reached NATS or was lost with a server's store, so none is ever stranded
 //! (DESIGN.md §8, invariant 3).
 //!
 //! "Stale" means untouched for `SWEEP_MIN_AGE`: not created, retried or re-published since,
@@ -45,7 +45,7 @@ const CLAIM: &str = r#"
 UPDATE investments SET last_published_at = now()
 WHERE id IN (
     SELECT id FROM investments
-    WHERE allocation_status = 'pending'
+    WHERE allocation_status IN ('pending', 'processing')
       AND greatest(last_published_at, updated_at) < now() - $1 * interval '1 millisecond'
     ORDER BY created_at
     LIMIT $2

@@ -114,7 +114,6 @@ CROSS JOIN LATERAL (
     SELECT coalesce(sum(total_amount), 0) AS reserved_amount
     FROM investments WHERE subscription_id = s.id AND allocation_status IN ('pending', 'processing')
 ) reserved
-WHERE s.user_id = $1
 "#;
 
 /// The balance of one of `user_id`'s subscriptions, whatever its status; `None` if it is not
@@ -124,7 +123,7 @@ pub async fn of_subscription(
     user_id: Uuid,
     subscription_id: Uuid,
 ) -> Result<Option<Balance>, DbErr> {
-    let sql = format!("{SELECT} AND s.id = $2");
+    let sql = format!("{SELECT} WHERE s.user_id = $1 AND s.id = $2");
     let stmt = Statement::from_sql_and_values(
         DbBackend::Postgres,
         sql,
@@ -136,18 +135,38 @@ pub async fn of_subscription(
         .map(Balance::from))
 }
 
-/// A page of `user_id`'s active and paused subscriptions with their balances, oldest first,
-/// and the cursor of the next page if there is one. One statement, whatever the page size.
+/// Which subscriptions a page covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// One user's active and paused subscriptions (what the user lists).
+    User(Uuid),
+    /// Every subscription, whatever its status (what the audit checks).
+    All,
+}
+
+/// A page of subscriptions with their balances, oldest first, and the cursor of the next page
+/// if there is one. One statement, whatever the page size.
 pub async fn page(
     db: &impl ConnectionTrait,
-    user_id: Uuid,
+    scope: Scope,
     after: Option<Cursor>,
     size: u64,
 ) -> Result<(Vec<Balance>, Option<Cursor>), DbErr> {
-    let mut values = vec![Value::from(user_id)];
-    let mut sql = format!("{SELECT} AND s.status IN ('active', 'paused')");
+    let mut values = Vec::new();
+    let mut sql = match scope {
+        Scope::User(user_id) => {
+            values.push(Value::from(user_id));
+            format!("{SELECT} WHERE s.user_id = $1 AND s.status IN ('active', 'paused')")
+        }
+        Scope::All => format!("{SELECT} WHERE true"),
+    };
     if let Some(cursor) = after {
-        sql.push_str(" AND (s.created_at, s.id) > ($2, $3)");
+        let n = values.len();
+        sql.push_str(&format!(
+            " AND (s.created_at, s.id) > (${}, ${})",
+            n + 1,
+            n + 2
+        ));
         values.push(Value::from(cursor.created_at));
         values.push(Value::from(cursor.id));
     }

@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use api::v1 as pb;
 use chrono::{DateTime, Utc};
 use entity::prelude::*;
-use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{
+    ActiveValue::NotSet, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+};
 use service_kit::wire;
 use uuid::Uuid;
 
@@ -17,9 +19,12 @@ pub async fn record(db: &impl ConnectionTrait, rows: &[investment::Model]) -> Re
     if rows.is_empty() {
         return Ok(());
     }
-    let events = rows
-        .iter()
-        .map(|row| allocation_event::ActiveModel::from(event_of(row)));
+    let events = rows.iter().map(|row| {
+        let mut event = allocation_event::ActiveModel::from(event_of(row));
+        // Stamped by the database at insert (clock_timestamp()), see the migration.
+        event.created_at = NotSet;
+        event
+    });
     AllocationEvent::insert_many(events).exec(db).await?;
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! The money rules both services apply the same way: a subscription's balance (one
-//! definition, DESIGN.md §3), pages of investments, and the allocation event log that
-//! watchers read.
+//! definition, DESIGN.md §3), pages of investments, the allocation event log that watchers
+//! read, and the audit of the invariants that involve money.
 
+pub mod audit;
 pub mod balance;
 pub mod events;
 pub mod listing;

@@ -7,6 +7,15 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_initial_schema;
 
+/// A fingerprint of every migration's SQL: test templates are rebuilt when it changes, so a
+/// schema edited during development never leaves a stale template behind.
+pub fn fingerprint() -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut hasher = DefaultHasher::new();
+    m20261124_000001_initial_schema::UP.hash(&mut hasher);
+    hasher.finish()
+}
+
 /// Every migration of the schema, oldest first.
 pub struct Migrator;
 

@@ -9,7 +9,7 @@ use sea_orm_migration::prelude::*;
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
-const UP: &str = r#"
+pub(crate) const UP: &str = r#"
 CREATE TYPE subscription_status AS ENUM ('active', 'paused', 'cancelled', 'completed');
 CREATE TYPE payment_status AS ENUM ('pending', 'paid', 'failed', 'refunded');
 CREATE TYPE deal_status AS ENUM ('open', 'closed');
@@ -132,7 +132,9 @@ CREATE TABLE allocation_events (
     allocation_status allocation_status NOT NULL,
     attempt           integer NOT NULL,
     error             text,
-    created_at        timestamptz NOT NULL DEFAULT now(),
+    -- The clock at insert, just before commit (not the transaction's start, which may be
+    -- long before): watchers that read "events since T" rely on it.
+    created_at        timestamptz NOT NULL DEFAULT clock_timestamp(),
     PRIMARY KEY (investment_id, version)
 );
 CREATE INDEX allocation_events_user_idx ON allocation_events (user_id, created_at);

@@ -26,7 +26,8 @@ pub struct Claims {
     pub roles: Vec<String>,
     /// Expiry, seconds since the epoch: required, so no token lives forever.
     pub exp: u64,
-    /// Issued at, seconds since the epoch.
+    /// Issued at, seconds since the epoch (optional).
+    #[serde(default)]
     pub iat: u64,
 }
 

@@ -5,7 +5,7 @@
 //! whatever the token says, so a forged token can at worst skip rows of the caller's own.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use uuid::Uuid;
 
 use crate::status::Violations;
@@ -83,7 +83,10 @@ impl Cursor {
             return Err(BadToken);
         };
         let micros: i64 = micros.parse().map_err(|_| BadToken)?;
-        let created_at = DateTime::from_timestamp_micros(micros).ok_or(BadToken)?;
+        // Only times PostgreSQL can compare with (a forged year -5000 would fail in SQL).
+        let created_at = DateTime::from_timestamp_micros(micros)
+            .filter(|t| (1970..=9999).contains(&t.year()))
+            .ok_or(BadToken)?;
         let id = Uuid::parse_str(id).map_err(|_| BadToken)?;
         Ok(Some(Cursor { created_at, id }))
     }
@@ -114,6 +117,7 @@ mod tests {
             "!!!!",
             &URL_SAFE_NO_PAD.encode("v2|1|abc"),
             &URL_SAFE_NO_PAD.encode("v1|nan|x"),
+            &URL_SAFE_NO_PAD.encode(format!("v1|{}|{}", i64::MIN / 2, Uuid::nil())),
             &"A".repeat(500),
         ] {
             assert_eq!(Cursor::decode(token), Err(BadToken), "{token}");

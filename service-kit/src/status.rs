@@ -77,6 +77,10 @@ pub fn database_status(error: &sea_orm::DbErr) -> Status {
             tracing::warn!(%error, "database unavailable");
             Status::unavailable("database unavailable, retry later")
         }
+        _ if is_unavailable(error) => {
+            tracing::warn!(%error, "database connection lost");
+            Status::unavailable("database unavailable, retry later")
+        }
         _ if is_contention(error) => {
             tracing::warn!(%error, "transaction lost a race");
             Status::aborted("concurrent update, retry")
@@ -100,4 +104,21 @@ pub fn is_contention(error: &sea_orm::DbErr) -> bool {
         return false;
     };
     matches!(db.code().as_deref(), Some("40001" | "40P01" | "55P03"))
+}
+
+/// A connection lost mid-query, a server shutting down or out of connections: the database is
+/// (for now) out of reach rather than wrong.
+pub fn is_unavailable(error: &sea_orm::DbErr) -> bool {
+    use sea_orm::{DbErr, RuntimeErr, sqlx};
+    let (DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e))) = error
+    else {
+        return false;
+    };
+    match e.as_ref() {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || code.starts_with("57P0") || code.starts_with("53")
+        }),
+        _ => false,
+    }
 }

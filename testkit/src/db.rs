@@ -39,12 +39,14 @@ fn url_for(admin_url: &str, database: &str) -> String {
     }
 }
 
-/// The template's name changes with the migration list, so a new migration gets a new one.
+/// The template's name changes with the migrations (their names and SQL), so a changed
+/// schema gets a new template.
 fn template_name() -> String {
     let mut hasher = DefaultHasher::new();
     for m in Migrator::migrations() {
         m.name().hash(&mut hasher);
     }
+    migration::fingerprint().hash(&mut hasher);
     format!("invest_template_{:016x}", hasher.finish())
 }
 

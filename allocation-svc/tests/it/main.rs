@@ -3,6 +3,8 @@
 
 mod admin;
 mod allocation;
+mod audit;
+mod chaos;
 mod faults;
 mod lanes;
 mod operability;

@@ -11,7 +11,12 @@ use clap::Parser;
 use entity::prelude::*;
 use futures::StreamExt;
 use sea_orm::{DatabaseConnection, EntityTrait};
-use testkit::{Bearer, db::TestDb, fixtures::Fixtures, nats::Names};
+use testkit::{
+    Bearer,
+    db::TestDb,
+    fixtures::Fixtures,
+    nats::{Names, NatsServer},
+};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 use tonic::{Streaming, service::interceptor::InterceptedService, transport::Channel};
@@ -28,6 +33,11 @@ pub struct Options {
     pub max_attempts: i32,
     pub lock_timeout: &'static str,
     pub micro_batch: usize,
+    pub ack_wait: &'static str,
+    /// Run against a private nats-server the test can stop.
+    pub own_nats_server: bool,
+    /// investment-svc's sweeper `(interval, min age)`; by default it never runs.
+    pub sweeper: (&'static str, &'static str),
 }
 
 impl Default for Options {
@@ -38,6 +48,9 @@ impl Default for Options {
             max_attempts: 3,
             lock_timeout: "300ms",
             micro_batch: 32,
+            ack_wait: "10s",
+            own_nats_server: false,
+            sweeper: ("1h", "1h"),
         }
     }
 }
@@ -64,6 +77,8 @@ pub struct Stack {
     pub fixtures: Fixtures,
     pub names: Names,
     pub nats: async_nats::Client,
+    pub nats_url: String,
+    pub nats_server: Option<NatsServer>,
     pub options: Options,
     pub investment_svc: Running,
     pub replicas: Vec<Running>,
@@ -89,12 +104,24 @@ pub async fn stack_with(options: Options) -> Stack {
     let test_db = TestDb::create().await.expect("test database");
     let db = test_db.connect().await;
     let names = Names::unique();
-    let nats = async_nats::connect(testkit::nats::url())
+    let nats_server = if options.own_nats_server {
+        Some(NatsServer::start().await)
+    } else {
+        None
+    };
+    let nats_url = nats_server
+        .as_ref()
+        .map_or_else(testkit::nats::url, NatsServer::url);
+    let nats = async_nats::ConnectOptions::new()
+        .max_reconnects(None)
+        .connect(&nats_url)
         .await
         .expect("NATS (run the tests with scripts/test)");
 
     let mut args = vec!["investment-svc".to_owned()];
-    args.extend(testkit::nats::service_args(&names, &testkit::nats::url()));
+    args.extend(testkit::nats::service_args(&names, &nats_url));
+    args.push(format!("--sweep-interval={}", options.sweeper.0));
+    args.push(format!("--sweep-min-age={}", options.sweeper.1));
     let config = investment_svc::Config::try_parse_from(args).expect("config");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("port");
     let app =
@@ -110,6 +137,8 @@ pub async fn stack_with(options: Options) -> Stack {
         db,
         names,
         nats,
+        nats_url,
+        nats_server,
         options: options.clone(),
         investment_svc,
         replicas: Vec::new(),
@@ -137,21 +166,23 @@ where
 impl Stack {
     /// The allocation-svc configuration of this stack.
     pub fn replica_config(&self, allocate: bool) -> allocation_svc::Config {
+        allocation_svc::Config::try_parse_from(self.replica_args(allocate)).expect("config")
+    }
+
+    /// The command line of an allocation-svc replica of this stack.
+    pub fn replica_args(&self, allocate: bool) -> Vec<String> {
         let mut args = vec!["allocation-svc".to_owned()];
-        args.extend(testkit::nats::service_args(
-            &self.names,
-            &testkit::nats::url(),
-        ));
+        args.extend(testkit::nats::service_args(&self.names, &self.nats_url));
         args.extend([
             format!("--allocate={allocate}"),
+            format!("--ack-wait={}", self.options.ack_wait),
             format!("--retry-backoff={}", self.options.backoff),
             format!("--max-attempts={}", self.options.max_attempts),
             format!("--lock-timeout={}", self.options.lock_timeout),
             format!("--micro-batch={}", self.options.micro_batch),
-            "--ack-wait=10s".into(),
             "--watch-resync=500ms".into(),
         ]);
-        allocation_svc::Config::try_parse_from(args).expect("config")
+        args
     }
 
     /// Starts one more allocation-svc replica; returns its index.
@@ -313,10 +344,12 @@ pub fn steps(updates: &[pb::AllocationUpdate]) -> Vec<(pb::AllocationStatus, i64
         .collect()
 }
 
-/// Checks invariants 1 and 2 over the whole database: units conserved per batch, and every
-/// completed investment allocated exactly its shares and total amount.
+/// Checks invariants 1, 2 and 5 over the whole database, with the production audit and, as a
+/// cross-check of the audit itself, independently here for 1 and 2.
 pub async fn check_invariants(db: &DatabaseConnection) {
     use std::collections::HashMap;
+    let violations = ledger::audit::run(db).await.expect("audit runs");
+    assert!(violations.is_empty(), "audit: {violations:#?}");
     let batches = BulkPurchase::find().all(db).await.expect("batches");
     let pieces = UserInvestment::find().all(db).await.expect("allocations");
     let investments = Investment::find().all(db).await.expect("investments");
@@ -357,5 +390,66 @@ pub async fn check_invariants(db: &DatabaseConnection) {
                 i.id, i.allocation_status
             );
         }
+    }
+}
+
+/// An allocation-svc process (the real binary), killed on drop.
+pub struct Process {
+    pub child: std::process::Child,
+}
+
+impl Process {
+    /// Sends `signal` (e.g. "KILL", "TERM") to the process.
+    pub fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([format!("-{signal}"), self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// Waits for the process to exit, at most `deadline`.
+    pub async fn wait(&mut self, deadline: Duration) -> std::process::ExitStatus {
+        testkit::eventually(deadline, "the process to exit", || {
+            let status = self.child.try_wait().expect("try_wait");
+            async move { status }
+        })
+        .await
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Stack {
+    /// Starts the allocation-svc binary against this stack, and waits until it serves.
+    pub async fn spawn_process(&self) -> Process {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let mut args = self.replica_args(true);
+        args.retain(|a| !a.starts_with("--listen-addr"));
+        args.push(format!("--listen-addr={addr}"));
+        args.push(format!("--database-url={}", self.test_db.url));
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_allocation-svc"))
+            .args(&args[1..])
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("allocation-svc starts");
+        testkit::eventually(
+            Duration::from_secs(20),
+            "allocation-svc to listen",
+            || async move { tokio::net::TcpStream::connect(addr).await.ok().map(|_| ()) },
+        )
+        .await;
+        Process { child }
     }
 }

@@ -1,0 +1,196 @@
+//! Faults with real processes and real outages (issue "Prove the guarantees"): each test ends
+//! with every investment terminal and the audit clean.
+
+use std::time::Duration;
+
+use entity::prelude::*;
+use futures::{StreamExt, future::join_all};
+use sea_orm::ConnectionTrait;
+
+use crate::support::*;
+
+async fn block_database(stack: &Stack, allow: bool) {
+    let admin = sea_orm::Database::connect(testkit::db::admin_url())
+        .await
+        .expect("admin");
+    let name = &stack.test_db.name;
+    admin
+        .execute_unprepared(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS {allow}"))
+        .await
+        .expect("alter database");
+    if !allow {
+        admin
+            .execute_unprepared(&format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+            ))
+            .await
+            .expect("cut connections");
+    }
+}
+
+#[tokio::test]
+async fn allocator_killed_mid_load_then_restarted_loses_nothing_and_allocates_nothing_twice() {
+    let mut stack = stack_with(Options {
+        replicas: 0,
+        ack_wait: "2s",
+        micro_batch: 4,
+        ..Options::default()
+    })
+    .await;
+    let mut investors = Vec::new();
+    for _ in 0..3 {
+        investors.push(stack.investor("120000.00", "1.00", &[40, 40, 40]).await);
+    }
+    let process = stack.spawn_process().await;
+
+    // Creates keep arriving while the allocator is killed with SIGKILL.
+    let first: Vec<_> =
+        join_all((0..60).map(|i| stack.create(&investors[i % 3], (i % 4) as i64 + 1))).await;
+    process.signal("KILL");
+    drop(process);
+    let second: Vec<_> =
+        join_all((0..60).map(|i| stack.create(&investors[i % 3], (i % 4) as i64 + 1))).await;
+    stack.add_replica(true).await;
+
+    let all = stack.all_terminal(Duration::from_secs(60)).await;
+    assert_eq!(all.len(), first.len() + second.len(), "nothing lost");
+    check_invariants(&stack.db).await;
+}
+
+#[tokio::test]
+async fn nats_outage_creates_still_accepted_every_investment_allocated_and_watchers_see_it_all() {
+    let mut stack = stack_with(Options {
+        own_nats_server: true,
+        sweeper: ("200ms", "1s"),
+        ..Options::default()
+    })
+    .await;
+    let investor = stack.investor("120000.00", "1.00", &[1000]).await;
+    let before = stack.create(&investor, 1).await;
+    collect(stack.watch(0, investor.user_id, &before.id).await).await;
+
+    stack.nats_server.as_mut().expect("own server").stop();
+    // Accepted while NATS is down (each waits out its publish timeout, so run them together).
+    let during: Vec<_> = join_all((0..10).map(|_| stack.create(&investor, 2))).await;
+    assert!(
+        during
+            .iter()
+            .all(|i| i.allocation_status() == api::v1::AllocationStatus::Pending)
+    );
+    // Watchers connected across the outage.
+    let mut watches = Vec::new();
+    for investment in &during[..3] {
+        watches.push(stack.watch(0, investor.user_id, &investment.id).await);
+    }
+    stack
+        .nats_server
+        .as_mut()
+        .expect("own server")
+        .resume()
+        .await;
+
+    for (watch, investment) in watches.into_iter().zip(&during) {
+        let updates = collect(watch).await;
+        let versions: Vec<_> = updates.iter().map(|u| u.version).collect();
+        assert!(
+            versions.windows(2).all(|w| w[1] == w[0] + 1),
+            "{}: gap in {versions:?}",
+            investment.id
+        );
+        assert_eq!(
+            updates.last().expect("terminal").allocation_status(),
+            api::v1::AllocationStatus::Completed
+        );
+    }
+    let all = stack.all_terminal(Duration::from_secs(60)).await;
+    assert!(
+        all.iter()
+            .all(|i| i.allocation_status == AllocationStatus::Completed)
+    );
+    check_invariants(&stack.db).await;
+}
+
+#[tokio::test]
+async fn database_unreachable_during_allocation_retries_then_succeeds() {
+    let stack = stack_with(Options {
+        backoff: "300ms",
+        lock_timeout: "5s",
+        ..Options::default()
+    })
+    .await;
+    let investor = stack.investor("120000.00", "1.00", &[1000]).await;
+    // Allocation waits on the batch rows the test holds locked, so the outage hits it inside
+    // its transaction.
+    let lock = {
+        use sea_orm::TransactionTrait;
+        let txn = stack.db.begin().await.expect("begin");
+        txn.execute_unprepared(&format!(
+            "SELECT 1 FROM bulk_purchases WHERE deal_id = '{}' FOR UPDATE",
+            investor.deal.id
+        ))
+        .await
+        .expect("lock");
+        txn
+    };
+    let created: Vec<_> = join_all((0..5).map(|_| stack.create(&investor, 3))).await;
+    let mut watch = stack.watch(0, investor.user_id, &created[0].id).await;
+    // Wait until the allocator is inside its transaction, blocked on the lock.
+    while let Some(update) = watch.next().await {
+        if update
+            .expect("update")
+            .update
+            .expect("update")
+            .allocation_status()
+            == api::v1::AllocationStatus::Processing
+        {
+            break;
+        }
+    }
+
+    block_database(&stack, false).await;
+    drop(lock);
+    // A few seconds without a database: attempts fail and come back after their backoff.
+    let outage = tokio::time::Instant::now() + Duration::from_secs(3);
+    testkit::eventually(Duration::from_secs(10), "the outage to last", || async {
+        (tokio::time::Instant::now() >= outage).then_some(())
+    })
+    .await;
+    block_database(&stack, true).await;
+
+    let all = stack.all_terminal(Duration::from_secs(60)).await;
+    assert!(
+        all.iter()
+            .all(|i| i.allocation_status == AllocationStatus::Completed),
+        "{all:#?}"
+    );
+    check_invariants(&stack.db).await;
+}
+
+#[tokio::test]
+async fn sigterm_under_load_drains_within_the_grace_period_and_loses_nothing() {
+    let mut stack = stack_with(Options {
+        replicas: 0,
+        ack_wait: "3s",
+        ..Options::default()
+    })
+    .await;
+    let investor = stack.investor("120000.00", "1.00", &[5000]).await;
+    let mut process = stack.spawn_process().await;
+
+    let creating = join_all((0..100).map(|i| stack.create(&investor, (i % 3) as i64 + 1)));
+    let (created, status) = tokio::join!(creating, async {
+        tokio::task::yield_now().await;
+        process.signal("TERM");
+        process.wait(Duration::from_secs(15)).await
+    });
+    assert!(status.success(), "clean exit: {status:?}");
+
+    stack.add_replica(true).await;
+    let all = stack.all_terminal(Duration::from_secs(60)).await;
+    assert_eq!(all.len(), created.len());
+    assert!(
+        all.iter()
+            .all(|i| i.allocation_status == AllocationStatus::Completed)
+    );
+    check_invariants(&stack.db).await;
+}

@@ -1,0 +1,130 @@
+//! Checks invariants 1, 2 and 5 of DESIGN.md §8 over a live database and reports every
+//! violation: `investctl audit` runs it, and every fault test ends with it.
+
+use std::fmt;
+
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, FromQueryResult, Statement, prelude::Decimal};
+use uuid::Uuid;
+
+use crate::balance::{self, Scope};
+
+/// One broken invariant on one row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// The invariant's number in DESIGN.md §8.
+    pub invariant: u8,
+    /// The batch, investment or subscription concerned.
+    pub subject: Uuid,
+    /// What is wrong, with the numbers.
+    pub detail: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invariant {}: {}: {}",
+            self.invariant, self.subject, self.detail
+        )
+    }
+}
+
+#[derive(Debug, FromQueryResult)]
+struct BatchRow {
+    id: Uuid,
+    units_total: i64,
+    units_remaining: i64,
+    allocated: i64,
+}
+
+/// 1. For every batch, `units_total - units_remaining` = units allocated from it (not
+///    reversed), and `0 <= units_remaining <= units_total`.
+const UNITS: &str = r#"
+SELECT b.id, b.units_total, b.units_remaining, coalesce(a.units, 0)::bigint AS allocated
+FROM bulk_purchases b
+LEFT JOIN (
+    SELECT bulk_purchase_id, sum(units_allocated) AS units
+    FROM user_investments WHERE NOT is_reversed GROUP BY bulk_purchase_id
+) a ON a.bulk_purchase_id = b.id
+WHERE b.units_remaining < 0
+   OR b.units_remaining > b.units_total
+   OR b.units_total - b.units_remaining <> coalesce(a.units, 0)
+"#;
+
+#[derive(Debug, FromQueryResult)]
+struct InvestmentRow {
+    id: Uuid,
+    status: String,
+    shares: i64,
+    total_amount: Decimal,
+    units: i64,
+    value: Decimal,
+}
+
+/// 2. A completed investment's allocations sum exactly to its shares and total amount; any
+///    other investment holds none.
+const EXACT: &str = r#"
+SELECT i.id, i.allocation_status::text AS status, i.shares, i.total_amount,
+       coalesce(a.units, 0)::bigint AS units, coalesce(a.value, 0) AS value
+FROM investments i
+LEFT JOIN (
+    SELECT investment_id, sum(units_allocated) AS units, sum(value_allocated) AS value
+    FROM user_investments WHERE NOT is_reversed GROUP BY investment_id
+) a ON a.investment_id = i.id
+WHERE (i.allocation_status = 'completed'
+       AND (coalesce(a.units, 0) <> i.shares OR coalesce(a.value, 0) <> i.total_amount))
+   OR (i.allocation_status <> 'completed' AND coalesce(a.units, 0) <> 0)
+"#;
+
+/// Subscriptions read per statement for invariant 5.
+const PAGE: u64 = 1000;
+
+/// Every violation of invariants 1, 2 and 5, in that order; empty when all hold.
+pub async fn run(db: &impl ConnectionTrait) -> Result<Vec<Violation>, DbErr> {
+    let mut violations = Vec::new();
+    let batches = BatchRow::find_by_statement(Statement::from_string(DbBackend::Postgres, UNITS))
+        .all(db)
+        .await?;
+    violations.extend(batches.into_iter().map(|b| Violation {
+        invariant: 1,
+        subject: b.id,
+        detail: format!(
+            "batch of {} units has {} remaining but {} allocated",
+            b.units_total, b.units_remaining, b.allocated
+        ),
+    }));
+    let investments =
+        InvestmentRow::find_by_statement(Statement::from_string(DbBackend::Postgres, EXACT))
+            .all(db)
+            .await?;
+    violations.extend(investments.into_iter().map(|i| Violation {
+        invariant: 2,
+        subject: i.id,
+        detail: format!(
+            "{} investment of {} shares ({}) holds {} units worth {}",
+            i.status, i.shares, i.total_amount, i.units, i.value
+        ),
+    }));
+    let mut after = None;
+    loop {
+        let (page, next) = balance::page(db, Scope::All, after, PAGE).await?;
+        for b in page {
+            let a = &b.aggregates;
+            if a.total_invested + a.reserved_amount > b.total_value {
+                violations.push(Violation {
+                    invariant: 5,
+                    subject: a.subscription_id,
+                    detail: format!(
+                        "invested {} + reserved {} exceeds the subscription's value {}",
+                        a.total_invested, a.reserved_amount, b.total_value
+                    ),
+                });
+            }
+        }
+        match next {
+            Some(cursor) => after = Some(cursor),
+            None => break,
+        }
+    }
+    Ok(violations)
+}
