@@ -130,17 +130,28 @@ impl App {
         let routes = routes.add_service(AllocationServiceServer::with_interceptor(api, self.auth));
         tracing::info!(addr = %self.listener.local_addr()?, "allocation-svc serving");
         let grace = config.common.server.shutdown_grace;
-        let served = server::serve(self.listener, routes, health, shutdown.clone(), grace).await;
-        // The server is down: stop pulling and let lanes finish their transactions.
-        shutdown.cancel();
-        if let Some(consuming) = consuming {
-            match tokio::time::timeout(grace, consuming).await {
-                Ok(joined) => joined.context("consumer task")?,
-                Err(_) => {
-                    tracing::warn!(?grace, "lanes did not finish in time; NATS will redeliver")
+        // Server and lanes drain at the same time, each within the same grace period.
+        let draining = async {
+            shutdown.cancelled().await;
+            if let Some(consuming) = consuming {
+                match tokio::time::timeout(grace, consuming).await {
+                    Ok(joined) => joined.context("consumer task")?,
+                    Err(_) => {
+                        tracing::warn!(?grace, "lanes did not finish in time; NATS will redeliver")
+                    }
                 }
             }
-        }
+            anyhow::Ok(())
+        };
+        let serving = async {
+            let served =
+                server::serve(self.listener, routes, health, shutdown.clone(), grace).await;
+            // If the server stopped by itself, stop pulling too.
+            shutdown.cancel();
+            served
+        };
+        let (served, drained) = tokio::join!(serving, draining);
+        drained?;
         served.context("gRPC server")?;
         tracing::info!("allocation-svc stopped");
         Ok(())

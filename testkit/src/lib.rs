@@ -8,6 +8,7 @@
 pub mod db;
 pub mod fixtures;
 pub mod nats;
+pub mod process;
 
 use std::time::Duration;
 
@@ -34,6 +35,65 @@ fn mint(user_id: Uuid, roles: &[&str]) -> String {
         Duration::from_secs(3600),
     )
     .expect("HS256 signing cannot fail with a valid secret")
+}
+
+/// Tokens every RPC must refuse with `UNAUTHENTICATED`: none, garbage, wrong key, expired,
+/// `alg: none`, and a subject that is not a user id.
+pub fn hostile_tokens() -> Vec<(&'static str, Option<String>)> {
+    let user = Uuid::new_v4();
+    let wrong_key = service_kit::auth::mint_hs256(
+        b"another-secret-another-secret-0123456789",
+        user,
+        &[],
+        Duration::from_secs(60),
+    )
+    .expect("mint");
+    let expired = {
+        // Expired well beyond the verifier's leeway.
+        use jsonwebtoken::{EncodingKey, Header, encode};
+        let claims = service_kit::auth::Claims {
+            sub: user.to_string(),
+            roles: vec![],
+            iat: 1,
+            exp: 2,
+        };
+        encode(
+            &Header::default(),
+            &claims,
+            &EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+        )
+        .expect("encode")
+    };
+    let alg_none = {
+        use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+        let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#);
+        let body =
+            URL_SAFE_NO_PAD.encode(format!(r#"{{"sub":"{user}","exp":9999999999,"iat":1}}"#));
+        format!("{header}.{body}.")
+    };
+    let not_a_uuid = {
+        use jsonwebtoken::{EncodingKey, Header, encode};
+        let claims = service_kit::auth::Claims {
+            sub: "alice".into(),
+            roles: vec![],
+            iat: 1,
+            exp: 9_999_999_999,
+        };
+        encode(
+            &Header::default(),
+            &claims,
+            &EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+        )
+        .expect("encode")
+    };
+    vec![
+        ("no token", None),
+        ("garbage", Some("garbage".into())),
+        ("wrong key", Some(wrong_key)),
+        ("expired", Some(expired)),
+        ("alg none", Some(alg_none)),
+        ("subject not a user id", Some(not_a_uuid)),
+    ]
 }
 
 /// Logs to the test output when `TEST_LOG` is set; quiet otherwise. Safe to call often.

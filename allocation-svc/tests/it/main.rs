@@ -6,6 +6,7 @@ mod allocation;
 mod audit;
 mod chaos;
 mod faults;
+mod hostile;
 mod lanes;
 mod operability;
 mod replicas;

@@ -393,63 +393,15 @@ pub async fn check_invariants(db: &DatabaseConnection) {
     }
 }
 
-/// An allocation-svc process (the real binary), killed on drop.
-pub struct Process {
-    pub child: std::process::Child,
-}
-
-impl Process {
-    /// Sends `signal` (e.g. "KILL", "TERM") to the process.
-    pub fn signal(&self, signal: &str) {
-        let status = std::process::Command::new("kill")
-            .args([format!("-{signal}"), self.child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill -{signal} failed");
-    }
-
-    /// Waits for the process to exit, at most `deadline`.
-    pub async fn wait(&mut self, deadline: Duration) -> std::process::ExitStatus {
-        testkit::eventually(deadline, "the process to exit", || {
-            let status = self.child.try_wait().expect("try_wait");
-            async move { status }
-        })
-        .await
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 impl Stack {
     /// Starts the allocation-svc binary against this stack, and waits until it serves.
-    pub async fn spawn_process(&self) -> Process {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    pub async fn spawn_process(&self) -> testkit::process::Process {
+        let addr = testkit::process::free_addr();
         let mut args = self.replica_args(true);
         args.retain(|a| !a.starts_with("--listen-addr"));
         args.push(format!("--listen-addr={addr}"));
         args.push(format!("--database-url={}", self.test_db.url));
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_allocation-svc"))
-            .args(&args[1..])
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("allocation-svc starts");
-        testkit::eventually(
-            Duration::from_secs(20),
-            "allocation-svc to listen",
-            || async move { tokio::net::TcpStream::connect(addr).await.ok().map(|_| ()) },
-        )
-        .await;
-        Process { child }
+        testkit::process::Process::spawn(env!("CARGO_BIN_EXE_allocation-svc"), &args[1..], addr)
+            .await
     }
 }

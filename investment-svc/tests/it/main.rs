@@ -4,6 +4,7 @@
 mod auth;
 mod balances;
 mod create;
+mod hostile;
 mod operability;
 mod read;
 mod support;

@@ -155,3 +155,50 @@ async fn shutdown_stops_the_server_and_the_sweeper() {
         "no longer listening"
     );
 }
+
+#[tokio::test]
+async fn sigterm_under_load_exits_within_its_grace_and_loses_no_accepted_investment() {
+    use api::v1 as pb;
+    use entity::prelude::*;
+    use futures::future::join_all;
+    use sea_orm::{EntityTrait, PaginatorTrait};
+
+    // The database and stream of a test app; the service under test is the real binary.
+    let app = spawn_app().await;
+    let investor = investor(&app, "100000.00", "1.00").await;
+    let addr = testkit::process::free_addr();
+    let mut args = testkit::nats::service_args(&app.names, &testkit::nats::url());
+    args.retain(|a| !a.starts_with("--listen-addr"));
+    args.push(format!("--listen-addr={addr}"));
+    args.push(format!("--database-url={}", app.test_db.url));
+    let mut process =
+        testkit::process::Process::spawn(env!("CARGO_BIN_EXE_investment-svc"), &args, addr).await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let client = pb::investment_service_client::InvestmentServiceClient::with_interceptor(
+        channel,
+        testkit::Bearer(Some(testkit::token(investor.user_id))),
+    );
+
+    let creates = join_all((0..200).map(|_| {
+        let mut client = client.clone();
+        let request = create_request(&investor, 1, "");
+        async move { client.create_investment(request).await }
+    }));
+    let (results, status) = tokio::join!(creates, async {
+        tokio::task::yield_now().await;
+        process.signal("TERM");
+        process.wait(Duration::from_secs(15)).await
+    });
+
+    assert!(status.success(), "clean exit: {status:?}");
+    let accepted = results.iter().filter(|r| r.is_ok()).count() as u64;
+    let stored = Investment::find().count(&app.db).await.expect("count");
+    assert_eq!(
+        stored, accepted,
+        "every accepted investment is stored, and only those"
+    );
+}

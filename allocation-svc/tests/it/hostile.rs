@@ -1,0 +1,192 @@
+//! Hostile callers and input on allocation-svc: every RPC refuses bad tokens, arbitrary
+//! fields get only documented codes, and no secret or token reaches the logs.
+
+use std::{
+    io::Write,
+    sync::{Arc, Mutex},
+};
+
+use api::v1 as pb;
+use futures::StreamExt;
+use proptest::{prelude::*, test_runner::TestRunner};
+use tonic::Code;
+use uuid::Uuid;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn every_rpc_refuses_missing_and_invalid_tokens() {
+    let stack = stack().await;
+    for (case, token) in testkit::hostile_tokens() {
+        let mut client = stack.allocations(0, token).await;
+        let id = Uuid::new_v4().to_string();
+        let codes = [
+            client
+                .watch_allocation(pb::WatchAllocationRequest {
+                    investment_id: id.clone(),
+                })
+                .await
+                .map(|_| ()),
+            client
+                .watch_allocations(pb::WatchAllocationsRequest {})
+                .await
+                .map(|_| ()),
+            client
+                .get_queue_stats(pb::GetQueueStatsRequest {})
+                .await
+                .map(|_| ()),
+            client
+                .list_failed_allocations(pb::ListFailedAllocationsRequest::default())
+                .await
+                .map(|_| ()),
+            client
+                .retry_allocation(pb::RetryAllocationRequest { investment_id: id })
+                .await
+                .map(|_| ()),
+        ]
+        .map(|r| r.expect_err(case).code());
+        assert_eq!(codes, [Code::Unauthenticated; 5], "{case}");
+    }
+}
+
+#[test]
+fn arbitrary_ids_and_pages_get_documented_codes() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (stack, alice, user, admin) = rt.block_on(async {
+        let stack = stack().await;
+        let alice = stack.investor("12000.00", "1.00", &[100]).await;
+        let done = stack.create(&alice, 1).await;
+        collect(stack.watch(0, alice.user_id, &done.id).await).await;
+        let user = stack
+            .allocations(0, Some(testkit::token(Uuid::new_v4())))
+            .await;
+        let admin = stack.admin().await;
+        (stack, done, user, admin)
+    });
+    let ids = prop_oneof![
+        Just(alice.id.clone()),
+        Just(Uuid::nil().to_string()),
+        Just("y".repeat(5000)),
+        any::<u128>().prop_map(|n| Uuid::from_u128(n).to_string()),
+        "\\PC{0,80}",
+    ];
+    let strategy = (ids, any::<i32>(), "\\PC{0,100}");
+    let runner_config = ProptestConfig {
+        cases: 64,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    TestRunner::new(runner_config)
+        .run(&strategy, |(investment_id, page_size, page_token)| {
+            rt.block_on(async {
+                let (mut user, mut admin) = (user.clone(), admin.clone());
+                let watch = user
+                    .watch_allocation(pb::WatchAllocationRequest {
+                        investment_id: investment_id.clone(),
+                    })
+                    .await;
+                if let Err(status) = watch {
+                    prop_assert!(
+                        matches!(status.code(), Code::InvalidArgument | Code::NotFound),
+                        "{status:?}"
+                    );
+                } else {
+                    prop_assert!(false, "someone else's or unknown investment was watchable");
+                }
+                let list = admin
+                    .list_failed_allocations(pb::ListFailedAllocationsRequest {
+                        page_size,
+                        page_token,
+                    })
+                    .await;
+                if let Err(status) = list {
+                    prop_assert_eq!(status.code(), Code::InvalidArgument);
+                }
+                let retry = admin
+                    .retry_allocation(pb::RetryAllocationRequest { investment_id })
+                    .await;
+                let status = retry.expect_err("nothing here is retryable");
+                prop_assert!(
+                    matches!(
+                        status.code(),
+                        Code::InvalidArgument | Code::NotFound | Code::FailedPrecondition
+                    ),
+                    "{status:?}"
+                );
+                Ok(())
+            })
+        })
+        .expect("documented codes only");
+    rt.block_on(async move { drop(stack) });
+}
+
+/// Collects everything the services log, at every level.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .map_err(|_| std::io::Error::other("poisoned"))?
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn no_secret_or_token_reaches_the_logs() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    // The test's runtime runs on this thread, and so do the services' tasks.
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let stack = stack().await;
+    let investor = stack.investor("12000.00", "1.00", &[100]).await;
+    let created = stack.create(&investor, 1).await;
+    let mut watch = stack.watch(0, investor.user_id, &created.id).await;
+    while watch.next().await.is_some() {}
+    let mut tokens = vec![
+        testkit::token(investor.user_id),
+        testkit::admin_token(Uuid::new_v4()),
+    ];
+    for (_, token) in testkit::hostile_tokens() {
+        let mut client = stack.allocations(0, token.clone()).await;
+        let _ = client.get_queue_stats(pb::GetQueueStatsRequest {}).await;
+        tokens.extend(token);
+    }
+    let mut admin = stack.allocations(0, Some(tokens[1].clone())).await;
+    admin
+        .get_queue_stats(pb::GetQueueStatsRequest {})
+        .await
+        .expect("stats");
+
+    let logs = String::from_utf8_lossy(&captured.0.lock().expect("logs")).into_owned();
+    assert!(
+        logs.contains("allocation"),
+        "the capture works: {} bytes",
+        logs.len()
+    );
+    assert!(
+        !logs.contains(testkit::JWT_SECRET),
+        "the JWT secret was logged"
+    );
+    for token in &tokens {
+        // The signature part is what makes a token usable.
+        let signature = token.rsplit('.').next().unwrap_or(token);
+        if signature.len() > 8 {
+            assert!(!logs.contains(signature), "a token was logged");
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! Service binaries as real processes, for tests that kill or signal them.
+
+use std::{
+    net::SocketAddr,
+    process::{Child, Command, ExitStatus, Stdio},
+    time::Duration,
+};
+
+/// A running service process, killed on drop.
+pub struct Process {
+    child: Child,
+}
+
+impl Process {
+    /// Starts `bin` with `args` (quiet) and waits until it accepts connections on `addr`.
+    pub async fn spawn(bin: &str, args: &[String], addr: SocketAddr) -> Process {
+        let child = Command::new(bin)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {bin}: {e}"));
+        crate::eventually(
+            Duration::from_secs(20),
+            "the service to listen",
+            || async move { tokio::net::TcpStream::connect(addr).await.ok().map(|_| ()) },
+        )
+        .await;
+        Process { child }
+    }
+
+    /// Sends `signal` (`KILL`, `TERM`, ...) to the process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// Waits for the process to exit, at most `deadline`.
+    pub async fn wait(&mut self, deadline: Duration) -> ExitStatus {
+        crate::eventually(deadline, "the process to exit", || {
+            let status = self.child.try_wait().expect("try_wait");
+            async move { status }
+        })
+        .await
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free port on the loopback interface.
+pub fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+}
