@@ -166,10 +166,21 @@ async fn run_lane(
         let jobs: Vec<Job> = batch.iter().map(|d| d.job).collect();
         let ids: Vec<String> = jobs.iter().map(|j| j.investment_id.to_string()).collect();
         let span = tracing::info_span!("allocation", %deal_id, investment_ids = ?ids);
-        let verdicts = allocator
-            .run_batch(deal_id, &jobs)
-            .instrument(span.clone())
-            .await;
+        let work = allocator.run_batch(deal_id, &jobs).instrument(span.clone());
+        tokio::pin!(work);
+        // A batch slowed down by faults (lock waits, retries) keeps its requests' leases.
+        let period = (args.ack_wait / 3).max(Duration::from_millis(100));
+        let mut keepalive = tokio::time::interval_at(Instant::now() + period, period);
+        let verdicts = loop {
+            tokio::select! {
+                verdicts = &mut work => break verdicts,
+                _ = keepalive.tick() => {
+                    for delivery in &batch {
+                        let _ = delivery.message.ack_with(AckKind::Progress).await;
+                    }
+                }
+            }
+        };
         for (delivery, verdict) in batch.iter().zip(verdicts) {
             settle(&delivery.message, verdict)
                 .instrument(span.clone())

@@ -10,7 +10,11 @@
 //! transaction; status events go to NATS after the commit; the lane acks after that. A
 //! redelivered request for a finished investment changes nothing (invariant 4).
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use api::v1 as pb;
 use entity::prelude::*;
@@ -57,7 +61,14 @@ pub struct Allocator {
     nats: async_nats::Client,
     topology: Topology,
     args: AllocatorArgs,
+    /// Failed attempts the database could not record (it was unreachable), with the last
+    /// cause: written with the next attempt, so an outage also spends the retry budget.
+    unrecorded: Arc<Mutex<HashMap<Uuid, (i32, String)>>>,
 }
+
+/// Most investments remembered in [`Allocator::unrecorded`]; a replica that lost its
+/// requests to another one forgets them past this.
+const MAX_UNRECORDED: usize = 10_000;
 
 impl Allocator {
     /// An allocator writing to `db` and announcing status changes on `nats`.
@@ -72,7 +83,52 @@ impl Allocator {
             nats,
             topology,
             args,
+            unrecorded: Arc::default(),
         }
+    }
+
+    fn take_unrecorded(&self, id: Uuid) -> Option<(i32, String)> {
+        self.unrecorded.lock().ok()?.remove(&id)
+    }
+
+    fn remember_unrecorded(&self, id: Uuid, failures: i32, cause: String) {
+        if let Ok(mut unrecorded) = self.unrecorded.lock() {
+            if unrecorded.len() >= MAX_UNRECORDED {
+                unrecorded.clear();
+            }
+            unrecorded.insert(id, (failures, cause));
+        }
+    }
+
+    /// Writes the attempts an outage kept from being recorded. Returns the jobs still to
+    /// allocate and the verdicts of those whose budget the outage used up (now `FAILED`).
+    async fn catch_up_unrecorded(&self, jobs: &[Job]) -> (Vec<Job>, HashMap<Uuid, Verdict>) {
+        let mut remaining = Vec::with_capacity(jobs.len());
+        let mut settled = HashMap::new();
+        for job in jobs {
+            let Some((failures, cause)) = self.take_unrecorded(job.investment_id) else {
+                remaining.push(*job);
+                continue;
+            };
+            match self
+                .try_record_failure(job.investment_id, failures, &cause)
+                .await
+            {
+                Ok(Some(row)) if row.allocation_status == AllocationStatus::Failed => {
+                    tracing::error!(investment_id = %row.id, error = %cause, attempts = row.allocation_attempts, "allocation failed permanently");
+                    settled.insert(job.investment_id, Verdict::Ack);
+                }
+                Ok(Some(_)) => remaining.push(*job),
+                Ok(None) => {
+                    settled.insert(job.investment_id, Verdict::Ack);
+                }
+                Err(_) => {
+                    self.remember_unrecorded(job.investment_id, failures, cause);
+                    remaining.push(*job);
+                }
+            }
+        }
+        (remaining, settled)
     }
 
     /// Allocates `jobs` of pool `deal_id`, in arrival order; one verdict per job.
@@ -80,6 +136,21 @@ impl Allocator {
     /// If the batch transaction fails, its jobs are tried one by one, so one bad request
     /// cannot fail its neighbours; a job that still fails is recorded as a failed attempt.
     pub async fn run_batch(&self, deal_id: Uuid, jobs: &[Job]) -> Vec<Verdict> {
+        let (todo, mut verdicts) = self.catch_up_unrecorded(jobs).await;
+        for (job, verdict) in todo.iter().zip(self.run_jobs(deal_id, &todo).await) {
+            verdicts.insert(job.investment_id, verdict);
+        }
+        jobs.iter()
+            .map(|j| {
+                verdicts
+                    .get(&j.investment_id)
+                    .copied()
+                    .unwrap_or(Verdict::Ack)
+            })
+            .collect()
+    }
+
+    async fn run_jobs(&self, deal_id: Uuid, jobs: &[Job]) -> Vec<Verdict> {
         let Some(first) = jobs.first() else {
             return Vec::new();
         };
@@ -291,7 +362,13 @@ impl Allocator {
     /// A transient fault: back to `pending` with one more attempt, or `FAILED` after the last.
     async fn record_failure(&self, job: Job, error: &DbErr) -> Verdict {
         let cause = error.to_string();
-        match self.try_record_failure(job.investment_id, &cause).await {
+        let earlier = self
+            .take_unrecorded(job.investment_id)
+            .map_or(0, |(n, _)| n);
+        match self
+            .try_record_failure(job.investment_id, earlier + 1, &cause)
+            .await
+        {
             Ok(Some(row)) if row.allocation_status == AllocationStatus::Failed => {
                 tracing::error!(investment_id = %row.id, error = %cause, attempts = row.allocation_attempts, "allocation failed permanently");
                 Verdict::Ack
@@ -305,6 +382,7 @@ impl Allocator {
             Ok(None) => Verdict::Ack,
             // The database cannot even record the attempt: let NATS bring it back later.
             Err(e) => {
+                self.remember_unrecorded(job.investment_id, earlier + 1, cause);
                 let attempt = i32::try_from(job.delivered).unwrap_or(i32::MAX);
                 let delay = self.args.backoff(attempt);
                 tracing::warn!(investment_id = %job.investment_id, error = %e, ?delay, "cannot record the failed attempt; will retry");
@@ -313,9 +391,12 @@ impl Allocator {
         }
     }
 
+    /// Adds `failures` attempts to the investment: back to `pending`, or `FAILED` once the
+    /// budget is spent.
     async fn try_record_failure(
         &self,
         id: Uuid,
+        failures: i32,
         cause: &str,
     ) -> Result<Option<investment::Model>, DbErr> {
         let txn = self.db.begin().await?;
@@ -329,7 +410,7 @@ impl Allocator {
         if row.allocation_status.is_terminal() {
             return Ok(None);
         }
-        let attempts = row.allocation_attempts + 1;
+        let attempts = row.allocation_attempts + failures;
         let (status, error) = if attempts >= self.args.max_attempts {
             (
                 AllocationStatus::Failed,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use entity::prelude::*;
 use futures::{StreamExt, future::join_all};
-use sea_orm::ConnectionTrait;
+use sea_orm::{ConnectionTrait, EntityTrait};
 
 use crate::support::*;
 
@@ -112,8 +112,10 @@ async fn nats_outage_creates_still_accepted_every_investment_allocated_and_watch
 
 #[tokio::test]
 async fn database_unreachable_during_allocation_retries_then_succeeds() {
+    // A budget the outage does not exhaust (the next test spends it).
     let stack = stack_with(Options {
         backoff: "300ms",
+        max_attempts: 100,
         lock_timeout: "5s",
         ..Options::default()
     })
@@ -192,5 +194,80 @@ async fn sigterm_under_load_drains_within_the_grace_period_and_loses_nothing() {
         all.iter()
             .all(|i| i.allocation_status == AllocationStatus::Completed)
     );
+    check_invariants(&stack.db).await;
+}
+
+#[tokio::test]
+async fn database_unreachable_past_the_retry_budget_fails_with_the_cause_and_inventory_untouched() {
+    let stack = stack_with(Options {
+        backoff: "100ms",
+        max_attempts: 3,
+        lock_timeout: "5s",
+        ..Options::default()
+    })
+    .await;
+    let investor = stack.investor("120000.00", "1.00", &[100]).await;
+    let lock = {
+        use sea_orm::TransactionTrait;
+        let txn = stack.db.begin().await.expect("begin");
+        txn.execute_unprepared(&format!(
+            "SELECT 1 FROM bulk_purchases WHERE deal_id = '{}' FOR UPDATE",
+            investor.deal.id
+        ))
+        .await
+        .expect("lock");
+        txn
+    };
+    let created = stack.create(&investor, 3).await;
+    let mut watch = stack.watch(0, investor.user_id, &created.id).await;
+    while let Some(update) = watch.next().await {
+        if update
+            .expect("update")
+            .update
+            .expect("update")
+            .allocation_status()
+            == api::v1::AllocationStatus::Processing
+        {
+            break;
+        }
+    }
+
+    block_database(&stack, false).await;
+    drop(lock);
+    // Stay down until the request has been delivered more often than the budget allows.
+    let js = async_nats::jetstream::new(stack.nats.clone());
+    let stream = js.get_stream(&stack.names.stream).await.expect("stream");
+    testkit::eventually(
+        Duration::from_secs(30),
+        "attempts beyond the budget",
+        || {
+            let stream = stream.clone();
+            async move {
+                let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+                    stream.get_consumer("allocator").await.ok()?;
+                let info = consumer.info().await.ok()?;
+                (info.delivered.consumer_sequence >= 5).then_some(())
+            }
+        },
+    )
+    .await;
+    block_database(&stack, true).await;
+
+    let all = stack.all_terminal(Duration::from_secs(30)).await;
+    let failed = &all[0];
+    assert_eq!(failed.allocation_status, AllocationStatus::Failed);
+    let error = failed.allocation_error.clone().unwrap_or_default();
+    assert!(error.starts_with("permanent failure after "), "{error}");
+    assert!(
+        failed.allocation_attempts >= 3,
+        "{}",
+        failed.allocation_attempts
+    );
+    let batch = BulkPurchase::find_by_id(investor.batches[0].id)
+        .one(&stack.db)
+        .await
+        .expect("q")
+        .expect("batch");
+    assert_eq!(batch.units_remaining, 100, "inventory untouched");
     check_invariants(&stack.db).await;
 }
