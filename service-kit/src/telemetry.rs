@@ -19,7 +19,10 @@ pub enum TelemetryError {
 
 /// Installs the global subscriber: JSON lines or text, filtered by `RUST_LOG`.
 pub fn init(args: &TelemetryArgs) -> Result<(), TelemetryError> {
-    let filter = EnvFilter::builder().parse(&args.log_filter)?;
+    // sea-orm logs its connect options, URL and password included, at debug: never show them.
+    let filter = EnvFilter::builder()
+        .parse(&args.log_filter)?
+        .add_directive("sea_orm=info".parse()?);
     let registry = tracing_subscriber::registry().with(filter);
     match args.log_format {
         LogFormat::Json => registry

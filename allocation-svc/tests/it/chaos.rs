@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use entity::prelude::*;
-use futures::{StreamExt, future::join_all};
+use futures::future::join_all;
 use sea_orm::{ConnectionTrait, EntityTrait};
 
 use crate::support::*;
@@ -123,31 +123,11 @@ async fn database_unreachable_during_allocation_retries_then_succeeds() {
     let investor = stack.investor("120000.00", "1.00", &[1000]).await;
     // Allocation waits on the batch rows the test holds locked, so the outage hits it inside
     // its transaction.
-    let lock = {
-        use sea_orm::TransactionTrait;
-        let txn = stack.db.begin().await.expect("begin");
-        txn.execute_unprepared(&format!(
-            "SELECT 1 FROM bulk_purchases WHERE deal_id = '{}' FOR UPDATE",
-            investor.deal.id
-        ))
-        .await
-        .expect("lock");
-        txn
-    };
+    let lock = hold(&stack, &investor, Hold::Batches).await;
     let created: Vec<_> = join_all((0..5).map(|_| stack.create(&investor, 3))).await;
     let mut watch = stack.watch(0, investor.user_id, &created[0].id).await;
     // Wait until the allocator is inside its transaction, blocked on the lock.
-    while let Some(update) = watch.next().await {
-        if update
-            .expect("update")
-            .update
-            .expect("update")
-            .allocation_status()
-            == api::v1::AllocationStatus::Processing
-        {
-            break;
-        }
-    }
+    until(&mut watch, api::v1::AllocationStatus::Processing).await;
 
     block_database(&stack, false).await;
     drop(lock);
@@ -207,30 +187,10 @@ async fn database_unreachable_past_the_retry_budget_fails_with_the_cause_and_inv
     })
     .await;
     let investor = stack.investor("120000.00", "1.00", &[100]).await;
-    let lock = {
-        use sea_orm::TransactionTrait;
-        let txn = stack.db.begin().await.expect("begin");
-        txn.execute_unprepared(&format!(
-            "SELECT 1 FROM bulk_purchases WHERE deal_id = '{}' FOR UPDATE",
-            investor.deal.id
-        ))
-        .await
-        .expect("lock");
-        txn
-    };
+    let lock = hold(&stack, &investor, Hold::Batches).await;
     let created = stack.create(&investor, 3).await;
     let mut watch = stack.watch(0, investor.user_id, &created.id).await;
-    while let Some(update) = watch.next().await {
-        if update
-            .expect("update")
-            .update
-            .expect("update")
-            .allocation_status()
-            == api::v1::AllocationStatus::Processing
-        {
-            break;
-        }
-    }
+    until(&mut watch, api::v1::AllocationStatus::Processing).await;
 
     block_database(&stack, false).await;
     drop(lock);

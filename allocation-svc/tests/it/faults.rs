@@ -4,21 +4,9 @@
 use api::v1::AllocationStatus::*;
 use entity::prelude::*;
 use futures::StreamExt;
-use sea_orm::{ConnectionTrait, DatabaseTransaction, EntityTrait, TransactionTrait};
+use sea_orm::EntityTrait;
 
 use crate::support::*;
-
-/// Holds the deal's batch rows locked, as a long-running transaction elsewhere would.
-async fn lock_batches(stack: &Stack, investor: &Investor) -> DatabaseTransaction {
-    let txn = stack.db.begin().await.expect("begin");
-    txn.execute_unprepared(&format!(
-        "SELECT 1 FROM bulk_purchases WHERE deal_id = '{}' FOR UPDATE",
-        investor.deal.id
-    ))
-    .await
-    .expect("lock batches");
-    txn
-}
 
 #[tokio::test]
 async fn a_transient_fault_is_retried_then_completes() {
@@ -28,7 +16,7 @@ async fn a_transient_fault_is_retried_then_completes() {
     })
     .await;
     let investor = stack.investor("12000.00", "1.00", &[50]).await;
-    let lock = lock_batches(&stack, &investor).await;
+    let lock = hold(&stack, &investor, Hold::Batches).await;
 
     let created = stack.create(&investor, 5).await;
     let mut watch = stack.watch(0, investor.user_id, &created.id).await;
@@ -76,7 +64,7 @@ async fn retries_exhausted_is_failed_with_the_cause_and_inventory_untouched() {
     })
     .await;
     let investor = stack.investor("12000.00", "1.00", &[50]).await;
-    let lock = lock_batches(&stack, &investor).await;
+    let lock = hold(&stack, &investor, Hold::Batches).await;
 
     let created = stack.create(&investor, 5).await;
     let updates = collect(stack.watch(0, investor.user_id, &created.id).await).await;

@@ -65,17 +65,7 @@ async fn shutdown_ends_open_watches_and_stops_within_the_grace_period() {
     let mut stack = stack().await;
     let investor = stack.investor("12000.00", "1.00", &[10]).await;
     // Keep an investment from finishing so its watch stays open (the lock the allocator takes).
-    let lock = {
-        use sea_orm::{ConnectionTrait, TransactionTrait};
-        let txn = stack.db.begin().await.expect("begin");
-        txn.execute_unprepared(&format!(
-            "SELECT 1 FROM deals WHERE id = '{}' FOR NO KEY UPDATE",
-            investor.deal.id
-        ))
-        .await
-        .expect("lock");
-        txn
-    };
+    let lock = hold(&stack, &investor, Hold::Deal).await;
     let created = stack.create(&investor, 1).await;
     let watch = stack.watch(0, investor.user_id, &created.id).await;
 

@@ -405,3 +405,43 @@ impl Stack {
             .await
     }
 }
+
+/// Which rows a test holds locked, as a long transaction elsewhere would.
+pub enum Hold {
+    /// The deal row, as allocators lock it: allocation of the pool cannot start.
+    Deal,
+    /// The deal's batches: allocation gets to `PROCESSING`, then waits.
+    Batches,
+}
+
+/// Locks the rows until the returned transaction ends (dropped or rolled back).
+pub async fn hold(stack: &Stack, investor: &Investor, what: Hold) -> sea_orm::DatabaseTransaction {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    let deal = investor.deal.id;
+    let sql = match what {
+        Hold::Deal => format!("SELECT 1 FROM deals WHERE id = '{deal}' FOR NO KEY UPDATE"),
+        Hold::Batches => {
+            format!("SELECT 1 FROM bulk_purchases WHERE deal_id = '{deal}' FOR UPDATE")
+        }
+    };
+    let txn = stack.db.begin().await.expect("begin");
+    txn.execute_unprepared(&sql).await.expect("lock");
+    txn
+}
+
+/// Reads `watch` until it shows `status`.
+pub async fn until(
+    watch: &mut Streaming<pb::WatchAllocationResponse>,
+    status: pb::AllocationStatus,
+) {
+    while let Some(item) = watch.next().await {
+        if item
+            .expect("update")
+            .update
+            .is_some_and(|u| u.allocation_status() == status)
+        {
+            return;
+        }
+    }
+    panic!("the watch ended before {status:?}");
+}

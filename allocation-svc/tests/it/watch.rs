@@ -128,17 +128,7 @@ async fn a_client_that_goes_away_ends_its_producer_and_a_slow_one_still_sees_eve
         shutdown,
     };
 
-    let lock = {
-        use sea_orm::{ConnectionTrait, TransactionTrait};
-        let txn = stack.db.begin().await.expect("begin");
-        txn.execute_unprepared(&format!(
-            "SELECT 1 FROM deals WHERE id = '{}' FOR NO KEY UPDATE",
-            investor.deal.id
-        ))
-        .await
-        .expect("lock");
-        txn
-    };
+    let lock = hold(&stack, &investor, Hold::Deal).await;
     let slow_one = stack.create(&investor, 1).await;
     let mut slow = watchers
         .watch_one(investor.user_id, slow_one.id.parse().expect("uuid"))
