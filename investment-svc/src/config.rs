@@ -30,11 +30,14 @@ pub struct SweeperArgs {
     /// How often the sweeper looks for stranded `pending` investments.
     #[arg(long, env = "SWEEP_INTERVAL", default_value = "15s", value_parser = parse_duration)]
     pub sweep_interval: Duration,
-    /// A `pending` investment is re-published once it (or its last re-publish) is this old.
-    /// Keep it below NATS_DUPLICATE_WINDOW so that re-publishing a request that did reach the
-    /// stream is dropped by the server as a duplicate.
+    /// A `pending` investment whose request the stream never acknowledged is re-published
+    /// once it is this old.
     #[arg(long, env = "SWEEP_MIN_AGE", default_value = "60s", value_parser = parse_duration)]
     pub sweep_min_age: Duration,
+    /// A request the stream did acknowledge is re-published only after this (it may just be
+    /// queued behind a backlog; only a NATS server that lost its store strands it).
+    #[arg(long, env = "SWEEP_STUCK_AGE", default_value = "15m", value_parser = parse_duration)]
+    pub sweep_stuck_age: Duration,
     /// Most investments re-published per pass.
     #[arg(long, env = "SWEEP_BATCH", default_value_t = 500)]
     pub sweep_batch: u64,

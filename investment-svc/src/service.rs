@@ -22,6 +22,7 @@ use ledger::{
 use crate::{
     Error,
     investments::{self, Created, NewInvestment},
+    sweeper::Sweeper,
 };
 
 /// Shared state of the handlers; cheap to clone.
@@ -64,7 +65,11 @@ impl InvestmentService for Api {
             .await
             {
                 Ok(()) => {
-                    tracing::info!(shares = row.shares, total = %row.total_amount, "investment accepted")
+                    tracing::info!(shares = row.shares, total = %row.total_amount, "investment accepted");
+                    // Off the request path: the response does not wait for the stamp.
+                    let db = self.db.clone();
+                    let id = row.id;
+                    tokio::spawn(async move { Sweeper::published(&db, id).await });
                 }
                 // Durable already: the sweeper publishes it once NATS is back.
                 Err(e) => {

@@ -2,8 +2,11 @@
 //! never have reached NATS or was lost with a server's store, so none is ever stranded
 //! (DESIGN.md §8, invariant 3).
 //!
-//! "Stale" means untouched for `SWEEP_MIN_AGE`: not created, retried or re-published since,
-//! so a request waiting out its retry backoff in NATS is left alone.
+//! "Stale" means untouched for `SWEEP_MIN_AGE` when the stream never acknowledged the request
+//! (`last_published_at` is NULL: NATS was down at create time), and for the much longer
+//! `SWEEP_STUCK_AGE` when it did (the request is queued, perhaps behind a backlog; only a lost
+//! store strands it). Retries bump `updated_at`, so a request waiting out its backoff in NATS
+//! is left alone.
 //!
 //! A pass claims a batch of stale `pending` rows with `FOR UPDATE SKIP LOCKED` (so replicas
 //! never claim the same rows) and stamps `last_published_at` in the same statement, then
@@ -46,7 +49,10 @@ UPDATE investments SET last_published_at = now()
 WHERE id IN (
     SELECT id FROM investments
     WHERE allocation_status IN ('pending', 'processing')
-      AND greatest(last_published_at, updated_at) < now() - $1 * interval '1 millisecond'
+      AND CASE WHEN last_published_at IS NULL
+               THEN updated_at < now() - $1 * interval '1 millisecond'
+               ELSE greatest(last_published_at, updated_at) < now() - $3 * interval '1 millisecond'
+          END
     ORDER BY created_at
     LIMIT $2
     FOR UPDATE SKIP LOCKED
@@ -93,19 +99,37 @@ impl Sweeper {
         }
     }
 
+    /// Records that the stream acknowledged `investment_id`'s request, so it is swept only
+    /// after `SWEEP_STUCK_AGE`. Best effort: if it fails, the request is re-published early
+    /// (harmlessly).
+    pub async fn published(db: &DatabaseConnection, investment_id: Uuid) {
+        let stamp = Investment::update_many()
+            .col_expr(
+                investment::Column::LastPublishedAt,
+                sea_orm::sea_query::Expr::cust("now()"),
+            )
+            .filter(investment::Column::Id.eq(investment_id))
+            .exec(db)
+            .await;
+        if let Err(e) = stamp {
+            tracing::debug!(%investment_id, error = %e, "publish not stamped");
+        }
+    }
+
     /// One pass. Skipped while NATS is disconnected: claiming rows it cannot publish would
     /// only delay them.
     pub async fn sweep_once(&self) -> Result<Pass, sea_orm::DbErr> {
         if self.nats.connection_state() != State::Connected {
             return Ok(Pass::default());
         }
-        let min_age_ms = i64::try_from(self.args.sweep_min_age.as_millis()).unwrap_or(i64::MAX);
+        let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
         let claim = Statement::from_sql_and_values(
             DbBackend::Postgres,
             CLAIM,
             [
-                Value::from(min_age_ms),
+                Value::from(ms(self.args.sweep_min_age)),
                 Value::from(self.args.sweep_batch as i64),
+                Value::from(ms(self.args.sweep_stuck_age)),
             ],
         );
         let claimed: Vec<Uuid> = self

@@ -135,6 +135,7 @@ fn help_lists_every_setting() {
         "RUST_LOG",
         "SWEEP_INTERVAL",
         "SWEEP_MIN_AGE",
+        "SWEEP_STUCK_AGE",
         "SWEEP_BATCH",
     ] {
         assert!(help.contains(var), "--help does not mention {var}:\n{help}");

@@ -44,3 +44,83 @@ async fn sweeper_republishes_investments_created_while_nats_was_down() {
     assert_eq!(published[0].1.as_deref(), Some(investment.id.as_str()));
     assert_eq!(published[0].2.investment_id, investment.id);
 }
+
+#[tokio::test]
+async fn a_request_the_stream_acknowledged_waits_for_the_stuck_age_before_republishing() {
+    use entity::prelude::*;
+    use investment_svc::{
+        config::SweeperArgs,
+        sweeper::{Pass, Sweeper},
+    };
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait};
+
+    let app = spawn_app().await;
+    let investor = investor(&app, "100.00", "10.00").await;
+    let created = app
+        .client(investor.user_id)
+        .await
+        .create_investment(create_request(&investor, 1, ""))
+        .await
+        .expect("created")
+        .into_inner()
+        .investment
+        .expect("investment");
+    let id: uuid::Uuid = created.id.parse().expect("uuid");
+    testkit::eventually(
+        Duration::from_secs(10),
+        "the publish to be stamped",
+        || async {
+            let row = Investment::find_by_id(id).one(&app.db).await.ok()??;
+            row.last_published_at.map(|_| ())
+        },
+    )
+    .await;
+    let nats = async_nats::connect(testkit::nats::url())
+        .await
+        .expect("nats");
+    let topology = service_kit::messaging::Topology {
+        stream: app.names.stream.clone(),
+        prefix: app.names.prefix.clone(),
+        replicas: 1,
+        duplicate_window: Duration::from_secs(120),
+    };
+    let sweeper = |min_age: u64, stuck_age: u64| {
+        let args = SweeperArgs {
+            sweep_interval: Duration::from_secs(3600),
+            sweep_min_age: Duration::from_millis(min_age),
+            sweep_stuck_age: Duration::from_millis(stuck_age),
+            sweep_batch: 100,
+        };
+        Sweeper::new(
+            app.db.clone(),
+            nats.clone(),
+            app.js.clone(),
+            topology.clone(),
+            args,
+        )
+    };
+
+    let acknowledged = sweeper(0, 3_600_000).sweep_once().await.expect("pass");
+    assert_eq!(
+        acknowledged,
+        Pass::default(),
+        "queued, not stranded: left alone"
+    );
+
+    investment::ActiveModel {
+        id: Set(id),
+        last_published_at: Set(None),
+        ..Default::default()
+    }
+    .update(&app.db)
+    .await
+    .expect("as if the publish had failed");
+    let unacknowledged = sweeper(0, 3_600_000).sweep_once().await.expect("pass");
+    assert_eq!(
+        unacknowledged.published, 1,
+        "never acknowledged: re-published"
+    );
+
+    let stuck = sweeper(3_600_000, 0).sweep_once().await.expect("pass");
+    assert_eq!(stuck.published, 1, "acknowledged long ago: re-published");
+}
