@@ -148,7 +148,10 @@ pub async fn create(
         allocation_error: Set(None),
         request_id: Set(new.request_id.clone()),
         status_version: Set(1),
-        last_published_at: Set(None),
+        // Optimistic: the request is published right after the commit. If that fails the
+        // stamp is cleared, so the sweeper retries soon; a crash in between is covered by
+        // SWEEP_STUCK_AGE. No extra statement on the success path.
+        last_published_at: Set(Some(chrono::Utc::now())),
         // Timestamps come from the database clock, the same for every replica.
         ..Default::default()
     };

@@ -66,14 +66,11 @@ impl InvestmentService for Api {
             {
                 Ok(()) => {
                     tracing::info!(shares = row.shares, total = %row.total_amount, "investment accepted");
-                    // Off the request path: the response does not wait for the stamp.
-                    let db = self.db.clone();
-                    let id = row.id;
-                    tokio::spawn(async move { Sweeper::published(&db, id).await });
                 }
                 // Durable already: the sweeper publishes it once NATS is back.
                 Err(e) => {
-                    tracing::warn!(error = %e, "investment accepted; publish failed, the sweeper will retry")
+                    tracing::warn!(error = %e, "investment accepted; publish failed, the sweeper will retry");
+                    Sweeper::unpublished(&self.db, row.id).await;
                 }
             }
         }

@@ -2,8 +2,8 @@
 //! never have reached NATS or was lost with a server's store, so none is ever stranded
 //! (DESIGN.md §8, invariant 3).
 //!
-//! "Stale" means untouched for `SWEEP_MIN_AGE` when the stream never acknowledged the request
-//! (`last_published_at` is NULL: NATS was down at create time), and for the much longer
+//! "Stale" means untouched for `SWEEP_MIN_AGE` when the request never reached the stream
+//! (`last_published_at` is NULL: the create's publish failed), and for the much longer
 //! `SWEEP_STUCK_AGE` when it did (the request is queued, perhaps behind a backlog; only a lost
 //! store strands it). Retries bump `updated_at`, so a request waiting out its backoff in NATS
 //! is left alone.
@@ -99,20 +99,20 @@ impl Sweeper {
         }
     }
 
-    /// Records that the stream acknowledged `investment_id`'s request, so it is swept only
-    /// after `SWEEP_STUCK_AGE`. Best effort: if it fails, the request is re-published early
-    /// (harmlessly).
-    pub async fn published(db: &DatabaseConnection, investment_id: Uuid) {
-        let stamp = Investment::update_many()
+    /// Records that the create's publish failed, so the sweeper re-publishes after
+    /// `SWEEP_MIN_AGE` rather than `SWEEP_STUCK_AGE`. Best effort: if this fails too, the
+    /// request is re-published later.
+    pub async fn unpublished(db: &DatabaseConnection, investment_id: Uuid) {
+        let reset = Investment::update_many()
             .col_expr(
                 investment::Column::LastPublishedAt,
-                sea_orm::sea_query::Expr::cust("now()"),
+                sea_orm::sea_query::Expr::value(Option::<chrono::DateTime<chrono::Utc>>::None),
             )
             .filter(investment::Column::Id.eq(investment_id))
             .exec(db)
             .await;
-        if let Err(e) = stamp {
-            tracing::debug!(%investment_id, error = %e, "publish not stamped");
+        if let Err(e) = reset {
+            tracing::warn!(%investment_id, error = %e, "failed publish not recorded");
         }
     }
 

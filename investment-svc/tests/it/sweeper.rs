@@ -68,7 +68,7 @@ async fn a_request_the_stream_acknowledged_waits_for_the_stuck_age_before_republ
     let id: uuid::Uuid = created.id.parse().expect("uuid");
     testkit::eventually(
         Duration::from_secs(10),
-        "the publish to be stamped",
+        "the investment to be stamped as published",
         || async {
             let row = Investment::find_by_id(id).one(&app.db).await.ok()??;
             row.last_published_at.map(|_| ())
