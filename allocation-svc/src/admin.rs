@@ -79,7 +79,7 @@ pub async fn retry(
         .one(&txn)
         .await?
         .ok_or(Error::NotFound("investment"))?;
-    Subscription::find_by_id(found.subscription_id)
+    let subscription = Subscription::find_by_id(found.subscription_id)
         .lock(LockType::NoKeyUpdate)
         .one(&txn)
         .await?
@@ -90,20 +90,44 @@ pub async fn retry(
         .await?
         .ok_or(Error::NotFound("investment"))?;
     if row.allocation_status != AllocationStatus::Failed {
-        return Err(Error::FailedPrecondition(format!(
-            "only FAILED allocations can be retried; this one is {:?}",
-            row.allocation_status
-        )));
+        return Err(Error::FailedPrecondition {
+            kind: "ALLOCATION_STATUS",
+            subject: "investment_id",
+            message: format!(
+                "only FAILED allocations can be retried; this one is {:?}",
+                row.allocation_status
+            ),
+        });
+    }
+    // The same rules as a create: the money is reserved again.
+    if subscription.status != SubscriptionStatus::Active {
+        return Err(Error::FailedPrecondition {
+            kind: "SUBSCRIPTION_STATUS",
+            subject: "investment_id",
+            message: format!("subscription is {:?}, not active", subscription.status),
+        });
+    }
+    let deal = Deal::find_by_id(row.deal_id).one(&txn).await?;
+    if deal.is_none_or(|d| d.status != DealStatus::Open) {
+        return Err(Error::FailedPrecondition {
+            kind: "DEAL_STATUS",
+            subject: "investment_id",
+            message: "deal is closed".into(),
+        });
     }
     let available = balance::of_subscription(&txn, row.user_id, row.subscription_id)
         .await?
         .map(|b| b.available_balance)
         .unwrap_or_default();
     if row.total_amount > available {
-        return Err(Error::FailedPrecondition(format!(
-            "insufficient available balance: {} required, {available} available",
-            row.total_amount
-        )));
+        return Err(Error::FailedPrecondition {
+            kind: "INSUFFICIENT_BALANCE",
+            subject: "investment_id",
+            message: format!(
+                "insufficient available balance: {} required, {available} available",
+                row.total_amount
+            ),
+        });
     }
     let extra = vec![
         (investment::Column::AllocationAttempts, Expr::val(0)),

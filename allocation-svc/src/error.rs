@@ -16,9 +16,17 @@ pub enum Error {
     /// Unknown, or someone else's: `NOT_FOUND` either way.
     #[error("{0} not found")]
     NotFound(&'static str),
-    /// The investment is not in a state the RPC applies to, or its balance no longer allows it.
-    #[error("{0}")]
-    FailedPrecondition(String),
+    /// The investment is not in a state the RPC applies to, or its subscription, deal or
+    /// balance no longer allows it.
+    #[error("{message}")]
+    FailedPrecondition {
+        /// What failed, e.g. `ALLOCATION_STATUS` (PreconditionFailure type).
+        kind: &'static str,
+        /// The request field concerned.
+        subject: &'static str,
+        /// For people.
+        message: String,
+    },
     /// PostgreSQL failed.
     #[error("database error")]
     Db(#[from] DbErr),
@@ -32,7 +40,11 @@ impl From<Error> for Status {
         match error {
             Error::Invalid(invalid) => invalid.into(),
             Error::NotFound(_) => Status::not_found(error.to_string()),
-            Error::FailedPrecondition(message) => Status::failed_precondition(message),
+            Error::FailedPrecondition {
+                kind,
+                subject,
+                message,
+            } => service_kit::status::precondition(kind, subject, message),
             Error::Db(e) => service_kit::status::database_status(&e),
             Error::Nats(e) => {
                 tracing::warn!(error = %e, "NATS unavailable");

@@ -3,8 +3,7 @@
 use rust_decimal::Decimal;
 use sea_orm::DbErr;
 use service_kit::status::Invalid;
-use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, StatusExt};
+use tonic::Status;
 
 /// `Result` with this service's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -40,12 +39,6 @@ pub enum Error {
     Db(#[from] DbErr),
 }
 
-fn precondition(kind: &str, subject: &str, message: String) -> Status {
-    let mut details = ErrorDetails::new();
-    details.add_precondition_failure_violation(kind, subject, message.clone());
-    Status::with_error_details(Code::FailedPrecondition, message, details)
-}
-
 impl From<Error> for Status {
     fn from(error: Error) -> Status {
         let message = error.to_string();
@@ -53,12 +46,16 @@ impl From<Error> for Status {
             Error::Invalid(invalid) => invalid.into(),
             Error::NotFound(_) => Status::not_found(message),
             Error::SubscriptionNotActive(_) => {
-                precondition("SUBSCRIPTION_STATUS", "subscription_id", message)
+                service_kit::status::precondition("SUBSCRIPTION_STATUS", "subscription_id", message)
             }
-            Error::DealClosed => precondition("DEAL_STATUS", "deal_id", message),
-            Error::InsufficientBalance { .. } => {
-                precondition("INSUFFICIENT_BALANCE", "subscription_id", message)
+            Error::DealClosed => {
+                service_kit::status::precondition("DEAL_STATUS", "deal_id", message)
             }
+            Error::InsufficientBalance { .. } => service_kit::status::precondition(
+                "INSUFFICIENT_BALANCE",
+                "subscription_id",
+                message,
+            ),
             Error::RequestIdReused => Status::already_exists(message),
             Error::Db(e) => service_kit::status::database_status(&e),
         }

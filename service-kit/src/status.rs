@@ -30,6 +30,14 @@ impl From<Invalid> for Status {
     }
 }
 
+/// `FAILED_PRECONDITION` with a `google.rpc.PreconditionFailure` naming what failed (`kind`,
+/// e.g. `INSUFFICIENT_BALANCE`) and on what (`subject`, a request field).
+pub fn precondition(kind: &str, subject: &str, message: String) -> Status {
+    let mut details = ErrorDetails::new();
+    details.add_precondition_failure_violation(kind, subject, message.clone());
+    Status::with_error_details(Code::FailedPrecondition, message, details)
+}
+
 /// Collects violations while a handler parses its request.
 ///
 /// Parsers return a placeholder (nil UUID, zero) when a field is bad; [`Violations::finish`]

@@ -108,3 +108,57 @@ async fn failed_allocations_are_listed_retried_and_then_complete() {
     assert_eq!((stats.failed_count, stats.completed_count), (0, 1));
     check_invariants(&stack.db).await;
 }
+
+#[tokio::test]
+async fn a_retry_follows_the_create_rules_for_subscription_and_deal() {
+    use sea_orm::ConnectionTrait;
+    use tonic_types::StatusExt;
+
+    let stack = stack().await;
+    let investor = stack.investor("12000.00", "1.00", &[1]).await;
+    let created = stack.create(&investor, 5).await;
+    collect(stack.watch(0, investor.user_id, &created.id).await).await;
+    let mut admin = stack.admin().await;
+    let retry = pb::RetryAllocationRequest {
+        investment_id: created.id.clone(),
+    };
+
+    for (sql, kind) in [
+        (
+            format!(
+                "UPDATE subscriptions SET status = 'paused' WHERE id = '{}'",
+                investor.subscription.id
+            ),
+            "SUBSCRIPTION_STATUS",
+        ),
+        (
+            format!(
+                "UPDATE subscriptions SET status = 'active' WHERE id = '{}'",
+                investor.subscription.id
+            ),
+            "",
+        ),
+        (
+            format!(
+                "UPDATE deals SET status = 'closed' WHERE id = '{}'",
+                investor.deal.id
+            ),
+            "DEAL_STATUS",
+        ),
+    ] {
+        stack.db.execute_unprepared(&sql).await.expect("update");
+        if kind.is_empty() {
+            continue;
+        }
+        let status = admin.retry_allocation(retry.clone()).await.expect_err(kind);
+        assert_eq!(status.code(), Code::FailedPrecondition, "{kind}");
+        let failure = status
+            .get_details_precondition_failure()
+            .expect("PreconditionFailure details");
+        assert_eq!(failure.violations[0].r#type, kind);
+    }
+    assert_eq!(
+        stack.investment(&created.id).await.allocation_status,
+        entity::prelude::AllocationStatus::Failed
+    );
+}
