@@ -9,7 +9,10 @@ use sea_orm::{ConnectionTrait, EntityTrait};
 
 use crate::support::*;
 
-async fn block_database(stack: &Stack, allow: bool) {
+/// Refuses new connections to the test database (or allows them again) and cuts every
+/// existing one but `spare`'s: the test's own lock holder is spared so that the transaction
+/// waiting on its lock is cut first and cannot slip through when the lock goes.
+async fn block_database(stack: &Stack, allow: bool, spare: Option<i32>) {
     let admin = sea_orm::Database::connect(testkit::db::admin_url())
         .await
         .expect("admin");
@@ -19,13 +22,28 @@ async fn block_database(stack: &Stack, allow: bool) {
         .await
         .expect("alter database");
     if !allow {
+        let spare = spare.unwrap_or(0);
         admin
             .execute_unprepared(&format!(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = '{name}' AND pid <> {spare}"
             ))
             .await
             .expect("cut connections");
     }
+}
+
+/// The server process id behind a transaction's connection.
+async fn backend_pid(txn: &sea_orm::DatabaseTransaction) -> i32 {
+    let row = txn
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT pg_backend_pid() AS pid",
+        ))
+        .await
+        .expect("pid")
+        .expect("a row");
+    row.try_get("", "pid").expect("pid column")
 }
 
 #[tokio::test]
@@ -129,15 +147,16 @@ async fn database_unreachable_during_allocation_retries_then_succeeds() {
     // Wait until the allocator is inside its transaction, blocked on the lock.
     until(&mut watch, api::v1::AllocationStatus::Processing).await;
 
-    block_database(&stack, false).await;
-    drop(lock);
+    let spare = backend_pid(&lock).await;
+    block_database(&stack, false, Some(spare)).await;
+    lock.rollback().await.expect("release the lock");
     // A few seconds without a database: attempts fail and come back after their backoff.
     let outage = tokio::time::Instant::now() + Duration::from_secs(3);
     testkit::eventually(Duration::from_secs(10), "the outage to last", || async {
         (tokio::time::Instant::now() >= outage).then_some(())
     })
     .await;
-    block_database(&stack, true).await;
+    block_database(&stack, true, None).await;
 
     let all = stack.all_terminal(Duration::from_secs(60)).await;
     assert!(
@@ -192,8 +211,9 @@ async fn database_unreachable_past_the_retry_budget_fails_with_the_cause_and_inv
     let mut watch = stack.watch(0, investor.user_id, &created.id).await;
     until(&mut watch, api::v1::AllocationStatus::Processing).await;
 
-    block_database(&stack, false).await;
-    drop(lock);
+    let spare = backend_pid(&lock).await;
+    block_database(&stack, false, Some(spare)).await;
+    lock.rollback().await.expect("release the lock");
     // Stay down until the request has been delivered more often than the budget allows.
     let js = async_nats::jetstream::new(stack.nats.clone());
     let stream = js.get_stream(&stack.names.stream).await.expect("stream");
@@ -211,11 +231,15 @@ async fn database_unreachable_past_the_retry_budget_fails_with_the_cause_and_inv
         },
     )
     .await;
-    block_database(&stack, true).await;
+    block_database(&stack, true, None).await;
 
     let all = stack.all_terminal(Duration::from_secs(30)).await;
     let failed = &all[0];
-    assert_eq!(failed.allocation_status, AllocationStatus::Failed);
+    assert_eq!(
+        failed.allocation_status,
+        AllocationStatus::Failed,
+        "{failed:?}"
+    );
     let error = failed.allocation_error.clone().unwrap_or_default();
     assert!(error.starts_with("permanent failure after "), "{error}");
     assert!(
