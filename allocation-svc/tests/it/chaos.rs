@@ -33,6 +33,38 @@ async fn block_database(stack: &Stack, allow: bool, spare: Option<i32>) {
     }
 }
 
+/// Waits until a session of the test database waits on a row lock: the allocator is inside
+/// its transaction, blocked by the test's lock, so the outage hits it mid-way.
+async fn allocator_waits_on_a_lock(stack: &Stack) {
+    let admin = sea_orm::Database::connect(testkit::db::admin_url())
+        .await
+        .expect("admin");
+    let sql = format!(
+        "SELECT count(*) AS waiting FROM pg_stat_activity \
+         WHERE datname = '{}' AND wait_event_type = 'Lock'",
+        stack.test_db.name
+    );
+    testkit::eventually(
+        Duration::from_secs(20),
+        "the allocator to wait on the lock",
+        || {
+            let (admin, sql) = (admin.clone(), sql.clone());
+            async move {
+                let row = admin
+                    .query_one_raw(sea_orm::Statement::from_string(
+                        sea_orm::DbBackend::Postgres,
+                        sql,
+                    ))
+                    .await
+                    .ok()??;
+                let waiting: i64 = row.try_get("", "waiting").ok()?;
+                (waiting > 0).then_some(())
+            }
+        },
+    )
+    .await;
+}
+
 /// The server process id behind a transaction's connection.
 async fn backend_pid(txn: &sea_orm::DatabaseTransaction) -> i32 {
     let row = txn
@@ -142,10 +174,8 @@ async fn database_unreachable_during_allocation_retries_then_succeeds() {
     // Allocation waits on the batch rows the test holds locked, so the outage hits it inside
     // its transaction.
     let lock = hold(&stack, &investor, Hold::Batches).await;
-    let created: Vec<_> = join_all((0..5).map(|_| stack.create(&investor, 3))).await;
-    let mut watch = stack.watch(0, investor.user_id, &created[0].id).await;
-    // Wait until the allocator is inside its transaction, blocked on the lock.
-    until(&mut watch, api::v1::AllocationStatus::Processing).await;
+    join_all((0..5).map(|_| stack.create(&investor, 3))).await;
+    allocator_waits_on_a_lock(&stack).await;
 
     let spare = backend_pid(&lock).await;
     block_database(&stack, false, Some(spare)).await;
@@ -207,9 +237,8 @@ async fn database_unreachable_past_the_retry_budget_fails_with_the_cause_and_inv
     .await;
     let investor = stack.investor("120000.00", "1.00", &[100]).await;
     let lock = hold(&stack, &investor, Hold::Batches).await;
-    let created = stack.create(&investor, 3).await;
-    let mut watch = stack.watch(0, investor.user_id, &created.id).await;
-    until(&mut watch, api::v1::AllocationStatus::Processing).await;
+    stack.create(&investor, 3).await;
+    allocator_waits_on_a_lock(&stack).await;
 
     let spare = backend_pid(&lock).await;
     block_database(&stack, false, Some(spare)).await;

@@ -428,20 +428,3 @@ pub async fn hold(stack: &Stack, investor: &Investor, what: Hold) -> sea_orm::Da
     txn.execute_unprepared(&sql).await.expect("lock");
     txn
 }
-
-/// Reads `watch` until it shows `status`.
-pub async fn until(
-    watch: &mut Streaming<pb::WatchAllocationResponse>,
-    status: pb::AllocationStatus,
-) {
-    while let Some(item) = watch.next().await {
-        if item
-            .expect("update")
-            .update
-            .is_some_and(|u| u.allocation_status() == status)
-        {
-            return;
-        }
-    }
-    panic!("the watch ended before {status:?}");
-}
