@@ -129,6 +129,17 @@ async fn send<T>(tx: &mpsc::Sender<Result<T, Status>>, item: T) -> Sent {
     }
 }
 
+/// Sends one WatchAllocation update.
+async fn send_one(
+    tx: &mpsc::Sender<Result<pb::WatchAllocationResponse, Status>>,
+    update: pb::AllocationUpdate,
+) -> Sent {
+    let response = pb::WatchAllocationResponse {
+        update: Some(update),
+    };
+    send(tx, response).await
+}
+
 /// Sends WatchAllocations updates, remembering the last version sent per investment.
 async fn send_tracked(
     tx: &mpsc::Sender<Result<pb::WatchAllocationsResponse, Status>>,
@@ -190,14 +201,7 @@ impl Watchers {
                 return;
             }
         };
-        if let Sent::ClientGone = send(
-            &tx,
-            pb::WatchAllocationResponse {
-                update: Some(update),
-            },
-        )
-        .await
-        {
+        if let Sent::ClientGone = send_one(&tx, update).await {
             return;
         }
         let mut last = row.status_version;
@@ -227,14 +231,7 @@ impl Watchers {
             for update in updates {
                 last = update.version;
                 terminal = is_terminal(update.allocation_status());
-                if let Sent::ClientGone = send(
-                    &tx,
-                    pb::WatchAllocationResponse {
-                        update: Some(update),
-                    },
-                )
-                .await
-                {
+                if let Sent::ClientGone = send_one(&tx, update).await {
                     return;
                 }
                 if terminal {

@@ -55,6 +55,22 @@ impl Fixtures {
         .await
     }
 
+    /// A new user with an active 12-month subscription at `monthly` and an open deal at
+    /// `price`: the starting point of most tests.
+    pub async fn investor(
+        &self,
+        monthly: &str,
+        price: &str,
+    ) -> Result<(Uuid, subscription::Model, deal::Model), DbErr> {
+        let user_id = Uuid::new_v4();
+        let plan = self.plan(monthly, Some(12)).await?;
+        let subscription = self
+            .subscription(user_id, plan.id, None, SubscriptionStatus::Active)
+            .await?;
+        let deal = self.deal(price, DealStatus::Open).await?;
+        Ok((user_id, subscription, deal))
+    }
+
     /// A subscription of `user_id` to `plan_id`; `amount` overrides the plan's.
     pub async fn subscription(
         &self,

@@ -226,22 +226,11 @@ impl Stack {
     /// with batches of `units`, oldest first.
     pub async fn investor(&self, value: &str, price: &str, units: &[i64]) -> Investor {
         let monthly = testkit::fixtures::dec(value) / rust_decimal::Decimal::from(12);
-        let plan = self
+        let (user_id, subscription, deal) = self
             .fixtures
-            .plan(&monthly.round_dp(2).to_string(), Some(12))
+            .investor(&monthly.round_dp(2).to_string(), price)
             .await
-            .expect("plan");
-        let user_id = Uuid::new_v4();
-        let subscription = self
-            .fixtures
-            .subscription(user_id, plan.id, None, SubscriptionStatus::Active)
-            .await
-            .expect("subscription");
-        let deal = self
-            .fixtures
-            .deal(price, DealStatus::Open)
-            .await
-            .expect("deal");
+            .expect("investor");
         let batches = self.batches(deal.id, units).await;
         Investor {
             user_id,

@@ -163,18 +163,11 @@ pub struct Investor {
 }
 
 pub async fn investor(app: &TestApp, monthly: &str, price: &str) -> Investor {
-    let user_id = Uuid::new_v4();
-    let plan = app.fixtures.plan(monthly, Some(12)).await.expect("plan");
-    let subscription = app
+    let (user_id, subscription, deal) = app
         .fixtures
-        .subscription(user_id, plan.id, None, SubscriptionStatus::Active)
+        .investor(monthly, price)
         .await
-        .expect("subscription");
-    let deal = app
-        .fixtures
-        .deal(price, DealStatus::Open)
-        .await
-        .expect("deal");
+        .expect("investor");
     Investor {
         user_id,
         subscription,
