@@ -10,7 +10,7 @@ use sea_orm::{ConnectionTrait, EntityTrait};
 use crate::support::*;
 
 /// Refuses new connections to the test database (or allows them again) and cuts every
-/// existing one but `spare`'s: the test's own lock holder is spared so that the transaction
+/// existing one but `spare`'s, waiting until they have ended: the test's own lock holder is spared so that the transaction
 /// waiting on its lock is cut first and cannot slip through when the lock goes.
 async fn block_database(stack: &Stack, allow: bool, spare: Option<i32>) {
     let admin = sea_orm::Database::connect(testkit::db::admin_url())
@@ -30,6 +30,26 @@ async fn block_database(stack: &Stack, allow: bool, spare: Option<i32>) {
             ))
             .await
             .expect("cut connections");
+        // Termination is a signal: wait until the sessions are really gone, or one waiting on
+        // the test's lock could still take it when the test releases it.
+        let remaining = format!(
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = '{name}' AND pid <> {spare}"
+        );
+        testkit::eventually(Duration::from_secs(10), "the cut sessions to end", || {
+            let (admin, sql) = (admin.clone(), remaining.clone());
+            async move {
+                let row = admin
+                    .query_one_raw(sea_orm::Statement::from_string(
+                        sea_orm::DbBackend::Postgres,
+                        sql,
+                    ))
+                    .await
+                    .ok()??;
+                let n: i64 = row.try_get("", "n").ok()?;
+                (n == 0).then_some(())
+            }
+        })
+        .await;
     }
 }
 
