@@ -246,55 +246,56 @@ async fn sigterm_under_load_drains_within_the_grace_period_and_loses_nothing() {
     check_invariants(&stack.db).await;
 }
 
+/// The unit of work itself, called while PostgreSQL refuses connections: each failed attempt
+/// is remembered, and once the database is back the spent budget fails the investment.
 #[tokio::test]
 async fn database_unreachable_past_the_retry_budget_fails_with_the_cause_and_inventory_untouched() {
+    use allocation_svc::worker::{Allocator, Job, Verdict};
+
     let stack = stack_with(Options {
-        backoff: "100ms",
+        replicas: 0,
         max_attempts: 3,
-        lock_timeout: "5s",
         ..Options::default()
     })
     .await;
     let investor = stack.investor("120000.00", "1.00", &[100]).await;
-    let lock = hold(&stack, &investor, Hold::Batches).await;
-    stack.create(&investor, 3).await;
-    allocator_waits_on_a_lock(&stack).await;
+    let created = stack.create(&investor, 3).await;
+    let config = stack.replica_config(true);
+    let mut options = sea_orm::ConnectOptions::new(stack.test_db.url.clone());
+    options
+        .acquire_timeout(Duration::from_millis(500))
+        .sqlx_logging(false);
+    let pool = sea_orm::Database::connect(options).await.expect("pool");
+    let topology = service_kit::messaging::Topology::from_args(&config.common.nats);
+    let allocator = Allocator::new(pool, stack.nats.clone(), topology, config.allocator.clone());
+    let job = Job {
+        investment_id: created.id.parse().expect("uuid"),
+        delivered: 1,
+    };
 
-    let spare = backend_pid(&lock).await;
-    block_database(&stack, false, Some(spare)).await;
-    lock.rollback().await.expect("release the lock");
-    // Stay down until the request has been delivered more often than the budget allows.
-    let js = async_nats::jetstream::new(stack.nats.clone());
-    let stream = js.get_stream(&stack.names.stream).await.expect("stream");
-    testkit::eventually(
-        Duration::from_secs(30),
-        "attempts beyond the budget",
-        || {
-            let stream = stream.clone();
-            async move {
-                let mut consumer: async_nats::jetstream::consumer::PullConsumer =
-                    stream.get_consumer("allocator").await.ok()?;
-                let info = consumer.info().await.ok()?;
-                (info.delivered.consumer_sequence >= 5).then_some(())
-            }
-        },
-    )
-    .await;
+    block_database(&stack, false, None).await;
+    for attempt in 1..=3 {
+        let verdicts = allocator.run_batch(investor.deal.id, &[job]).await;
+        assert!(
+            matches!(verdicts[..], [Verdict::Retry(_)]),
+            "attempt {attempt}: {verdicts:?}"
+        );
+    }
     block_database(&stack, true, None).await;
+    let verdicts = allocator.run_batch(investor.deal.id, &[job]).await;
 
-    let all = stack.all_terminal(Duration::from_secs(30)).await;
-    let failed = &all[0];
+    assert_eq!(verdicts, [Verdict::Ack]);
+    let failed = stack.investment(&created.id).await;
     assert_eq!(
         failed.allocation_status,
         AllocationStatus::Failed,
         "{failed:?}"
     );
+    assert_eq!(failed.allocation_attempts, 3);
     let error = failed.allocation_error.clone().unwrap_or_default();
-    assert!(error.starts_with("permanent failure after "), "{error}");
     assert!(
-        failed.allocation_attempts >= 3,
-        "{}",
-        failed.allocation_attempts
+        error.starts_with("permanent failure after 3 attempts: "),
+        "{error}"
     );
     let batch = BulkPurchase::find_by_id(investor.batches[0].id)
         .one(&stack.db)
