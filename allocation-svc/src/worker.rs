@@ -343,10 +343,6 @@ impl Allocator {
             &completed,
             AllocationStatus::Completed,
             vec![
-                (
-                    investment::Column::Status,
-                    ActiveEnum::as_enum(&InvestmentStatus::Active),
-                ),
                 (investment::Column::AllocatedAt, Expr::cust("now()")),
                 (
                     investment::Column::AllocationError,
@@ -496,7 +492,7 @@ async fn lock(
     Ok(Some(rows.into_iter().map(|r| (r.id, r)).collect()))
 }
 
-/// Moves `ids` to `status`, bumping `status_version` and `updated_at`, with extra column
+/// Moves `ids` to `status` (and the investment status that goes with it), bumping `status_version` and `updated_at`, with extra column
 /// values. Callers log the returned rows with [`events::record`].
 pub(crate) async fn set_status(
     txn: &DatabaseTransaction,
@@ -511,6 +507,10 @@ pub(crate) async fn set_status(
         .col_expr(
             investment::Column::AllocationStatus,
             ActiveEnum::as_enum(&status),
+        )
+        .col_expr(
+            investment::Column::Status,
+            ActiveEnum::as_enum(&status.investment_status()),
         )
         .col_expr(
             investment::Column::StatusVersion,

@@ -12,6 +12,9 @@ pub enum InvestmentStatus {
     Active,
     #[sea_orm(string_value = "cancelled")]
     Cancelled,
+    /// Allocation failed: terminal unless an admin retries it.
+    #[sea_orm(string_value = "failed")]
+    Failed,
 }
 
 /// `allocation_status`: `pending -> processing -> completed | failed`.
@@ -32,6 +35,16 @@ impl AllocationStatus {
     /// `completed` and `failed` never change again.
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Completed | Self::Failed)
+    }
+
+    /// The investment status that goes with this allocation status: `active` once allocated,
+    /// `failed` when allocation failed, `pending` until then.
+    pub fn investment_status(self) -> InvestmentStatus {
+        match self {
+            Self::Pending | Self::Processing => InvestmentStatus::Pending,
+            Self::Completed => InvestmentStatus::Active,
+            Self::Failed => InvestmentStatus::Failed,
+        }
     }
 
     /// Pending and processing investments hold a reservation on their subscription's balance.

@@ -135,4 +135,12 @@ impl InvestmentService for Api {
             next_page_token: next.map(|c| c.encode()).unwrap_or_default(),
         }))
     }
+
+    // Placeholder until ListDeals lands (issue 8); replaced before this round ends.
+    async fn list_deals(
+        &self,
+        _request: Request<pb::ListDealsRequest>,
+    ) -> Result<Response<pb::ListDealsResponse>, Status> {
+        Err(Status::unimplemented("ListDeals is not built yet"))
+    }
 }

@@ -6,6 +6,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_initial_schema;
+mod m20261125_000001_failed_investment_status;
 
 /// A fingerprint of every migration's SQL: test templates are rebuilt when it changes, so a
 /// schema edited during development never leaves a stale template behind.
@@ -13,6 +14,7 @@ pub fn fingerprint() -> u64 {
     use std::hash::{DefaultHasher, Hash, Hasher};
     let mut hasher = DefaultHasher::new();
     m20261124_000001_initial_schema::UP.hash(&mut hasher);
+    m20261125_000001_failed_investment_status::UP.hash(&mut hasher);
     hasher.finish()
 }
 
@@ -22,6 +24,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261124_000001_initial_schema::Migration)]
+        vec![
+            Box::new(m20261124_000001_initial_schema::Migration),
+            Box::new(m20261125_000001_failed_investment_status::Migration),
+        ]
     }
 }

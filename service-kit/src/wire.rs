@@ -62,6 +62,7 @@ fn investment_status(status: InvestmentStatus) -> pb::InvestmentStatus {
         InvestmentStatus::Pending => pb::InvestmentStatus::Pending,
         InvestmentStatus::Active => pb::InvestmentStatus::Active,
         InvestmentStatus::Cancelled => pb::InvestmentStatus::Cancelled,
+        InvestmentStatus::Failed => pb::InvestmentStatus::Failed,
     }
 }
 
