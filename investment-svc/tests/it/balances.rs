@@ -94,6 +94,7 @@ async fn balance_follows_the_formula() {
         investment::ActiveModel {
             id: Set(id.parse().expect("uuid")),
             allocation_status: Set(status),
+            status: Set(status.investment_status()),
             ..Default::default()
         }
         .update(&app.db)

@@ -121,6 +121,7 @@ async fn list_filters_by_allocation_status() {
     let failed = investment::ActiveModel {
         id: Set(b.id.parse().expect("uuid")),
         allocation_status: Set(AllocationStatus::Failed),
+        status: Set(InvestmentStatus::Failed),
         ..Default::default()
     };
     failed.update(&app.db).await.expect("mark failed");
