@@ -3,12 +3,12 @@
 use api::v1 as pb;
 use async_nats::jetstream;
 use entity::prelude::*;
-use ledger::{balance, events};
+use ledger::{balance, events, rules::Reservation};
 use sea_orm::{
     DatabaseConnection, EntityTrait, FromQueryResult, QuerySelect, TransactionTrait,
     sea_query::{Expr, LockType},
 };
-use service_kit::messaging::{self, Topology};
+use service_kit::messaging::{self, Committed, Topology};
 use uuid::Uuid;
 
 use crate::{Error, Result, config::AllocatorArgs, worker::set_status};
@@ -100,35 +100,21 @@ pub async fn retry(
         });
     }
     // The same rules as a create: the money is reserved again.
-    if subscription.status != SubscriptionStatus::Active {
-        return Err(Error::FailedPrecondition {
-            kind: "SUBSCRIPTION_STATUS",
-            subject: "investment_id",
-            message: format!("subscription is {:?}, not active", subscription.status),
-        });
-    }
-    let deal = Deal::find_by_id(row.deal_id).one(&txn).await?;
-    if deal.is_none_or(|d| d.status != DealStatus::Open) {
-        return Err(Error::FailedPrecondition {
-            kind: "DEAL_STATUS",
-            subject: "investment_id",
-            message: "deal is closed".into(),
-        });
-    }
+    let deal = Deal::find_by_id(row.deal_id)
+        .one(&txn)
+        .await?
+        .ok_or(Error::NotFound("deal"))?;
     let available = balance::of_subscription(&txn, row.user_id, row.subscription_id)
         .await?
         .map(|b| b.available_balance)
         .unwrap_or_default();
-    if row.total_amount > available {
-        return Err(Error::FailedPrecondition {
-            kind: "INSUFFICIENT_BALANCE",
-            subject: "investment_id",
-            message: format!(
-                "insufficient available balance: {} required, {available} available",
-                row.total_amount
-            ),
-        });
+    Reservation {
+        subscription: subscription.status,
+        deal: deal.status,
+        required: row.total_amount,
+        available,
     }
+    .check()?;
     let extra = vec![
         (investment::Column::AllocationAttempts, Expr::val(0)),
         (
@@ -149,13 +135,10 @@ pub async fn retry(
     {
         tracing::warn!(investment_id = %updated.id, error = %e, "status event not published");
     }
-    let request = messaging::allocation_request(&updated);
-    let msg_id = messaging::retry_msg_id(updated.id, updated.status_version);
-    if let Err(e) =
-        messaging::publish_request(js, topology, &request, &msg_id, updated.deal_id).await
-    {
-        // Pending and durable: investment-svc's sweeper publishes it later.
-        tracing::warn!(investment_id = %updated.id, error = %e, "retry queued in the database; publish failed");
+    let retried = [Committed::retry(updated.clone())];
+    if let (_, Some(e)) = messaging::publish_committed(db, js, topology, &retried).await {
+        // Pending and durable: investment-svc's sweeper publishes it soon.
+        tracing::warn!(investment_id = %updated.id, error = %e, "retry queued in the database; publish left to the sweeper");
     }
     tracing::info!(investment_id = %updated.id, "allocation retried by an admin");
     Ok(updated)

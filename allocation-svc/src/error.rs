@@ -27,6 +27,9 @@ pub enum Error {
         /// For people.
         message: String,
     },
+    /// The subscription, deal or balance does not allow the money to be reserved again.
+    #[error(transparent)]
+    Refused(#[from] ledger::rules::Refusal),
     /// PostgreSQL failed.
     #[error("database error")]
     Db(#[from] DbErr),
@@ -45,6 +48,7 @@ impl From<Error> for Status {
                 subject,
                 message,
             } => service_kit::status::precondition(kind, subject, message),
+            Error::Refused(refusal) => refusal.into(),
             Error::Db(e) => service_kit::status::database_status(&e),
             Error::Nats(e) => {
                 tracing::warn!(error = %e, "NATS unavailable");

@@ -11,7 +11,7 @@ use service_kit::{
     server::{self, Connections},
 };
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{Config, service::Api, sweeper::Sweeper};
 
@@ -58,6 +58,7 @@ impl App {
             nats,
             js,
             topology,
+            creates: TaskTracker::new(),
         };
         Ok(App {
             config,
@@ -76,6 +77,7 @@ impl App {
     /// Serves until `shutdown` is cancelled, then drains within `SHUTDOWN_GRACE`.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let (routes, health) = server::base_routes()?;
+        let creates = self.api.creates.clone();
         let service = InvestmentServiceServer::with_interceptor(self.api, self.auth);
         health.set_serving::<InvestmentServiceServer<Api>>().await;
         let routes = routes.add_service(service);
@@ -90,6 +92,15 @@ impl App {
         )
         .await;
         shutdown.cancel();
+        // Creates whose callers went away still finish their transaction and publish.
+        creates.close();
+        let grace = self.config.common.server.shutdown_grace;
+        if tokio::time::timeout(grace, creates.wait()).await.is_err() {
+            tracing::warn!(
+                ?grace,
+                "creates still running at the end of the grace period"
+            );
+        }
         sweeper.await.context("sweeper task")?;
         served.context("gRPC server")?;
         tracing::info!("investment-svc stopped");

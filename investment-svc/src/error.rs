@@ -1,6 +1,6 @@
 //! The service's errors and their one mapping to gRPC status codes (DESIGN.md §4).
 
-use rust_decimal::Decimal;
+use ledger::rules::Refusal;
 use sea_orm::DbErr;
 use service_kit::status::Invalid;
 use tonic::Status;
@@ -17,20 +17,9 @@ pub enum Error {
     /// Unknown, or someone else's: `NOT_FOUND` either way, so existence never leaks.
     #[error("{0} not found")]
     NotFound(&'static str),
-    /// Only `active` subscriptions may invest.
-    #[error("subscription is {0}, not active")]
-    SubscriptionNotActive(&'static str),
-    /// The deal no longer takes investments.
-    #[error("deal is closed")]
-    DealClosed,
-    /// Not enough balance left once pending investments are reserved.
-    #[error("insufficient available balance: {required} required, {available} available")]
-    InsufficientBalance {
-        /// What the investment costs.
-        required: Decimal,
-        /// What the subscription can still spend.
-        available: Decimal,
-    },
+    /// The subscription, deal or balance does not allow the investment.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
     /// The request id was used before with a different payload.
     #[error("request_id was already used for a different investment")]
     RequestIdReused,
@@ -45,17 +34,7 @@ impl From<Error> for Status {
         match error {
             Error::Invalid(invalid) => invalid.into(),
             Error::NotFound(_) => Status::not_found(message),
-            Error::SubscriptionNotActive(_) => {
-                service_kit::status::precondition("SUBSCRIPTION_STATUS", "subscription_id", message)
-            }
-            Error::DealClosed => {
-                service_kit::status::precondition("DEAL_STATUS", "deal_id", message)
-            }
-            Error::InsufficientBalance { .. } => service_kit::status::precondition(
-                "INSUFFICIENT_BALANCE",
-                "subscription_id",
-                message,
-            ),
+            Error::Refused(refusal) => refusal.into(),
             Error::RequestIdReused => Status::already_exists(message),
             Error::Db(e) => service_kit::status::database_status(&e),
         }

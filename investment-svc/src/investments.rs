@@ -15,7 +15,7 @@ use sea_orm::{
 use service_kit::status::{Invalid, MAX_STRING_LEN, Violations};
 use uuid::Uuid;
 
-use ledger::balance;
+use ledger::{balance, rules::Reservation};
 
 use crate::{Error, Result};
 
@@ -106,19 +106,10 @@ pub async fn create(
     if let Some(existing) = find_by_request_id(&txn, user_id, new).await? {
         return replay(existing, new);
     }
-    match subscription.status {
-        SubscriptionStatus::Active => {}
-        SubscriptionStatus::Paused => return Err(Error::SubscriptionNotActive("paused")),
-        SubscriptionStatus::Cancelled => return Err(Error::SubscriptionNotActive("cancelled")),
-        SubscriptionStatus::Completed => return Err(Error::SubscriptionNotActive("completed")),
-    }
     let deal = Deal::find_by_id(new.deal_id)
         .one(&txn)
         .await?
         .ok_or(Error::NotFound("deal"))?;
-    if deal.status != DealStatus::Open {
-        return Err(Error::DealClosed);
-    }
     let total_amount = deal
         .price_per_share
         .checked_mul(Decimal::from(new.shares))
@@ -126,12 +117,13 @@ pub async fn create(
     let balance = balance::of_subscription(&txn, user_id, subscription.id)
         .await?
         .ok_or(Error::NotFound("subscription"))?;
-    if total_amount > balance.available_balance {
-        return Err(Error::InsufficientBalance {
-            required: total_amount,
-            available: balance.available_balance,
-        });
+    Reservation {
+        subscription: subscription.status,
+        deal: deal.status,
+        required: total_amount,
+        available: balance.available_balance,
     }
+    .check()?;
 
     let row = investment::ActiveModel {
         id: Set(Uuid::now_v7()),

@@ -6,13 +6,14 @@ use entity::prelude::*;
 use sea_orm::{ColumnTrait, Condition, DatabaseConnection};
 use service_kit::{
     auth::Caller,
-    messaging::{self, Topology},
+    messaging::{self, Committed, Topology},
     page,
     status::Violations,
     wire,
 };
+use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
-use tracing::instrument;
+use tracing::{Instrument as _, instrument};
 
 use ledger::{
     balance,
@@ -22,7 +23,6 @@ use ledger::{
 use crate::{
     Error,
     investments::{self, Created, NewInvestment},
-    sweeper::Sweeper,
 };
 
 /// Shared state of the handlers; cheap to clone.
@@ -32,6 +32,41 @@ pub(crate) struct Api {
     pub(crate) nats: async_nats::Client,
     pub(crate) js: jetstream::Context,
     pub(crate) topology: Topology,
+    /// Creates in flight, awaited at shutdown (they outlive the calls that started them).
+    pub(crate) creates: TaskTracker,
+}
+
+impl Api {
+    /// Creates the investment, then publishes its allocation request through the one
+    /// after-commit path; a request NATS did not take is left to the sweeper.
+    async fn create_and_publish(
+        &self,
+        user_id: uuid::Uuid,
+        new: &NewInvestment,
+    ) -> Result<investment::Model, Error> {
+        let (row, created) = investments::create(&self.db, user_id, new).await?;
+        tracing::Span::current().record("investment_id", tracing::field::display(row.id));
+        if created == Created::Replayed {
+            return Ok(row);
+        }
+        let event = ledger::events::status_event(&row, Vec::new());
+        if let Err(e) =
+            messaging::publish_status(&self.nats, &self.topology, row.user_id, row.id, &event).await
+        {
+            tracing::debug!(error = %e, "status event not published; watchers poll the event log");
+        }
+        let committed = [Committed::first(row.clone())];
+        match messaging::publish_committed(&self.db, &self.js, &self.topology, &committed).await {
+            (_, None) => {
+                tracing::info!(shares = row.shares, total = %row.total_amount, "investment accepted");
+            }
+            // Durable already: the sweeper publishes it once NATS is back.
+            (_, Some(e)) => {
+                tracing::warn!(error = %e, "investment accepted; publish left to the sweeper");
+            }
+        }
+        Ok(row)
+    }
 }
 
 #[tonic::async_trait]
@@ -44,36 +79,19 @@ impl InvestmentService for Api {
         let caller = Caller::of(&request)?;
         tracing::Span::current().record("user_id", tracing::field::display(caller.user_id));
         let new = NewInvestment::parse(request.into_inner()).map_err(Error::from)?;
-        let (row, created) = investments::create(&self.db, caller.user_id, &new).await?;
-        tracing::Span::current().record("investment_id", tracing::field::display(row.id));
-        if created == Created::New {
-            let event = ledger::events::status_event(&row, Vec::new());
-            if let Err(e) =
-                messaging::publish_status(&self.nats, &self.topology, row.user_id, row.id, &event)
-                    .await
-            {
-                tracing::debug!(error = %e, "status event not published; watchers poll the event log");
-            }
-            let request = messaging::allocation_request(&row);
-            match messaging::publish_request(
-                &self.js,
-                &self.topology,
-                &request,
-                &row.id.to_string(),
-                row.deal_id,
-            )
+        // The create runs in a task of its own: when the client goes away or its deadline
+        // passes, tonic drops this future, but the task still finishes the transaction (no
+        // connection returns to the pool mid-transaction) and publishes what it committed.
+        let api = self.clone();
+        let create = async move { api.create_and_publish(caller.user_id, &new).await };
+        let row = self
+            .creates
+            .spawn(create.in_current_span())
             .await
-            {
-                Ok(()) => {
-                    tracing::info!(shares = row.shares, total = %row.total_amount, "investment accepted");
-                }
-                // Durable already: the sweeper publishes it once NATS is back.
-                Err(e) => {
-                    tracing::warn!(error = %e, "investment accepted; publish failed, the sweeper will retry");
-                    Sweeper::unpublished(&self.db, row.id).await;
-                }
-            }
-        }
+            .map_err(|e| {
+                tracing::error!(error = %e, "create task failed");
+                Status::internal("internal error")
+            })??;
         Ok(Response::new(pb::CreateInvestmentResponse {
             investment: Some(wire::investment(&row)),
         }))

@@ -19,7 +19,7 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
     QueryOrder, Statement, Value,
 };
-use service_kit::messaging::{self, Topology};
+use service_kit::messaging::{self, Committed, Topology};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -40,7 +40,8 @@ pub struct Sweeper {
 pub struct Pass {
     /// Requests published again.
     pub published: usize,
-    /// Claimed but not published (NATS failed mid-pass); retried after `SWEEP_MIN_AGE`.
+    /// Claimed but not published (NATS failed mid-pass): their stamp is cleared, so they are
+    /// retried after `SWEEP_MIN_AGE`.
     pub failed: usize,
 }
 
@@ -99,23 +100,6 @@ impl Sweeper {
         }
     }
 
-    /// Records that the create's publish failed, so the sweeper re-publishes after
-    /// `SWEEP_MIN_AGE` rather than `SWEEP_STUCK_AGE`. Best effort: if this fails too, the
-    /// request is re-published later.
-    pub async fn unpublished(db: &DatabaseConnection, investment_id: Uuid) {
-        let reset = Investment::update_many()
-            .col_expr(
-                investment::Column::LastPublishedAt,
-                sea_orm::sea_query::Expr::value(Option::<chrono::DateTime<chrono::Utc>>::None),
-            )
-            .filter(investment::Column::Id.eq(investment_id))
-            .exec(db)
-            .await;
-        if let Err(e) = reset {
-            tracing::warn!(%investment_id, error = %e, "failed publish not recorded");
-        }
-    }
-
     /// One pass. Skipped while NATS is disconnected: claiming rows it cannot publish would
     /// only delay them.
     pub async fn sweep_once(&self) -> Result<Pass, sea_orm::DbErr> {
@@ -147,26 +131,16 @@ impl Sweeper {
             .order_by_asc(investment::Column::CreatedAt)
             .all(&self.db)
             .await?;
-        let mut pass = Pass::default();
-        for row in &rows {
-            let request = messaging::allocation_request(row);
-            match messaging::publish_request(
-                &self.js,
-                &self.topology,
-                &request,
-                &row.id.to_string(),
-                row.deal_id,
-            )
-            .await
-            {
-                Ok(()) => pass.published += 1,
-                Err(e) => {
-                    tracing::warn!(investment_id = %row.id, error = %e, "re-publish failed");
-                    pass.failed = rows.len() - pass.published;
-                    break;
-                }
-            }
+        let requests: Vec<Committed> = rows.into_iter().map(Committed::first).collect();
+        let (published, failure) =
+            messaging::publish_committed(&self.db, &self.js, &self.topology, &requests).await;
+        if let Some(e) = failure {
+            tracing::warn!(error = %e, published, "re-publish failed; the rest waits SWEEP_MIN_AGE");
         }
+        let pass = Pass {
+            published,
+            failed: requests.len() - published,
+        };
         Ok(pass)
     }
 }

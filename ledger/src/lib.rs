@@ -6,3 +6,4 @@ pub mod audit;
 pub mod balance;
 pub mod events;
 pub mod listing;
+pub mod rules;

@@ -5,13 +5,15 @@
 use std::time::Duration;
 
 use api::v1::{AllocationRequest, AllocationStatusEvent};
+use async_nats::connection::State;
 use async_nats::jetstream::{
     self,
     context::{CreateStreamError, PublishError, PublishErrorKind},
     stream::{self, RetentionPolicy, StorageType},
 };
-use entity::prelude::investment;
+use entity::prelude::*;
 use prost::Message as _;
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, sea_query::Expr};
 use uuid::Uuid;
 
 use crate::config::NatsArgs;
@@ -173,4 +175,85 @@ pub async fn publish_request(
         }
         other => other.map(|_| ()),
     }
+}
+
+/// An allocation request to publish after its investment's transaction committed.
+#[derive(Clone, Debug)]
+pub struct Committed {
+    /// The investment as committed (`pending`, with `last_published_at` stamped).
+    pub row: investment::Model,
+    /// Its `Nats-Msg-Id`: the investment id, or [`retry_msg_id`] for an admin retry.
+    pub msg_id: String,
+}
+
+impl Committed {
+    /// The request of a newly created (or swept) investment: `Nats-Msg-Id` is its id.
+    pub fn first(row: investment::Model) -> Self {
+        let msg_id = row.id.to_string();
+        Self { row, msg_id }
+    }
+
+    /// The request of an admin retry, with a fresh `Nats-Msg-Id` (see [`retry_msg_id`]).
+    pub fn retry(row: investment::Model) -> Self {
+        let msg_id = retry_msg_id(row.id, row.status_version);
+        Self { row, msg_id }
+    }
+}
+
+/// Why [`publish_committed`] left requests to the sweeper.
+#[derive(Debug, thiserror::Error)]
+pub enum Unpublished {
+    /// The client knows the connection is down: nothing was tried, nobody waited.
+    #[error("NATS is not connected")]
+    Disconnected,
+    /// The stream did not acknowledge in time, or refused.
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+}
+
+/// The one after-commit path of allocation requests (create, sweeper, admin retry).
+///
+/// Publishes `requests` in order and waits for each acknowledgement. On the first failure,
+/// and at once while the connection is known to be down, it clears `last_published_at` of
+/// every request not acknowledged, so the sweeper re-publishes them after `SWEEP_MIN_AGE`
+/// instead of `SWEEP_STUCK_AGE`. Returns how many were acknowledged, and why it stopped.
+pub async fn publish_committed(
+    db: &DatabaseConnection,
+    js: &jetstream::Context,
+    topology: &Topology,
+    requests: &[Committed],
+) -> (usize, Option<Unpublished>) {
+    let mut published = 0;
+    let mut failure = None;
+    if js.client().connection_state() != State::Connected {
+        failure = Some(Unpublished::Disconnected);
+    } else {
+        for request in requests {
+            let row = &request.row;
+            let message = allocation_request(row);
+            match publish_request(js, topology, &message, &request.msg_id, row.deal_id).await {
+                Ok(()) => published += 1,
+                Err(e) => {
+                    failure = Some(e.into());
+                    break;
+                }
+            }
+        }
+    }
+    if failure.is_some() {
+        let ids = requests[published..].iter().map(|r| r.row.id);
+        let cleared = Investment::update_many()
+            .col_expr(
+                investment::Column::LastPublishedAt,
+                Expr::value(Option::<chrono::DateTime<chrono::Utc>>::None),
+            )
+            .filter(investment::Column::Id.is_in(ids))
+            .exec(db)
+            .await;
+        // Best effort: if this fails too, SWEEP_STUCK_AGE still covers them.
+        if let Err(e) = cleared {
+            tracing::warn!(error = %e, "unpublished requests not recorded for the sweeper");
+        }
+    }
+    (published, failure)
 }
