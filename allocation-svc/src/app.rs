@@ -80,7 +80,13 @@ impl App {
         .context("subscribing to status events")?;
 
         let consuming = if config.allocator.allocate {
-            let pull = consumer::ensure_consumer(&js, &topology, &config.allocator)
+            let source = consumer::Source {
+                js: js.clone(),
+                topology: topology.clone(),
+                args: config.allocator.clone(),
+            };
+            let pull = source
+                .ensure()
                 .await
                 .map_err(|e| anyhow::anyhow!(e))
                 .with_context(|| format!("ensuring consumer {}", config.allocator.consumer_name))?;
@@ -102,6 +108,7 @@ impl App {
                 shutdown.child_token(),
             );
             Some(tokio::spawn(consumer::run(
+                source,
                 pull,
                 dispatcher,
                 config.allocator.fetch_batch.max(1),

@@ -6,11 +6,14 @@ use std::time::Duration;
 use api::v1::AllocationRequest;
 use async_nats::jetstream::{
     self, AckKind,
-    consumer::{AckPolicy, PullConsumer, pull},
+    consumer::{
+        AckPolicy, PullConsumer,
+        pull::{self, MessagesErrorKind},
+    },
 };
 use futures::StreamExt;
 use prost::Message as _;
-use service_kit::messaging::Topology;
+use service_kit::messaging::{self, Topology};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -49,48 +52,118 @@ pub async fn ensure_consumer(
     }
 }
 
-/// Pulls requests until `shutdown`, surviving heartbeat misses and reconnects, then drains
-/// the lanes.
+/// Where requests come from: the stream and durable consumer this replica ensures at start-up
+/// and again whenever pulling shows them missing (a NATS server that lost its store, an
+/// operator who deleted them), so no restart is ever needed.
+#[derive(Clone)]
+pub struct Source {
+    /// JetStream context.
+    pub js: jetstream::Context,
+    /// Stream and subjects.
+    pub topology: Topology,
+    /// Consumer settings.
+    pub args: AllocatorArgs,
+}
+
+impl Source {
+    /// Ensures the stream, then the consumer.
+    pub async fn ensure(&self) -> Result<PullConsumer, async_nats::Error> {
+        messaging::ensure_stream(&self.js, &self.topology).await?;
+        ensure_consumer(&self.js, &self.topology, &self.args).await
+    }
+
+    /// [`Source::ensure`] with backoff until it succeeds; `None` once `shutdown` is cancelled.
+    async fn ensure_until(&self, shutdown: &CancellationToken) -> Option<PullConsumer> {
+        let mut delay = MIN_RETRY_DELAY;
+        loop {
+            match self.ensure().await {
+                Ok(consumer) => {
+                    tracing::info!(consumer = %self.args.consumer_name, "stream and consumer ensured");
+                    return Some(consumer);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, ?delay, "cannot ensure stream and consumer; retrying")
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return None,
+                () = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(MAX_RETRY_DELAY);
+        }
+    }
+}
+
+const MIN_RETRY_DELAY: Duration = Duration::from_millis(100);
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
+/// Idle heartbeat asked of the server; two missed in a row mean the pull is dead.
+const HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// Pulls requests until `shutdown`, then drains the lanes.
+///
+/// A pull that cannot start, a deleted consumer, two missed heartbeats in a row or any other
+/// pull error make it ensure the stream and consumer again (with backoff) and pull anew; a
+/// single missed heartbeat (a short hiccup) does not.
 pub async fn run(
+    source: Source,
     consumer: PullConsumer,
     mut dispatcher: Dispatcher,
     fetch_batch: usize,
     shutdown: CancellationToken,
 ) {
-    let mut retry_delay = Duration::from_millis(100);
+    let mut consumer = Some(consumer);
     'pull: while !shutdown.is_cancelled() {
-        let messages = consumer
+        let current = match consumer.take() {
+            Some(c) => c,
+            None => match source.ensure_until(&shutdown).await {
+                Some(c) => c,
+                None => break 'pull,
+            },
+        };
+        let messages = current
             .stream()
             .max_messages_per_batch(fetch_batch)
-            .heartbeat(Duration::from_secs(5))
+            .heartbeat(HEARTBEAT)
             .expires(Duration::from_secs(30))
             .messages()
             .await;
         let mut messages = match messages {
-            Ok(m) => {
-                retry_delay = Duration::from_millis(100);
-                m
-            }
+            Ok(m) => m,
             Err(e) => {
-                tracing::warn!(error = %e, ?retry_delay, "cannot pull requests; retrying");
+                tracing::warn!(error = %e, "cannot pull requests; ensuring stream and consumer");
                 tokio::select! {
                     () = shutdown.cancelled() => break 'pull,
-                    () = tokio::time::sleep(retry_delay) => {}
+                    () = tokio::time::sleep(MIN_RETRY_DELAY) => {}
                 }
-                retry_delay = (retry_delay * 2).min(Duration::from_secs(5));
-                continue;
+                continue 'pull;
             }
         };
+        let mut missed_heartbeats = 0;
         loop {
             let next = tokio::select! {
                 () = shutdown.cancelled() => break 'pull,
                 next = messages.next() => next,
             };
             match next {
-                Some(Ok(message)) => route(&mut dispatcher, message).await,
-                // Missing heartbeats and the like: the stream goes on.
-                Some(Err(e)) => tracing::warn!(error = %e, "pull stream error"),
-                None => continue 'pull,
+                Some(Ok(message)) => {
+                    missed_heartbeats = 0;
+                    route(&mut dispatcher, message).await;
+                }
+                Some(Err(e)) if e.kind() == MessagesErrorKind::MissingHeartbeat => {
+                    missed_heartbeats += 1;
+                    tracing::warn!(error = %e, missed_heartbeats, "pull stream error");
+                    if missed_heartbeats >= 2 {
+                        continue 'pull;
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "pull stream error; ensuring stream and consumer");
+                    continue 'pull;
+                }
+                None => {
+                    consumer = Some(current);
+                    continue 'pull;
+                }
             }
         }
     }

@@ -10,5 +10,6 @@ mod hostile;
 mod lanes;
 mod operability;
 mod replicas;
+mod selfheal;
 mod support;
 mod watch;

@@ -38,6 +38,10 @@ pub struct Options {
     pub own_nats_server: bool,
     /// investment-svc's sweeper `(interval, min age)`; by default it never runs.
     pub sweeper: (&'static str, &'static str),
+    /// investment-svc's `SWEEP_STUCK_AGE`.
+    pub sweep_stuck_age: &'static str,
+    /// The consumer's `MAX_ACK_PENDING`.
+    pub max_ack_pending: i64,
 }
 
 impl Default for Options {
@@ -51,6 +55,8 @@ impl Default for Options {
             ack_wait: "10s",
             own_nats_server: false,
             sweeper: ("1h", "1h"),
+            sweep_stuck_age: "1h",
+            max_ack_pending: 1000,
         }
     }
 }
@@ -122,6 +128,7 @@ pub async fn stack_with(options: Options) -> Stack {
     args.extend(testkit::nats::service_args(&names, &nats_url));
     args.push(format!("--sweep-interval={}", options.sweeper.0));
     args.push(format!("--sweep-min-age={}", options.sweeper.1));
+    args.push(format!("--sweep-stuck-age={}", options.sweep_stuck_age));
     let config = investment_svc::Config::try_parse_from(args).expect("config");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("port");
     let app =
@@ -180,6 +187,7 @@ impl Stack {
             format!("--max-attempts={}", self.options.max_attempts),
             format!("--lock-timeout={}", self.options.lock_timeout),
             format!("--micro-batch={}", self.options.micro_batch),
+            format!("--max-ack-pending={}", self.options.max_ack_pending),
             "--watch-resync=500ms".into(),
         ]);
         args
@@ -363,6 +371,12 @@ pub async fn check_invariants(db: &DatabaseConnection) {
         e.1 += p.value_allocated;
     }
     for i in &investments {
+        assert_eq!(
+            i.status,
+            i.allocation_status.investment_status(),
+            "investment {} status",
+            i.id
+        );
         let (units, value) = by_investment.get(&i.id).copied().unwrap_or_default();
         if i.allocation_status == AllocationStatus::Completed {
             assert_eq!(
@@ -371,7 +385,6 @@ pub async fn check_invariants(db: &DatabaseConnection) {
                 "investment {} not exactly allocated",
                 i.id
             );
-            assert_eq!(i.status, InvestmentStatus::Active);
         } else {
             assert_eq!(
                 units, 0,
