@@ -4,6 +4,7 @@
 # Source it, then call:
 #   ensure_infra   make sure a PostgreSQL and a NATS JetStream server are up, and export
 #                    DATABASE_URL     superuser URL of the `postgres` database
+#                    INVEST_PG_LOG    the private server's log (unset for a caller's server)
 #                    NATS_URL         nats://host:port of a JetStream-enabled server
 #                    NATS_SERVER_BIN  absolute path of a nats-server binary (tests spawn
 #                                     throwaway servers with it); set even when NATS_URL
@@ -485,6 +486,8 @@ max_connections = 300
 fsync = off
 synchronous_commit = off
 full_page_writes = off
+# The database in every line: a test reads the lines of its own database (INVEST_PG_LOG).
+log_line_prefix = '%m [%p] db=%d '
 EOF
   mv "$data/invest-dev.conf.tmp" "$data/invest-dev.conf" || return 1
   if [[ "$(id -u)" == 0 ]]; then
@@ -528,8 +531,12 @@ _infra_ensure_pg() {
     INFRA_PG_ISREADY=""
   fi
   if _infra_pg_ready; then
-    if [[ -z "$(_infra_pg_running_data_dirs)" ]]; then
+    local running
+    running="$(_infra_pg_running_data_dirs | head -n 1)"
+    if [[ -z "$running" ]]; then
       _infra_log "PostgreSQL: something not started from this checkout already listens on $INFRA_PG_HOST:$INFRA_PG_PORT; using it"
+    else
+      export INVEST_PG_LOG="${running%/data}/postgres.log"
     fi
     export DATABASE_URL="$url"
     return 0
@@ -610,7 +617,7 @@ _infra_ensure_pg() {
   _infra_wait_for 30 "PostgreSQL on $INFRA_PG_HOST:$INFRA_PG_PORT" _infra_pg_ready || { tail -n 30 "$log" >&2; return 1; }
   # shellcheck disable=SC2034
   INFRA_STARTED_PG=1
-  export DATABASE_URL="$url"
+  export DATABASE_URL="$url" INVEST_PG_LOG="$log"
 }
 
 # Stops the private PostgreSQL cluster(s) of this checkout that are running.

@@ -4,6 +4,7 @@
 mod admin;
 mod allocation;
 mod audit;
+mod cancel;
 mod chaos;
 mod faults;
 mod hostile;
