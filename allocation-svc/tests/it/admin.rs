@@ -1,5 +1,7 @@
 //! Admin RPCs: queue stats, failed allocations, retry; and who may call them.
 
+use std::time::Duration;
+
 use api::v1::{self as pb, AllocationStatus::*};
 use tonic::Code;
 use uuid::Uuid;
@@ -43,6 +45,8 @@ async fn failed_allocations_are_listed_retried_and_then_complete() {
     let created = stack.create(&investor, 5).await;
     let first = collect(stack.watch(0, investor.user_id, &created.id).await).await;
     assert_eq!(first.last().expect("terminal").allocation_status(), Failed);
+    let stored = stack.investment(&created.id).await;
+    assert_eq!(stored.status, entity::prelude::InvestmentStatus::Failed, "a terminal status");
     let mut admin = stack.admin().await;
 
     let failed = admin
@@ -79,6 +83,7 @@ async fn failed_allocations_are_listed_retried_and_then_complete() {
         .investment
         .expect("investment");
     assert_eq!(retried.allocation_status(), Pending);
+    assert_eq!(retried.status(), pb::InvestmentStatus::Pending);
     assert_eq!(retried.allocation_attempts, 0);
     let second = collect(stack.watch(0, investor.user_id, &created.id).await).await;
     assert_eq!(
@@ -161,4 +166,50 @@ async fn a_retry_follows_the_create_rules_for_subscription_and_deal() {
         stack.investment(&created.id).await.allocation_status,
         entity::prelude::AllocationStatus::Failed
     );
+}
+
+#[tokio::test]
+async fn a_retry_while_nats_is_down_is_left_to_the_sweeper_at_once() {
+    let mut stack = stack_with(Options {
+        own_nats_server: true,
+        sweeper: ("200ms", "1s"),
+        ..Default::default()
+    })
+    .await;
+    let investor = stack.investor("12000.00", "1.00", &[2]).await;
+    let created = stack.create(&investor, 5).await;
+    let first = collect(stack.watch(0, investor.user_id, &created.id).await).await;
+    assert_eq!(first.last().expect("terminal").allocation_status(), Failed);
+    stack.batches(investor.deal.id, &[10]).await;
+    let mut admin = stack.admin().await;
+
+    // Given NATS down, and the services aware of it
+    stack.nats_server.as_mut().expect("own server").stop();
+    testkit::eventually(Duration::from_secs(10), "the client to see NATS down", || {
+        let state = stack.nats.connection_state();
+        async move { (state != async_nats::connection::State::Connected).then_some(()) }
+    })
+    .await;
+
+    // When an admin retries
+    let retried = admin
+        .retry_allocation(pb::RetryAllocationRequest {
+            investment_id: created.id.clone(),
+        })
+        .await
+        .expect("retry accepted while NATS is down")
+        .into_inner()
+        .investment
+        .expect("investment");
+    assert_eq!(retried.allocation_status(), Pending);
+
+    // Then the request is marked unpublished, so the sweeper takes it after SWEEP_MIN_AGE
+    assert_eq!(stack.investment(&created.id).await.last_published_at, None);
+    stack.nats_server.as_mut().expect("own server").resume().await;
+    let done = stack.all_terminal(Duration::from_secs(30)).await;
+    assert_eq!(
+        done[0].allocation_status,
+        entity::prelude::AllocationStatus::Completed
+    );
+    check_invariants(&stack.db).await;
 }
