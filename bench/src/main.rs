@@ -59,15 +59,19 @@ struct Stack {
 }
 
 impl Stack {
-    async fn start() -> anyhow::Result<Stack> {
+    /// investment-svc in process against a fresh database and the NATS server at `nats_url`.
+    async fn start(nats_url: &str) -> anyhow::Result<Stack> {
         let test_db = TestDb::create().await?;
         let names = Names::unique();
-        let nats = async_nats::connect(testkit::nats::url()).await?;
+        let nats = async_nats::ConnectOptions::new()
+            .max_reconnects(None)
+            .connect(nats_url)
+            .await?;
         let mut args = vec![
             "investment-svc".to_owned(),
             "--database-max-connections=40".into(),
         ];
-        args.extend(testkit::nats::service_args(&names, &testkit::nats::url()));
+        args.extend(testkit::nats::service_args(&names, nats_url));
         let config = investment_svc::Config::try_parse_from(args)?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let pool = sea_orm::Database::connect(
@@ -182,7 +186,7 @@ fn micros(d: Duration) -> u64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let stack = Stack::start()
+    let stack = Stack::start(&testkit::nats::url())
         .await
         .context("starting the stack (run with scripts/bench)")?;
     println!(
@@ -358,7 +362,40 @@ async fn main() -> anyhow::Result<()> {
         h.record(micros(t.elapsed()))?;
     }
     report("create -> COMPLETED (watched), sequential", &h);
+    stack.shutdown.cancel();
 
+    // 6. Creates while NATS is down (a private nats-server, stopped): they commit and answer
+    //    without waiting for the publish timeout; the sweeper publishes them later. The same
+    //    creates with NATS up, in the same run, are the reference.
+    let mut server = testkit::nats::NatsServer::start().await;
+    let stack = Stack::start(&server.url()).await?;
+    let (user, subscription, deals) = stack.investor(1, 1_000_000).await?;
+    let mut client = stack.investments(user).await?;
+    let mut timed = async |label: &str| -> anyhow::Result<Histogram<u64>> {
+        let mut h = histogram();
+        for _ in 0..args.creates {
+            let t = Instant::now();
+            client
+                .create_investment(request(subscription, deals[0]))
+                .await?;
+            h.record(micros(t.elapsed()))?;
+        }
+        report(label, &h);
+        Ok(h)
+    };
+    let up = timed("CreateInvestment, sequential, NATS up").await?;
+    server.stop();
+    while stack.nats.connection_state() == async_nats::connection::State::Connected {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let down = timed("CreateInvestment, sequential, NATS down").await?;
+    println!(
+        "{:<56} p50 {:.2}x, p99 {:.2}x of NATS up (NATS_TIMEOUT is {} ms)",
+        "",
+        down.value_at_quantile(0.5) as f64 / up.value_at_quantile(0.5) as f64,
+        down.value_at_quantile(0.99) as f64 / up.value_at_quantile(0.99) as f64,
+        1000
+    );
     stack.shutdown.cancel();
     Ok(())
 }

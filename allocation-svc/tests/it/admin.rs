@@ -46,7 +46,11 @@ async fn failed_allocations_are_listed_retried_and_then_complete() {
     let first = collect(stack.watch(0, investor.user_id, &created.id).await).await;
     assert_eq!(first.last().expect("terminal").allocation_status(), Failed);
     let stored = stack.investment(&created.id).await;
-    assert_eq!(stored.status, entity::prelude::InvestmentStatus::Failed, "a terminal status");
+    assert_eq!(
+        stored.status,
+        entity::prelude::InvestmentStatus::Failed,
+        "a terminal status"
+    );
     let mut admin = stack.admin().await;
 
     let failed = admin
@@ -185,10 +189,14 @@ async fn a_retry_while_nats_is_down_is_left_to_the_sweeper_at_once() {
 
     // Given NATS down, and the services aware of it
     stack.nats_server.as_mut().expect("own server").stop();
-    testkit::eventually(Duration::from_secs(10), "the client to see NATS down", || {
-        let state = stack.nats.connection_state();
-        async move { (state != async_nats::connection::State::Connected).then_some(()) }
-    })
+    testkit::eventually(
+        Duration::from_secs(10),
+        "the client to see NATS down",
+        || {
+            let state = stack.nats.connection_state();
+            async move { (state != async_nats::connection::State::Connected).then_some(()) }
+        },
+    )
     .await;
 
     // When an admin retries
@@ -205,7 +213,12 @@ async fn a_retry_while_nats_is_down_is_left_to_the_sweeper_at_once() {
 
     // Then the request is marked unpublished, so the sweeper takes it after SWEEP_MIN_AGE
     assert_eq!(stack.investment(&created.id).await.last_published_at, None);
-    stack.nats_server.as_mut().expect("own server").resume().await;
+    stack
+        .nats_server
+        .as_mut()
+        .expect("own server")
+        .resume()
+        .await;
     let done = stack.all_terminal(Duration::from_secs(30)).await;
     assert_eq!(
         done[0].allocation_status,
