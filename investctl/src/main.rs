@@ -3,7 +3,7 @@
 //! - `migrate`: creates the database if missing and applies every migration.
 //! - `seed`: loads the demo data (idempotent; fixed ids so the README's commands work).
 //! - `token`: mints a bearer token for local use.
-//! - `audit`: checks invariants 1, 2 and 5 (DESIGN.md §8) over a live database.
+//! - `audit`: checks invariants 1, 2, 3, 5 and 6 (DESIGN.md §8) over a live database.
 
 use std::time::Duration;
 
@@ -43,12 +43,17 @@ enum Command {
         #[arg(long, env = "DATABASE_URL")]
         database_url: Secret,
     },
-    /// Check invariants 1 (units conserved), 2 (completed = exactly allocated) and 5 (never
-    /// over-reserved) over the whole database; prints each violation, exits 1 if any.
+    /// Check invariants 1 (units conserved), 2 (completed = exactly allocated), 3 (nothing
+    /// stranded), 5 (never over-reserved) and 6 (gapless event logs) over the whole database;
+    /// prints each violation, exits 1 if any.
     Audit {
         /// PostgreSQL URL of the invest database.
         #[arg(long, env = "DATABASE_URL")]
         database_url: Secret,
+        /// An investment still pending or processing with no status change for this long is
+        /// reported as stranded (the sweeper re-publishes after SWEEP_STUCK_AGE, 15m).
+        #[arg(long, env = "AUDIT_STUCK_AFTER", default_value = "30m", value_parser = humantime::parse_duration)]
+        stuck_after: Duration,
     },
     /// Print a bearer token (HS256) for local use.
     Token {
@@ -82,7 +87,10 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Migrate { database_url } => migrate(database_url.expose()).await,
         Command::Seed { database_url } => seed(database_url.expose()).await,
-        Command::Audit { database_url } => audit(database_url.expose()).await,
+        Command::Audit {
+            database_url,
+            stuck_after,
+        } => audit(database_url.expose(), stuck_after).await,
         Command::Token {
             user,
             admin,
@@ -144,16 +152,18 @@ async fn create_database_if_missing(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn audit(url: &str) -> anyhow::Result<()> {
+async fn audit(url: &str, stuck_after: Duration) -> anyhow::Result<()> {
     let db = Database::connect(url)
         .await
         .context("connecting to DATABASE_URL")?;
-    let violations = ledger::audit::run(&db).await.context("auditing")?;
+    let violations = ledger::audit::run(&db, stuck_after)
+        .await
+        .context("auditing")?;
     for v in &violations {
         println!("{v}");
     }
     if violations.is_empty() {
-        println!("audit: invariants 1, 2 and 5 hold");
+        println!("audit: invariants 1, 2, 3, 5 and 6 hold");
         Ok(())
     } else {
         eprintln!("audit: {} violation(s)", violations.len());

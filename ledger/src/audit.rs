@@ -1,7 +1,7 @@
-//! Checks invariants 1, 2 and 5 of DESIGN.md §8 over a live database and reports every
+//! Checks invariants 1, 2, 3, 5 and 6 of DESIGN.md §8 over a live database and reports every
 //! violation: `investctl audit` runs it, and every fault test ends with it.
 
-use std::fmt;
+use std::{fmt, time::Duration};
 
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, FromQueryResult, Statement, prelude::Decimal};
 use uuid::Uuid;
@@ -76,11 +76,62 @@ WHERE (i.allocation_status = 'completed'
    OR (i.allocation_status <> 'completed' AND coalesce(a.units, 0) <> 0)
 "#;
 
+#[derive(Debug, FromQueryResult)]
+struct StuckRow {
+    id: Uuid,
+    status: String,
+    idle_seconds: i64,
+}
+
+/// 3. Every investment reaches a terminal state: none is still pending or processing with no
+///    status change for longer than the age given (`$1`, in milliseconds).
+const STUCK: &str = r#"
+SELECT id, allocation_status::text AS status,
+       extract(epoch FROM now() - updated_at)::bigint AS idle_seconds
+FROM investments
+WHERE allocation_status IN ('pending', 'processing')
+  AND updated_at < now() - $1 * interval '1 millisecond'
+ORDER BY updated_at
+"#;
+
+#[derive(Debug, FromQueryResult)]
+struct LogRow {
+    id: Uuid,
+    status_version: i64,
+    logged: i64,
+    first: Option<i64>,
+    last: Option<i64>,
+    last_matches: bool,
+}
+
+/// 6. A watcher can see every change: the event log of each investment holds versions 1 to
+///    its `status_version`, with no gap (versions are unique per investment, so count, first
+///    and last say it), and its last entry has the investment's status.
+const GAPS: &str = r#"
+SELECT i.id, i.status_version, count(e.version) AS logged, min(e.version) AS first,
+       max(e.version) AS last,
+       coalesce(bool_or(e.version = i.status_version
+                        AND e.allocation_status = i.allocation_status), false) AS last_matches
+FROM investments i
+LEFT JOIN allocation_events e ON e.investment_id = i.id
+GROUP BY i.id, i.status_version
+HAVING count(e.version) <> i.status_version
+    OR min(e.version) IS DISTINCT FROM 1
+    OR max(e.version) IS DISTINCT FROM i.status_version
+    OR NOT coalesce(bool_or(e.version = i.status_version
+                            AND e.allocation_status = i.allocation_status), false)
+"#;
+
 /// Subscriptions read per statement for invariant 5.
 const PAGE: u64 = 1000;
 
-/// Every violation of invariants 1, 2 and 5, in that order; empty when all hold.
-pub async fn run(db: &impl ConnectionTrait) -> Result<Vec<Violation>, DbErr> {
+/// Every violation of invariants 1, 2, 3, 5 and 6, in that order; empty when all hold.
+/// `stuck_after`: how long an investment may stay pending or processing without a status
+/// change before it counts as stranded (invariant 3).
+pub async fn run(
+    db: &impl ConnectionTrait,
+    stuck_after: Duration,
+) -> Result<Vec<Violation>, DbErr> {
     let mut violations = Vec::new();
     let batches = BatchRow::find_by_statement(Statement::from_string(DbBackend::Postgres, UNITS))
         .all(db)
@@ -105,6 +156,22 @@ pub async fn run(db: &impl ConnectionTrait) -> Result<Vec<Violation>, DbErr> {
             i.status, i.shares, i.total_amount, i.units, i.value
         ),
     }));
+    let millis = i64::try_from(stuck_after.as_millis()).unwrap_or(i64::MAX);
+    let stuck = StuckRow::find_by_statement(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        STUCK,
+        [millis.into()],
+    ))
+    .all(db)
+    .await?;
+    violations.extend(stuck.into_iter().map(|i| Violation {
+        invariant: 3,
+        subject: i.id,
+        detail: format!(
+            "still {} after {} s without a status change",
+            i.status, i.idle_seconds
+        ),
+    }));
     let mut after = None;
     loop {
         let (page, next) = balance::page(db, Scope::All, after, PAGE).await?;
@@ -126,5 +193,24 @@ pub async fn run(db: &impl ConnectionTrait) -> Result<Vec<Violation>, DbErr> {
             None => break,
         }
     }
+    let gaps = LogRow::find_by_statement(Statement::from_string(DbBackend::Postgres, GAPS))
+        .all(db)
+        .await?;
+    violations.extend(gaps.into_iter().map(|g| Violation {
+        invariant: 6,
+        subject: g.id,
+        detail: format!(
+            "status_version {} but the event log holds {} entries, versions {:?} to {:?}{}",
+            g.status_version,
+            g.logged,
+            g.first,
+            g.last,
+            if g.last_matches {
+                ""
+            } else {
+                "; its last entry is not the current status"
+            }
+        ),
+    }));
     Ok(violations)
 }
