@@ -2,7 +2,6 @@
 
 use api::v1::{self as pb, allocation_service_server::AllocationService};
 use async_nats::jetstream;
-use entity::prelude::*;
 use ledger::listing::{self, ListQuery};
 use sea_orm::{Condition, DatabaseConnection};
 use service_kit::{auth::Caller, messaging::Topology, status::Violations, wire};
@@ -81,14 +80,15 @@ impl AllocationService for Api {
         record_user(&caller);
         caller.require_admin()?;
         let r = request.get_ref();
-        let mut query = ListQuery::parse(r.page_size, &r.page_token, 0).map_err(Error::from)?;
-        query.allocation_status = Some(AllocationStatus::Failed);
+        let failed = pb::AllocationStatus::Failed as i32;
+        let query = ListQuery::parse("ListFailedAllocations", r.page_size, &r.page_token, failed)
+            .map_err(Error::from)?;
         let (rows, next) = listing::list(&self.db, Condition::all(), &query)
             .await
             .map_err(Error::from)?;
         Ok(Response::new(pb::ListFailedAllocationsResponse {
             investments: rows.iter().map(wire::investment).collect(),
-            next_page_token: next.map(|c| c.encode()).unwrap_or_default(),
+            next_page_token: query.next_token(next),
         }))
     }
 

@@ -121,15 +121,20 @@ impl InvestmentService for Api {
         let caller = Caller::of(&request)?;
         tracing::Span::current().record("user_id", tracing::field::display(caller.user_id));
         let r = request.get_ref();
-        let query = ListQuery::parse(r.page_size, &r.page_token, r.allocation_status)
-            .map_err(Error::from)?;
+        let query = ListQuery::parse(
+            "ListInvestments",
+            r.page_size,
+            &r.page_token,
+            r.allocation_status,
+        )
+        .map_err(Error::from)?;
         let scope = Condition::all().add(investment::Column::UserId.eq(caller.user_id));
         let (rows, next) = listing::list(&self.db, scope, &query)
             .await
             .map_err(Error::from)?;
         Ok(Response::new(pb::ListInvestmentsResponse {
             investments: rows.iter().map(wire::investment).collect(),
-            next_page_token: next.map(|c| c.encode()).unwrap_or_default(),
+            next_page_token: query.next_token(next),
         }))
     }
 
@@ -142,7 +147,8 @@ impl InvestmentService for Api {
         tracing::Span::current().record("user_id", tracing::field::display(caller.user_id));
         let r = request.get_ref();
         let mut v = Violations::default();
-        let (size, after) = page::parse(r.page_size, &r.page_token, &mut v);
+        const SCOPE: &str = "ListSubscriptionBalances";
+        let (size, after) = page::parse(r.page_size, &r.page_token, SCOPE, &mut v);
         v.finish().map_err(Error::from)?;
         let (rows, next) =
             balance::page(&self.db, balance::Scope::User(caller.user_id), after, size)
@@ -150,7 +156,7 @@ impl InvestmentService for Api {
                 .map_err(Error::from)?;
         Ok(Response::new(pb::ListSubscriptionBalancesResponse {
             balances: rows.iter().map(balance::Balance::to_proto).collect(),
-            next_page_token: next.map(|c| c.encode()).unwrap_or_default(),
+            next_page_token: page::next_token(next, SCOPE),
         }))
     }
 

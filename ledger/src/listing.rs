@@ -21,14 +21,27 @@ pub struct ListQuery {
     pub after: Option<Cursor>,
     /// Page size.
     pub size: u64,
+    /// What its page tokens are bound to: the RPC and the filter.
+    pub token_scope: String,
 }
 
 impl ListQuery {
-    /// Validates page size, page token and status filter.
-    pub fn parse(page_size: i32, page_token: &str, status: i32) -> Result<Self, Invalid> {
+    /// Validates page size, page token and status filter of a request to `rpc` (a token must
+    /// come from the same RPC with the same filter).
+    pub fn parse(
+        rpc: &str,
+        page_size: i32,
+        page_token: &str,
+        status: i32,
+    ) -> Result<Self, Invalid> {
         let mut v = Violations::default();
-        let (size, after) = page::parse(page_size, page_token, &mut v);
-        let allocation_status = match pb::AllocationStatus::try_from(status) {
+        let filter = pb::AllocationStatus::try_from(status);
+        let token_scope = match filter {
+            Ok(s) => format!("{rpc}/{}", s.as_str_name()),
+            Err(_) => format!("{rpc}/{status}"),
+        };
+        let (size, after) = page::parse(page_size, page_token, &token_scope, &mut v);
+        let allocation_status = match filter {
             Ok(s) => service_kit::wire::allocation_status_filter(s),
             Err(_) => {
                 v.add("allocation_status", "unknown value");
@@ -40,7 +53,13 @@ impl ListQuery {
             allocation_status,
             after,
             size,
+            token_scope,
         })
+    }
+
+    /// The `next_page_token` for the page that ended at `next`.
+    pub fn next_token(&self, next: Option<Cursor>) -> String {
+        page::next_token(next, &self.token_scope)
     }
 }
 

@@ -29,6 +29,9 @@ pub struct Claims {
     /// Issued at, seconds since the epoch (optional).
     #[serde(default)]
     pub iat: u64,
+    /// Not before, seconds since the epoch (optional): refused until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
 }
 
 /// The authenticated user behind a request.
@@ -125,28 +128,32 @@ impl Authenticator {
                     ));
                 }
             };
-            return Ok(Self::new(key, args.jwt_algorithm));
+            return Ok(Self::new(key, args.jwt_algorithm, args.jwt_leeway));
         }
         let secret = args.jwt_secret.as_ref().ok_or(KeyError::Missing)?;
-        Self::hs256(secret.expose().as_bytes())
+        Self::hs256(secret.expose().as_bytes(), args.jwt_leeway)
     }
 
     /// HS256 with a shared secret of at least 32 bytes.
-    pub fn hs256(secret: &[u8]) -> Result<Self, KeyError> {
+    pub fn hs256(secret: &[u8], leeway: Duration) -> Result<Self, KeyError> {
         if secret.len() < 32 {
             return Err(KeyError::WeakSecret);
         }
         Ok(Self::new(
             DecodingKey::from_secret(secret),
             Algorithm::HS256,
+            leeway,
         ))
     }
 
-    fn new(key: DecodingKey, algorithm: Algorithm) -> Self {
+    fn new(key: DecodingKey, algorithm: Algorithm, leeway: Duration) -> Self {
         // Exactly one algorithm: a token cannot pick a weaker one (or `none`) for itself.
         let mut validation = Validation::new(algorithm);
         validation.set_required_spec_claims(&["exp", "sub"]);
-        validation.leeway = 30;
+        // A token is refused before its `nbf` as after its `exp`, each give or take the leeway
+        // for clocks that disagree.
+        validation.validate_nbf = true;
+        validation.leeway = leeway.as_secs();
         Self {
             inner: Arc::new((key, validation)),
         }
@@ -201,10 +208,55 @@ pub fn mint_hs256(
         roles: roles.iter().map(|r| r.to_string()).collect(),
         iat: now,
         exp: now + ttl.as_secs(),
+        nbf: None,
     };
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
         &claims,
         &EncodingKey::from_secret(secret),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use jsonwebtoken::{EncodingKey, Header, encode, get_current_timestamp};
+
+    use super::*;
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    /// A token whose `exp` and `nbf` are `exp` and `nbf` seconds from now.
+    fn token(exp: i64, nbf: Option<i64>) -> String {
+        let at = |delta: i64| get_current_timestamp().saturating_add_signed(delta);
+        let claims = Claims {
+            sub: Uuid::new_v4().to_string(),
+            roles: Vec::new(),
+            iat: at(0),
+            exp: at(exp),
+            nbf: nbf.map(at),
+        };
+        let token = encode(
+            &Header::default(),
+            &claims,
+            &EncodingKey::from_secret(SECRET),
+        );
+        format!("Bearer {}", token.expect("encode"))
+    }
+
+    fn accepts(leeway: u64, header: &str) -> bool {
+        Authenticator::hs256(SECRET, Duration::from_secs(leeway))
+            .expect("key")
+            .verify(header)
+            .is_ok()
+    }
+
+    #[test]
+    fn a_token_is_refused_before_its_nbf_and_after_its_exp_beyond_the_leeway() {
+        assert!(accepts(0, &token(60, Some(-1))));
+        assert!(!accepts(30, &token(3600, Some(3600))), "nbf an hour ahead");
+        assert!(accepts(30, &token(3600, Some(10))), "nbf within the leeway");
+        assert!(!accepts(0, &token(3600, Some(10))), "nbf ahead, no leeway");
+        assert!(accepts(30, &token(-10, None)), "expired within the leeway");
+        assert!(!accepts(0, &token(-10, None)), "expired, no leeway");
+    }
 }

@@ -96,6 +96,9 @@ pub struct AuthArgs {
     /// Algorithm of tokens signed with the key in JWT_PUBLIC_KEY_FILE.
     #[arg(long, env = "JWT_ALGORITHM", default_value = "RS256", value_parser = parse_algorithm)]
     pub jwt_algorithm: Algorithm,
+    /// Clock skew tolerated on a token's `exp` and `nbf` (whole seconds).
+    #[arg(long, env = "JWT_LEEWAY", default_value = "30s", value_parser = parse_duration)]
+    pub jwt_leeway: Duration,
 }
 
 fn parse_algorithm(s: &str) -> Result<Algorithm, String> {

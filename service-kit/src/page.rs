@@ -1,8 +1,11 @@
 //! Keyset pagination shared by every list RPC: page sizes and opaque page tokens.
 //!
 //! A token is the sort key of the last row served, `(created_at, id)`, so pages stay stable
-//! while rows are added. Tokens are only position markers: queries are scoped to the caller
-//! whatever the token says, so a forged token can at worst skip rows of the caller's own.
+//! while rows are added, and it is bound to the request that issued it (the RPC and its
+//! filter): a token of one list RPC, or of the same RPC with another filter, is refused rather
+//! than silently paging something else. Tokens are only position markers: queries are scoped
+//! to the caller whatever the token says, so a forged token can at worst skip rows of the
+//! caller's own.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Datelike, Utc};
@@ -25,17 +28,31 @@ pub fn page_size(requested: i32) -> Option<u64> {
     }
 }
 
-/// Reads a request's `page_size` and `page_token`, recording what is wrong in `v`.
-pub fn parse(page_size: i32, page_token: &str, v: &mut Violations) -> (u64, Option<Cursor>) {
+/// Reads a request's `page_size` and `page_token`, recording what is wrong in `v`. `scope`
+/// names the request the token must come from (see [`Cursor::encode`]).
+pub fn parse(
+    page_size: i32,
+    page_token: &str,
+    scope: &str,
+    v: &mut Violations,
+) -> (u64, Option<Cursor>) {
     let size = self::page_size(page_size).unwrap_or_else(|| {
         v.add("page_size", "must not be negative");
         DEFAULT_PAGE_SIZE
     });
-    let after = Cursor::decode(page_token).unwrap_or_else(|BadToken| {
-        v.add("page_token", "not a token from this service");
+    let after = Cursor::decode(page_token, scope).unwrap_or_else(|BadToken| {
+        v.add(
+            "page_token",
+            "not a token of this request: pass the next_page_token of the same RPC with the same filter, or none",
+        );
         None
     });
     (size, after)
+}
+
+/// The `next_page_token` of a response: empty on the last page.
+pub fn next_token(next: Option<Cursor>, scope: &str) -> String {
+    next.map(|c| c.encode(scope)).unwrap_or_default()
 }
 
 /// Position after which the next page starts.
@@ -47,18 +64,19 @@ pub struct Cursor {
     pub id: Uuid,
 }
 
-const VERSION: &str = "v1";
+const VERSION: &str = "v2";
 
-/// A page token this service did not issue.
+/// A page token this service did not issue for this request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("not a page token from this service")]
+#[error("not a page token of this request")]
 pub struct BadToken;
 
 impl Cursor {
-    /// The opaque token for this position.
-    pub fn encode(&self) -> String {
+    /// The opaque token for this position in the request `scope` (the RPC and its filter,
+    /// e.g. `ListInvestments/FAILED`).
+    pub fn encode(&self, scope: &str) -> String {
         let raw = format!(
-            "{VERSION}|{}|{}",
+            "{VERSION}|{scope}|{}|{}",
             self.created_at.timestamp_micros(),
             self.id
         );
@@ -66,22 +84,29 @@ impl Cursor {
     }
 
     /// Reads a token; `Ok(None)` for the empty token (first page), `Err` for anything this
-    /// service did not issue.
-    pub fn decode(token: &str) -> Result<Option<Cursor>, BadToken> {
+    /// service did not issue for `scope`.
+    pub fn decode(token: &str, scope: &str) -> Result<Option<Cursor>, BadToken> {
         if token.is_empty() {
             return Ok(None);
         }
-        if token.len() > 128 {
+        if token.len() > 256 {
             return Err(BadToken);
         }
         let raw = URL_SAFE_NO_PAD.decode(token).map_err(|_| BadToken)?;
         let raw = std::str::from_utf8(&raw).map_err(|_| BadToken)?;
         let mut parts = raw.split('|');
-        let (Some(VERSION), Some(micros), Some(id), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        let (Some(VERSION), Some(issued_for), Some(micros), Some(id), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
             return Err(BadToken);
         };
+        if issued_for != scope {
+            return Err(BadToken);
+        }
         let micros: i64 = micros.parse().map_err(|_| BadToken)?;
         // Only times PostgreSQL can compare with (a forged year -5000 would fail in SQL).
         let created_at = DateTime::from_timestamp_micros(micros)
@@ -102,12 +127,29 @@ mod tests {
             created_at: DateTime::from_timestamp_micros(1_700_000_000_123_456).expect("valid"),
             id: Uuid::new_v4(),
         };
-        assert_eq!(Cursor::decode(&cursor.encode()), Ok(Some(cursor)));
+        assert_eq!(
+            Cursor::decode(&cursor.encode("A/x"), "A/x"),
+            Ok(Some(cursor))
+        );
+    }
+
+    #[test]
+    fn a_token_is_refused_by_another_request() {
+        let cursor = Cursor {
+            created_at: DateTime::from_timestamp_micros(1_700_000_000_123_456).expect("valid"),
+            id: Uuid::new_v4(),
+        };
+        let token = cursor.encode("ListInvestments/FAILED");
+        assert_eq!(Cursor::decode(&token, "ListInvestments/ALL"), Err(BadToken));
+        assert_eq!(
+            Cursor::decode(&token, "ListSubscriptionBalances"),
+            Err(BadToken)
+        );
     }
 
     #[test]
     fn empty_token_is_the_first_page() {
-        assert_eq!(Cursor::decode(""), Ok(None));
+        assert_eq!(Cursor::decode("", "A"), Ok(None));
     }
 
     #[test]
@@ -115,12 +157,13 @@ mod tests {
         for token in [
             "x",
             "!!!!",
-            &URL_SAFE_NO_PAD.encode("v2|1|abc"),
-            &URL_SAFE_NO_PAD.encode("v1|nan|x"),
-            &URL_SAFE_NO_PAD.encode(format!("v1|{}|{}", i64::MIN / 2, Uuid::nil())),
+            &URL_SAFE_NO_PAD.encode("v3|A|1|abc"),
+            &URL_SAFE_NO_PAD.encode("v2|A|nan|x"),
+            &URL_SAFE_NO_PAD.encode(format!("v1|1|{}", Uuid::nil())),
+            &URL_SAFE_NO_PAD.encode(format!("v2|A|{}|{}", i64::MIN / 2, Uuid::nil())),
             &"A".repeat(500),
         ] {
-            assert_eq!(Cursor::decode(token), Err(BadToken), "{token}");
+            assert_eq!(Cursor::decode(token, "A"), Err(BadToken), "{token}");
         }
     }
 

@@ -37,8 +37,8 @@ fn mint(user_id: Uuid, roles: &[&str]) -> String {
     .expect("HS256 signing cannot fail with a valid secret")
 }
 
-/// Tokens every RPC must refuse with `UNAUTHENTICATED`: none, garbage, wrong key, expired,
-/// `alg: none`, and a subject that is not a user id.
+/// Tokens every RPC must refuse with `UNAUTHENTICATED`: none, not yet valid (`nbf`), garbage,
+/// wrong key, expired, `alg: none`, and a subject that is not a user id.
 pub fn hostile_tokens() -> Vec<(&'static str, Option<String>)> {
     let user = Uuid::new_v4();
     let wrong_key = service_kit::auth::mint_hs256(
@@ -56,6 +56,7 @@ pub fn hostile_tokens() -> Vec<(&'static str, Option<String>)> {
             roles: vec![],
             iat: 1,
             exp: 2,
+            nbf: None,
         };
         encode(
             &Header::default(),
@@ -78,6 +79,25 @@ pub fn hostile_tokens() -> Vec<(&'static str, Option<String>)> {
             roles: vec![],
             iat: 1,
             exp: 9_999_999_999,
+            nbf: None,
+        };
+        encode(
+            &Header::default(),
+            &claims,
+            &EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+        )
+        .expect("encode")
+    };
+    let not_yet_valid = {
+        // Valid only from an hour from now, well beyond the verifier's leeway.
+        use jsonwebtoken::{EncodingKey, Header, encode, get_current_timestamp};
+        let now = get_current_timestamp();
+        let claims = service_kit::auth::Claims {
+            sub: user.to_string(),
+            roles: vec![],
+            iat: now,
+            exp: now + 7200,
+            nbf: Some(now + 3600),
         };
         encode(
             &Header::default(),
@@ -88,6 +108,7 @@ pub fn hostile_tokens() -> Vec<(&'static str, Option<String>)> {
     };
     vec![
         ("no token", None),
+        ("not valid before an hour from now", Some(not_yet_valid)),
         ("garbage", Some("garbage".into())),
         ("wrong key", Some(wrong_key)),
         ("expired", Some(expired)),

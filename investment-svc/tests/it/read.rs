@@ -205,3 +205,53 @@ async fn list_rejects_bad_page_size_token_and_status() {
         .expect("a huge page size is clamped, not an error");
     assert!(huge.into_inner().investments.is_empty());
 }
+
+#[tokio::test]
+async fn a_page_token_is_refused_by_another_rpc_or_another_filter() {
+    let app = spawn_app().await;
+    let alice = investor(&app, "1000.00", "1.00").await;
+    let mut client = app.client(alice.user_id).await;
+    for shares in 1..=3 {
+        create(&mut client, &alice, shares).await;
+    }
+    let token = client
+        .list_investments(pb::ListInvestmentsRequest {
+            page_size: 1,
+            allocation_status: pb::AllocationStatus::Pending as i32,
+            ..Default::default()
+        })
+        .await
+        .expect("first page")
+        .into_inner()
+        .next_page_token;
+    assert!(!token.is_empty());
+
+    let other_filter = client
+        .list_investments(pb::ListInvestmentsRequest {
+            page_size: 1,
+            page_token: token.clone(),
+            allocation_status: pb::AllocationStatus::Failed as i32,
+        })
+        .await
+        .expect_err("token of another filter");
+    let other_rpc = client
+        .list_subscription_balances(pb::ListSubscriptionBalancesRequest {
+            page_size: 1,
+            page_token: token.clone(),
+        })
+        .await
+        .expect_err("token of another RPC");
+    for refused in [other_filter, other_rpc] {
+        assert_eq!(refused.code(), Code::InvalidArgument);
+        assert_eq!(violated_fields(&refused), ["page_token"]);
+    }
+    let same = client
+        .list_investments(pb::ListInvestmentsRequest {
+            page_size: 1,
+            page_token: token,
+            allocation_status: pb::AllocationStatus::Pending as i32,
+        })
+        .await
+        .expect("same RPC, same filter");
+    assert_eq!(same.into_inner().investments.len(), 1);
+}
