@@ -14,7 +14,7 @@ use entity::prelude::*;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, Database, DbBackend, EntityTrait, Statement};
 use service_kit::config::{Secret, parse_duration};
-use testkit::fixtures::Fixtures;
+use fixtures::Fixtures;
 use uuid::{Uuid, uuid};
 
 #[derive(Debug, Parser)]

@@ -6,7 +6,8 @@
 //! `NATS_SERVER_BIN`.
 
 pub mod db;
-pub mod fixtures;
+/// Row builders, shared with `investctl seed`.
+pub use fixtures;
 pub mod nats;
 pub mod process;
 
