@@ -9,9 +9,10 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use async_nats::jetstream::{AckKind, Message};
+use futures::FutureExt as _;
 use tokio::{
     sync::{Semaphore, mpsc},
-    task::JoinHandle,
+    task::{JoinError, JoinHandle},
     time::Instant,
 };
 use tokio_util::sync::CancellationToken;
@@ -78,7 +79,14 @@ impl Dispatcher {
     pub fn dispatch(&mut self, deal_id: Uuid, delivery: Delivery) {
         self.dispatched += 1;
         if self.dispatched.is_multiple_of(1024) {
-            self.lanes.retain(|_, lane| !lane.task.is_finished());
+            self.lanes
+                .retain(|deal_id, lane| match (&mut lane.task).now_or_never() {
+                    Some(ended) => {
+                        reap(*deal_id, ended);
+                        false
+                    }
+                    None => true,
+                });
         }
         let delivery = match self.lanes.get(&deal_id) {
             Some(lane) => match lane.queue.send(delivery) {
@@ -115,10 +123,18 @@ impl Dispatcher {
     /// Waits for every lane to end. Call after cancelling the shutdown token: lanes finish the
     /// batch in hand and hand the rest back to NATS.
     pub async fn drain(self) {
-        for (_, lane) in self.lanes {
+        for (deal_id, lane) in self.lanes {
             drop(lane.queue);
-            let _ = lane.task.await;
+            reap(deal_id, lane.task.await);
         }
+    }
+}
+
+/// Logs a lane that panicked rather than dropping its result unseen: NATS redelivers its
+/// requests after `ACK_WAIT`, but the bug behind the panic must show in the logs.
+fn reap(deal_id: Uuid, ended: Result<(), JoinError>) {
+    if let Err(e) = ended {
+        tracing::error!(%deal_id, error = %e, "allocation lane panicked; NATS will redeliver its requests");
     }
 }
 
@@ -132,7 +148,7 @@ async fn run_lane(
     shutdown: CancellationToken,
 ) {
     if let Some(previous) = previous {
-        let _ = previous.await;
+        reap(deal_id, previous.await);
     }
     loop {
         let first = tokio::select! {

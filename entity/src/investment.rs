@@ -46,11 +46,6 @@ impl AllocationStatus {
             Self::Failed => InvestmentStatus::Failed,
         }
     }
-
-    /// Pending and processing investments hold a reservation on their subscription's balance.
-    pub fn is_reserved(self) -> bool {
-        matches!(self, Self::Pending | Self::Processing)
-    }
 }
 
 /// A row of `investments`.

@@ -11,10 +11,10 @@ use anyhow::Context as _;
 use chrono::{Duration as Days, Utc};
 use clap::{Parser, Subcommand};
 use entity::prelude::*;
+use fixtures::Fixtures;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, Database, DbBackend, EntityTrait, Statement};
 use service_kit::config::{Secret, parse_duration};
-use fixtures::Fixtures;
 use uuid::{Uuid, uuid};
 
 #[derive(Debug, Parser)]

@@ -57,11 +57,6 @@ impl Topology {
         format!("{}.status.{user_id}.{investment_id}", self.prefix)
     }
 
-    /// `<prefix>.status.<user_id>.*`: every status event of one user.
-    pub fn user_status_filter(&self, user_id: Uuid) -> String {
-        format!("{}.status.{user_id}.*", self.prefix)
-    }
-
     /// The stream's configuration: work-queue retention (a request is gone once acked),
     /// file storage, de-duplication by message id.
     pub fn stream_config(&self) -> stream::Config {
