@@ -1,4 +1,4 @@
-//! One unit of work: allocate a micro-batch of one pool's requests (DESIGN.md §7). The lane
+//! One unit of work: allocate a micro-batch of one pool's requests (docs/architecture.md). The lane
 //! loop only feeds it; tests call it directly.
 //!
 //! Two transactions, so watchers see `PROCESSING` before the outcome:

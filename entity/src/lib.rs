@@ -1,7 +1,7 @@
-//! sea-orm entities of the invest schema (DESIGN.md §3), shared by both services.
+//! sea-orm entities of the invest schema (docs/data-model.md), shared by both services.
 //!
 //! Column names are part of the contract; the schema itself lives in the `migration` crate.
-//! Columns are documented once, in DESIGN.md §3 and the migration, not field by field here.
+//! Columns are documented once, in docs/data-model.md and the migration, not field by field here.
 #![allow(missing_docs)]
 
 pub mod allocation_event;

@@ -3,7 +3,7 @@
 //! - `migrate`: creates the database if missing and applies every migration.
 //! - `seed`: loads the demo data (idempotent; fixed ids so the README's commands work).
 //! - `token`: mints a bearer token for local use.
-//! - `audit`: checks invariants 1, 2, 3, 5 and 6 (DESIGN.md §8) over a live database.
+//! - `audit`: checks invariants 1, 2, 3, 5 and 6 (docs/invariants.md) over a live database.
 
 use std::time::Duration;
 

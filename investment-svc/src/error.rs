@@ -1,4 +1,4 @@
-//! The service's errors and their one mapping to gRPC status codes (DESIGN.md §4).
+//! The service's errors and their one mapping to gRPC status codes (README, API).
 
 use ledger::rules::Refusal;
 use sea_orm::DbErr;

@@ -1,6 +1,6 @@
 //! Re-publishes `pending` (and long-`processing`) investments whose allocation request may
 //! never have reached NATS or was lost with a server's store, so none is ever stranded
-//! (DESIGN.md §8, invariant 3).
+//! (docs/invariants.md, invariant 3).
 //!
 //! "Stale" means untouched for `SWEEP_MIN_AGE` when the request never reached the stream
 //! (`last_published_at` is NULL: the create's publish failed), and for the much longer

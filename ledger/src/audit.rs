@@ -1,4 +1,4 @@
-//! Checks invariants 1, 2, 3, 5 and 6 of DESIGN.md §8 over a live database and reports every
+//! Checks invariants 1, 2, 3, 5 and 6 of docs/invariants.md over a live database and reports every
 //! violation: `investctl audit` runs it, and every fault test ends with it.
 
 use std::{fmt, time::Duration};
@@ -11,7 +11,7 @@ use crate::balance::{self, Scope};
 /// One broken invariant on one row.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation {
-    /// The invariant's number in DESIGN.md §8.
+    /// The invariant's number in docs/invariants.md.
     pub invariant: u8,
     /// The batch, investment or subscription concerned.
     pub subject: Uuid,

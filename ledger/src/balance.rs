@@ -1,4 +1,4 @@
-//! Subscription balances (DESIGN.md §3), defined once and used by both the listing and the
+//! Subscription balances (docs/data-model.md), defined once and used by both the listing and the
 //! create check.
 //!
 //! The old system ran one aggregate query per subscription (101 queries for 100). Here one

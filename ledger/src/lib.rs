@@ -1,5 +1,5 @@
 //! The money rules both services apply the same way: a subscription's balance (one
-//! definition, DESIGN.md §3), pages of investments, the allocation event log that watchers
+//! definition, docs/data-model.md), pages of investments, the allocation event log that watchers
 //! read, and the audit of the invariants that involve money.
 
 pub mod audit;

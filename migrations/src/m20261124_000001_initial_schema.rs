@@ -1,4 +1,4 @@
-//! Tables, enums, constraints and indexes of DESIGN.md §3.
+//! Tables, enums, constraints and indexes of docs/data-model.md.
 //!
 //! The indexes follow the queries: the three balance aggregates are partial, covering indexes
 //! keyed by subscription (so a balance page reads only the rows that count), FIFO inventory is

@@ -1,4 +1,4 @@
-//! Bearer-token identity (DESIGN.md §5): the caller is the token's `sub`, never a request field.
+//! Bearer-token identity (README, API): the caller is the token's `sub`, never a request field.
 //!
 //! [`Authenticator`] is a tonic interceptor, so one value guards every RPC of a service; health
 //! and reflection are simply not wrapped by it. On success it stores the [`Caller`] in the

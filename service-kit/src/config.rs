@@ -60,7 +60,7 @@ pub struct DbArgs {
     pub database_acquire_timeout: Duration,
 }
 
-/// NATS JetStream settings (DESIGN.md §6).
+/// NATS JetStream settings (docs/messaging.md).
 #[derive(Clone, Debug, Args)]
 pub struct NatsArgs {
     /// NATS server URL(s), comma separated.
@@ -84,7 +84,7 @@ pub struct NatsArgs {
     pub nats_timeout: Duration,
 }
 
-/// Token verification settings (DESIGN.md §5).
+/// Token verification settings (README, API).
 #[derive(Clone, Debug, Args)]
 pub struct AuthArgs {
     /// HS256 shared secret (at least 32 bytes). Ignored when JWT_PUBLIC_KEY_FILE is set.

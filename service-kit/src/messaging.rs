@@ -1,4 +1,4 @@
-//! NATS JetStream wiring shared by both services (DESIGN.md §6): the connection, the
+//! NATS JetStream wiring shared by both services (docs/messaging.md): the connection, the
 //! allocation stream (ensured idempotently at start-up), subject names, and publishing an
 //! allocation request with the investment id as `Nats-Msg-Id`.
 
