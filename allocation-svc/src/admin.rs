@@ -11,7 +11,7 @@ use sea_orm::{
 use service_kit::messaging::{self, Committed, Topology};
 use uuid::Uuid;
 
-use crate::{Error, Result, config::AllocatorArgs, worker::set_status};
+use crate::{Error, Result, config::AllocatorArgs};
 
 #[derive(Debug, FromQueryResult)]
 struct StatusCount {
@@ -122,11 +122,10 @@ pub async fn retry(
             Expr::val(Option::<String>::None),
         ),
     ];
-    let updated = set_status(&txn, &[row.id], AllocationStatus::Pending, extra)
+    let updated = events::change_status(&txn, &[row.id], AllocationStatus::Pending, extra)
         .await?
         .pop()
         .ok_or(Error::NotFound("investment"))?;
-    events::record(&txn, std::slice::from_ref(&updated)).await?;
     txn.commit().await?;
 
     let event = events::status_event(&updated, Vec::new());

@@ -12,7 +12,9 @@ pub mod config;
 pub mod consumer;
 pub mod error;
 pub mod lanes;
+mod retry;
 mod service;
+mod steps;
 pub mod watch;
 pub mod worker;
 

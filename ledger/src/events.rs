@@ -8,7 +8,10 @@ use api::v1 as pb;
 use chrono::{DateTime, Utc};
 use entity::prelude::*;
 use sea_orm::{
-    ActiveValue::NotSet, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    ActiveEnum,
+    ActiveValue::NotSet,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    sea_query::{Expr, ExprTrait},
 };
 use service_kit::wire;
 use uuid::Uuid;
@@ -27,6 +30,43 @@ pub async fn record(db: &impl ConnectionTrait, rows: &[investment::Model]) -> Re
     });
     AllocationEvent::insert_many(events).exec(db).await?;
     Ok(())
+}
+
+/// The one way an allocation status changes: moves `ids` to `status` (and the investment
+/// status that goes with it), bumps `status_version` and `updated_at`, sets the `extra`
+/// columns, and logs each row's new state in the same transaction. Returns the changed rows.
+pub async fn change_status(
+    txn: &impl ConnectionTrait,
+    ids: &[Uuid],
+    status: AllocationStatus,
+    extra: Vec<(investment::Column, Expr)>,
+) -> Result<Vec<investment::Model>, DbErr> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut update = Investment::update_many()
+        .col_expr(
+            investment::Column::AllocationStatus,
+            ActiveEnum::as_enum(&status),
+        )
+        .col_expr(
+            investment::Column::Status,
+            ActiveEnum::as_enum(&status.investment_status()),
+        )
+        .col_expr(
+            investment::Column::StatusVersion,
+            Expr::col(investment::Column::StatusVersion).add(1),
+        )
+        .col_expr(investment::Column::UpdatedAt, Expr::cust("now()"));
+    for (column, value) in extra {
+        update = update.col_expr(column, value);
+    }
+    let changed = update
+        .filter(investment::Column::Id.is_in(ids.iter().copied()))
+        .exec_with_returning(txn)
+        .await?;
+    record(txn, &changed).await?;
+    Ok(changed)
 }
 
 /// Events of one investment after `version`, oldest first.

@@ -246,10 +246,12 @@ async fn sigterm_under_load_drains_within_the_grace_period_and_loses_nothing() {
     check_invariants(&stack.db).await;
 }
 
-/// The unit of work itself, called while PostgreSQL refuses connections: each failed attempt
-/// is remembered, and once the database is back the spent budget fails the investment.
+/// The unit of work itself, called while PostgreSQL refuses connections: attempts that cannot
+/// be recorded are counted by NATS's delivery count (nothing is remembered in the process), so
+/// they spend the budget as soon as a failure can be written.
 #[tokio::test]
-async fn database_unreachable_past_the_retry_budget_fails_with_the_cause_and_inventory_untouched() {
+async fn database_unreachable_spends_the_retry_budget_by_delivery_count_and_inventory_is_untouched()
+{
     use allocation_svc::worker::{Allocator, Job, Verdict};
 
     let stack = stack_with(Options {
@@ -268,21 +270,34 @@ async fn database_unreachable_past_the_retry_budget_fails_with_the_cause_and_inv
     let pool = sea_orm::Database::connect(options).await.expect("pool");
     let topology = service_kit::messaging::Topology::from_args(&config.common.nats);
     let allocator = Allocator::new(pool, stack.nats.clone(), topology, config.allocator.clone());
-    let job = Job {
+    let delivery = |delivered| Job {
         investment_id: created.id.parse().expect("uuid"),
-        delivered: 1,
+        delivered,
     };
 
+    // Deliveries 1 to 3 while the database is unreachable: each comes back later.
     block_database(&stack, false, None).await;
-    for attempt in 1..=3 {
-        let verdicts = allocator.run_batch(investor.deal.id, &[job]).await;
+    for delivered in 1..=3 {
+        let verdicts = allocator
+            .run_batch(investor.deal.id, &[delivery(delivered)])
+            .await;
         assert!(
             matches!(verdicts[..], [Verdict::Retry(_)]),
-            "attempt {attempt}: {verdicts:?}"
+            "delivery {delivered}: {verdicts:?}"
         );
     }
     block_database(&stack, true, None).await;
-    let verdicts = allocator.run_batch(investor.deal.id, &[job]).await;
+    assert_eq!(
+        stack.investment(&created.id).await.allocation_attempts,
+        0,
+        "nothing could be recorded"
+    );
+
+    // Delivery 4, the database back but the pool's deal locked: that failure is recorded,
+    // counting every delivery, and the spent budget fails the investment.
+    let lock = hold(&stack, &investor, Hold::Deal).await;
+    let verdicts = allocator.run_batch(investor.deal.id, &[delivery(4)]).await;
+    drop(lock);
 
     assert_eq!(verdicts, [Verdict::Ack]);
     let failed = stack.investment(&created.id).await;
@@ -291,10 +306,10 @@ async fn database_unreachable_past_the_retry_budget_fails_with_the_cause_and_inv
         AllocationStatus::Failed,
         "{failed:?}"
     );
-    assert_eq!(failed.allocation_attempts, 3);
+    assert_eq!(failed.allocation_attempts, 4);
     let error = failed.allocation_error.clone().unwrap_or_default();
     assert!(
-        error.starts_with("permanent failure after 3 attempts: "),
+        error.starts_with("permanent failure after 4 attempts: ") && error.contains("lock"),
         "{error}"
     );
     let batch = BulkPurchase::find_by_id(investor.batches[0].id)
