@@ -104,10 +104,11 @@ pub async fn retry(
         .one(&txn)
         .await?
         .ok_or(Error::NotFound("deal"))?;
-    let available = balance::of_subscription(&txn, row.user_id, row.subscription_id)
-        .await?
-        .map(|b| b.available_balance)
-        .unwrap_or_default();
+    let available =
+        balance::of_subscription(&txn, row.owner(), SubscriptionId(row.subscription_id))
+            .await?
+            .map(|b| b.available_balance)
+            .unwrap_or_default();
     Reservation {
         subscription: subscription.status,
         deal: deal.status,
@@ -122,15 +123,26 @@ pub async fn retry(
             Expr::val(Option::<String>::None),
         ),
     ];
-    let updated = events::change_status(&txn, &[row.id], AllocationStatus::Pending, extra)
-        .await?
-        .pop()
-        .ok_or(Error::NotFound("investment"))?;
+    let updated = events::change_status(
+        &txn,
+        &[row.investment_id()],
+        AllocationStatus::Pending,
+        extra,
+    )
+    .await?
+    .pop()
+    .ok_or(Error::NotFound("investment"))?;
     txn.commit().await?;
 
     let event = events::status_event(&updated, Vec::new());
-    if let Err(e) =
-        messaging::publish_status(nats, topology, updated.user_id, updated.id, &event).await
+    if let Err(e) = messaging::publish_status(
+        nats,
+        topology,
+        updated.owner(),
+        updated.investment_id(),
+        &event,
+    )
+    .await
     {
         tracing::warn!(investment_id = %updated.id, error = %e, "status event not published");
     }

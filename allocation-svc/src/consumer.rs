@@ -11,6 +11,7 @@ use async_nats::jetstream::{
         pull::{self, MessagesErrorKind},
     },
 };
+use entity::prelude::{DealId, InvestmentId};
 use futures::StreamExt;
 use prost::Message as _;
 use service_kit::messaging::{self, Topology};
@@ -177,10 +178,12 @@ async fn route(dispatcher: &mut Dispatcher, message: jetstream::Message) {
         .subject
         .rsplit('.')
         .next()
-        .and_then(|token| Uuid::try_parse(token).ok());
+        .and_then(|token| Uuid::try_parse(token).ok())
+        .map(DealId);
     let investment_id = AllocationRequest::decode(message.payload.clone())
         .ok()
-        .and_then(|r| Uuid::try_parse(&r.investment_id).ok());
+        .and_then(|r| Uuid::try_parse(&r.investment_id).ok())
+        .map(InvestmentId);
     let (Some(deal_id), Some(investment_id)) = (deal_id, investment_id) else {
         tracing::warn!(subject = %message.subject, bytes = message.payload.len(), "malformed allocation request terminated");
         let _ = message.ack_with(AckKind::Term).await;

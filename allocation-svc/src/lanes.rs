@@ -9,6 +9,7 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use async_nats::jetstream::{AckKind, Message};
+use entity::prelude::DealId;
 use futures::FutureExt as _;
 use tokio::{
     sync::{Semaphore, mpsc},
@@ -17,7 +18,6 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
-use uuid::Uuid;
 
 use crate::worker::{Allocator, Job, Verdict};
 
@@ -49,7 +49,7 @@ struct Lane {
 
 /// Routes requests to lanes. Owned by the consumer loop.
 pub struct Dispatcher {
-    lanes: HashMap<Uuid, Lane>,
+    lanes: HashMap<DealId, Lane>,
     allocator: Allocator,
     permits: Arc<Semaphore>,
     args: LaneArgs,
@@ -76,7 +76,7 @@ impl Dispatcher {
     }
 
     /// Queues `delivery` on the lane of `deal_id`, starting the lane if needed.
-    pub fn dispatch(&mut self, deal_id: Uuid, delivery: Delivery) {
+    pub fn dispatch(&mut self, deal_id: DealId, delivery: Delivery) {
         self.dispatched += 1;
         if self.dispatched.is_multiple_of(1024) {
             self.lanes
@@ -132,14 +132,14 @@ impl Dispatcher {
 
 /// Logs a lane that panicked rather than dropping its result unseen: NATS redelivers its
 /// requests after `ACK_WAIT`, but the bug behind the panic must show in the logs.
-fn reap(deal_id: Uuid, ended: Result<(), JoinError>) {
+fn reap(deal_id: DealId, ended: Result<(), JoinError>) {
     if let Err(e) = ended {
         tracing::error!(%deal_id, error = %e, "allocation lane panicked; NATS will redeliver its requests");
     }
 }
 
 async fn run_lane(
-    deal_id: Uuid,
+    deal_id: DealId,
     mut queue: mpsc::UnboundedReceiver<Delivery>,
     previous: Option<JoinHandle<()>>,
     allocator: Allocator,

@@ -17,7 +17,6 @@ use sea_orm::{
     DbErr, EntityTrait, QuerySelect, TransactionTrait,
     sea_query::{Expr, LockType},
 };
-use uuid::Uuid;
 
 use crate::worker::{Allocator, Job, Verdict};
 
@@ -62,12 +61,12 @@ impl Allocator {
     /// budget is spent.
     async fn try_record_failure(
         &self,
-        id: Uuid,
+        id: InvestmentId,
         delivered: i32,
         cause: &str,
     ) -> Result<Option<investment::Model>, DbErr> {
         let txn = self.db.begin().await?;
-        let Some(row) = Investment::find_by_id(id)
+        let Some(row) = Investment::find_by_id(id.uuid())
             .lock(LockType::NoKeyUpdate)
             .one(&txn)
             .await?
@@ -90,7 +89,7 @@ impl Allocator {
             (investment::Column::AllocationAttempts, Expr::val(attempts)),
             (investment::Column::AllocationError, Expr::val(error)),
         ];
-        let updated = events::change_status(&txn, &[row.id], status, extra).await?;
+        let updated = events::change_status(&txn, &[row.investment_id()], status, extra).await?;
         txn.commit().await?;
         self.settle(&updated).await;
         Ok(updated.into_iter().next())

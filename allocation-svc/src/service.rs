@@ -44,7 +44,7 @@ impl AllocationService for Api {
         let mut v = Violations::default();
         let id = v.uuid("investment_id", &request.get_ref().investment_id);
         v.finish().map_err(Error::from)?;
-        let stream = self.watchers.watch_one(caller.user_id, id).await?;
+        let stream = self.watchers.watch_one(caller.user_id.uuid(), id).await?;
         Ok(Response::new(stream))
     }
 
@@ -55,7 +55,7 @@ impl AllocationService for Api {
     ) -> Result<Response<Self::WatchAllocationsStream>, Status> {
         let caller = Caller::of(&request)?;
         record_user(&caller);
-        let stream = self.watchers.watch_all(caller.user_id).await?;
+        let stream = self.watchers.watch_all(caller.user_id.uuid()).await?;
         Ok(Response::new(stream))
     }
 

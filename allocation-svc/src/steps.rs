@@ -26,7 +26,7 @@ pub(crate) struct Marked {
     /// Settled already: unknown or misrouted requests (rejected), finished ones (acked).
     pub verdicts: Verdicts,
     /// The investments to allocate, in arrival order, each once.
-    pub active: Vec<Uuid>,
+    pub active: Vec<InvestmentId>,
     /// Those this step moved to `processing`.
     pub marked: Vec<investment::Model>,
     /// Those finished before (a redelivery): their last status is announced again.
@@ -39,8 +39,8 @@ impl Allocator {
     pub(crate) async fn mark_processing(
         &self,
         txn: &DatabaseTransaction,
-        deal_id: Uuid,
-        ids: &[Uuid],
+        deal_id: DealId,
+        ids: &[InvestmentId],
     ) -> Result<Option<Marked>, DbErr> {
         let Some(rows) = lock(txn, deal_id, ids).await? else {
             return Ok(None);
@@ -55,7 +55,7 @@ impl Allocator {
                     tracing::warn!(investment_id = %id, "request for an unknown investment rejected");
                     verdicts.insert(*id, Verdict::Reject);
                 }
-                Some(row) if row.deal_id != deal_id => {
+                Some(row) if row.deal() != deal_id => {
                     tracing::warn!(investment_id = %id, %deal_id, "request on another deal's subject rejected");
                     verdicts.insert(*id, Verdict::Reject);
                 }
@@ -66,7 +66,7 @@ impl Allocator {
                 }
                 Some(row) => {
                     if row.allocation_status == AllocationStatus::Pending {
-                        to_mark.push(row.id);
+                        to_mark.push(row.investment_id());
                     }
                     if !active.contains(id) {
                         active.push(*id);
@@ -90,8 +90,8 @@ impl Allocator {
     pub(crate) async fn allocate_and_persist(
         &self,
         txn: &DatabaseTransaction,
-        deal_id: Uuid,
-        active: &[Uuid],
+        deal_id: DealId,
+        active: &[InvestmentId],
     ) -> Result<Vec<investment::Model>, DbErr> {
         let rows = lock(txn, deal_id, active).await?.unwrap_or_default();
         let requests: Vec<_> = active
@@ -136,10 +136,10 @@ impl Allocator {
         let mut completed = Vec::new();
         let mut changed = Vec::new();
         for (request, outcome) in requests.iter().zip(outcomes) {
-            let row = &rows[&request.investment_id];
+            let row = &rows[&InvestmentId(request.investment_id)];
             match outcome {
                 Outcome::Allocated(allocated) => {
-                    completed.push(row.id);
+                    completed.push(row.investment_id());
                     pieces.extend(allocated.into_iter().map(|p| user_investment::ActiveModel {
                         id: Set(Uuid::now_v7()),
                         user_id: Set(row.user_id),
@@ -163,7 +163,7 @@ impl Allocator {
                     tracing::info!(investment_id = %row.id, %error, "allocation failed");
                     let failed = events::change_status(
                         txn,
-                        &[row.id],
+                        &[row.investment_id()],
                         AllocationStatus::Failed,
                         vec![(investment::Column::AllocationError, Expr::val(error))],
                     )
@@ -202,7 +202,7 @@ impl Allocator {
         let completed = rows
             .iter()
             .filter(|r| r.allocation_status == AllocationStatus::Completed)
-            .map(|r| r.id);
+            .map(investment::Model::investment_id);
         let mut allocations = match events::allocations(&self.db, completed).await {
             Ok(a) => a,
             Err(e) => {
@@ -213,9 +213,14 @@ impl Allocator {
         for row in rows {
             let event: pb::AllocationStatusEvent =
                 events::status_event(row, allocations.remove(&row.id).unwrap_or_default());
-            if let Err(e) =
-                messaging::publish_status(&self.nats, &self.topology, row.user_id, row.id, &event)
-                    .await
+            if let Err(e) = messaging::publish_status(
+                &self.nats,
+                &self.topology,
+                row.owner(),
+                row.investment_id(),
+                &event,
+            )
+            .await
             {
                 tracing::warn!(investment_id = %row.id, error = %e, "status event not published");
             }
@@ -227,12 +232,12 @@ impl Allocator {
 /// the lock order of every allocation transaction. `None` if the deal does not exist.
 async fn lock(
     txn: &DatabaseTransaction,
-    deal_id: Uuid,
-    ids: &[Uuid],
-) -> Result<Option<HashMap<Uuid, investment::Model>>, DbErr> {
+    deal_id: DealId,
+    ids: &[InvestmentId],
+) -> Result<Option<HashMap<InvestmentId, investment::Model>>, DbErr> {
     // NO KEY UPDATE, not UPDATE: it still serializes allocators, but does not wait for (or
     // deadlock with) creates, whose foreign keys take KEY SHARE locks on the deal row.
-    if Deal::find_by_id(deal_id)
+    if Deal::find_by_id(deal_id.uuid())
         .lock(LockType::NoKeyUpdate)
         .one(txn)
         .await?
@@ -246,7 +251,9 @@ async fn lock(
         .lock(LockType::NoKeyUpdate)
         .all(txn)
         .await?;
-    Ok(Some(rows.into_iter().map(|r| (r.id, r)).collect()))
+    Ok(Some(
+        rows.into_iter().map(|r| (r.investment_id(), r)).collect(),
+    ))
 }
 
 /// Writes the new `units_remaining` of the batches the step changed, in one statement.

@@ -178,7 +178,7 @@ impl Watchers {
     ) -> Result<UpdateStream<pb::WatchAllocationResponse>, Error> {
         // Subscribe before reading, so no change slips between the read and the first notice.
         let notices = self.hub.subscribe();
-        let row = investment::find_owned(user_id, investment_id)
+        let row = investment::find_owned(UserId(user_id), InvestmentId(investment_id))
             .one(&self.db)
             .await?
             .ok_or(Error::NotFound("investment"))?;
@@ -218,7 +218,7 @@ impl Watchers {
                 Wake::Skip => continue,
                 Wake::Look => {}
             }
-            let fresh = match events::after(&self.db, id, last).await {
+            let fresh = match events::after(&self.db, InvestmentId(id), last).await {
                 Ok(fresh) => fresh,
                 Err(e) => {
                     tracing::warn!(investment_id = %id, error = %e, "watcher cannot read the event log; retrying");
@@ -355,7 +355,7 @@ impl Watchers {
         let completed = events
             .iter()
             .filter(|e| e.allocation_status == AllocationStatus::Completed)
-            .map(|e| e.investment_id);
+            .map(|e| InvestmentId(e.investment_id));
         let mut allocations = events::allocations(&self.db, completed).await?;
         Ok(events
             .iter()

@@ -14,9 +14,9 @@
 
 use std::{collections::HashMap, time::Duration};
 
+use entity::prelude::{DealId, InvestmentId};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
 use service_kit::messaging::Topology;
-use uuid::Uuid;
 
 use crate::{config::AllocatorArgs, retry, steps::Marked};
 
@@ -35,7 +35,7 @@ pub enum Verdict {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Job {
     /// The investment to allocate.
-    pub investment_id: Uuid,
+    pub investment_id: InvestmentId,
     /// How many times NATS has delivered it (1 the first time): counts the attempts an
     /// outage kept from being recorded (see [`retry`](crate::retry)).
     pub delivered: i64,
@@ -71,7 +71,7 @@ impl Allocator {
     /// If the batch fails with a fault of the whole pool or database, every job records a
     /// failed attempt; with any other error its jobs are tried one by one, so one bad request
     /// cannot fail its neighbours.
-    pub async fn run_batch(&self, deal_id: Uuid, jobs: &[Job]) -> Vec<Verdict> {
+    pub async fn run_batch(&self, deal_id: DealId, jobs: &[Job]) -> Vec<Verdict> {
         let Some(first) = jobs.first() else {
             return Vec::new();
         };
@@ -101,8 +101,8 @@ impl Allocator {
     }
 
     /// The three steps over `jobs`; an error means nothing of step 2 was committed.
-    async fn try_batch(&self, deal_id: Uuid, jobs: &[Job]) -> Result<Vec<Verdict>, DbErr> {
-        let ids: Vec<Uuid> = jobs.iter().map(|j| j.investment_id).collect();
+    async fn try_batch(&self, deal_id: DealId, jobs: &[Job]) -> Result<Vec<Verdict>, DbErr> {
+        let ids: Vec<InvestmentId> = jobs.iter().map(|j| j.investment_id).collect();
 
         let txn = self.begin().await?;
         let Some(Marked {
@@ -144,4 +144,4 @@ impl Allocator {
 }
 
 /// Verdicts by investment, while a batch is worked on.
-pub(crate) type Verdicts = HashMap<Uuid, Verdict>;
+pub(crate) type Verdicts = HashMap<InvestmentId, Verdict>;

@@ -2,6 +2,8 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::ids::{DealId, InvestmentId, UserId};
+
 /// `investment_status`: the business state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
 #[sea_orm(rs_type = "String", db_type = "Enum", enum_name = "investment_status")]
@@ -85,6 +87,23 @@ impl ActiveModelBehavior for ActiveModel {}
 
 /// One of `user_id`'s investments: the only way handlers look one up, so another user's row
 /// cannot be read by mistake.
-pub fn find_owned(user_id: Uuid, id: Uuid) -> Select<Entity> {
-    Entity::find_by_id(id).filter(Column::UserId.eq(user_id))
+pub fn find_owned(user_id: UserId, id: InvestmentId) -> Select<Entity> {
+    Entity::find_by_id(id.uuid()).filter(Column::UserId.eq(user_id))
+}
+
+impl Model {
+    /// Its id, typed.
+    pub fn investment_id(&self) -> InvestmentId {
+        InvestmentId(self.id)
+    }
+
+    /// Its owner, typed.
+    pub fn owner(&self) -> UserId {
+        UserId(self.user_id)
+    }
+
+    /// Its deal (pool), typed.
+    pub fn deal(&self) -> DealId {
+        DealId(self.deal_id)
+    }
 }

@@ -7,6 +7,7 @@
 pub mod allocation_event;
 pub mod bulk_purchase;
 pub mod deal;
+pub mod ids;
 pub mod investment;
 pub mod payment;
 pub mod plan;
@@ -18,6 +19,7 @@ pub mod prelude {
     pub use crate::allocation_event::{self, Entity as AllocationEvent};
     pub use crate::bulk_purchase::{self, Entity as BulkPurchase};
     pub use crate::deal::{self, DealStatus, Entity as Deal};
+    pub use crate::ids::{DealId, InvestmentId, SubscriptionId, UserId};
     pub use crate::investment::{self, AllocationStatus, Entity as Investment, InvestmentStatus};
     pub use crate::payment::{self, Entity as Payment, PaymentStatus};
     pub use crate::plan::{self, Entity as Plan};

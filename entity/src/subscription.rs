@@ -2,6 +2,8 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::ids::{SubscriptionId, UserId};
+
 /// `subscription_status`: only `active` subscriptions may invest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
 #[sea_orm(
@@ -43,6 +45,6 @@ impl ActiveModelBehavior for ActiveModel {}
 
 /// One of `user_id`'s subscriptions: the only way handlers look one up, so another user's row
 /// cannot be read by mistake.
-pub fn find_owned(user_id: Uuid, id: Uuid) -> Select<Entity> {
-    Entity::find_by_id(id).filter(Column::UserId.eq(user_id))
+pub fn find_owned(user_id: UserId, id: SubscriptionId) -> Select<Entity> {
+    Entity::find_by_id(id.uuid()).filter(Column::UserId.eq(user_id))
 }

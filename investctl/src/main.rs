@@ -102,8 +102,12 @@ async fn main() -> anyhow::Result<()> {
             } else {
                 &[]
             };
-            let token =
-                service_kit::auth::mint_hs256(jwt_secret.expose().as_bytes(), user, roles, ttl)?;
+            let token = service_kit::auth::mint_hs256(
+                jwt_secret.expose().as_bytes(),
+                UserId(user),
+                roles,
+                ttl,
+            )?;
             println!("{token}");
             Ok(())
         }

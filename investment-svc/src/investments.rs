@@ -26,9 +26,9 @@ pub const MAX_SHARES: i64 = 1_000_000_000;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewInvestment {
     /// Subscription paying for it.
-    pub subscription_id: Uuid,
+    pub subscription_id: SubscriptionId,
     /// Deal (pool) it buys into.
-    pub deal_id: Uuid,
+    pub deal_id: DealId,
     /// Whole shares, 1..=[`MAX_SHARES`].
     pub shares: i64,
     /// Idempotency key, if the client sent one.
@@ -39,8 +39,8 @@ impl NewInvestment {
     /// Validates every field, reporting all problems at once.
     pub fn parse(request: pb::CreateInvestmentRequest) -> Result<Self, Invalid> {
         let mut v = Violations::default();
-        let subscription_id = v.uuid("subscription_id", &request.subscription_id);
-        let deal_id = v.uuid("deal_id", &request.deal_id);
+        let subscription_id = v.id("subscription_id", &request.subscription_id);
+        let deal_id = v.id("deal_id", &request.deal_id);
         if request.shares <= 0 {
             v.add("shares", "must be at least 1");
         } else if request.shares > MAX_SHARES {
@@ -71,8 +71,8 @@ impl NewInvestment {
     }
 
     fn matches(&self, existing: &investment::Model) -> bool {
-        existing.subscription_id == self.subscription_id
-            && existing.deal_id == self.deal_id
+        existing.subscription_id == self.subscription_id.uuid()
+            && existing.deal() == self.deal_id
             && existing.shares == self.shares
     }
 }
@@ -90,7 +90,7 @@ pub enum Created {
 /// request id and payload.
 pub async fn create(
     db: &DatabaseConnection,
-    user_id: Uuid,
+    user_id: UserId,
     new: &NewInvestment,
 ) -> Result<(investment::Model, Created)> {
     let txn = db.begin().await?;
@@ -106,7 +106,7 @@ pub async fn create(
     if let Some(existing) = find_by_request_id(&txn, user_id, new).await? {
         return replay(existing, new);
     }
-    let deal = Deal::find_by_id(new.deal_id)
+    let deal = Deal::find_by_id(new.deal_id.uuid())
         .one(&txn)
         .await?
         .ok_or(Error::NotFound("deal"))?;
@@ -114,7 +114,7 @@ pub async fn create(
         .price_per_share
         .checked_mul(Decimal::from(new.shares))
         .ok_or_else(|| Invalid::field("shares", "total amount out of range"))?;
-    let balance = balance::of_subscription(&txn, user_id, subscription.id)
+    let balance = balance::of_subscription(&txn, user_id, new.subscription_id)
         .await?
         .ok_or(Error::NotFound("subscription"))?;
     Reservation {
@@ -127,7 +127,7 @@ pub async fn create(
 
     let row = investment::ActiveModel {
         id: Set(Uuid::now_v7()),
-        user_id: Set(user_id),
+        user_id: Set(user_id.uuid()),
         subscription_id: Set(subscription.id),
         deal_id: Set(deal.id),
         shares: Set(new.shares),
@@ -167,7 +167,7 @@ pub async fn create(
 
 async fn find_by_request_id(
     db: &impl ConnectionTrait,
-    user_id: Uuid,
+    user_id: UserId,
     new: &NewInvestment,
 ) -> Result<Option<investment::Model>> {
     let Some(request_id) = &new.request_id else {
@@ -192,7 +192,11 @@ fn replay(
 }
 
 /// One of `user_id`'s investments.
-pub async fn get(db: &DatabaseConnection, user_id: Uuid, id: Uuid) -> Result<investment::Model> {
+pub async fn get(
+    db: &DatabaseConnection,
+    user_id: UserId,
+    id: InvestmentId,
+) -> Result<investment::Model> {
     investment::find_owned(user_id, id)
         .one(db)
         .await?

@@ -41,7 +41,7 @@ impl Api {
     /// after-commit path; a request NATS did not take is left to the sweeper.
     async fn create_and_publish(
         &self,
-        user_id: uuid::Uuid,
+        user_id: UserId,
         new: &NewInvestment,
     ) -> Result<investment::Model, Error> {
         let (row, created) = investments::create(&self.db, user_id, new).await?;
@@ -50,8 +50,14 @@ impl Api {
             return Ok(row);
         }
         let event = ledger::events::status_event(&row, Vec::new());
-        if let Err(e) =
-            messaging::publish_status(&self.nats, &self.topology, row.user_id, row.id, &event).await
+        if let Err(e) = messaging::publish_status(
+            &self.nats,
+            &self.topology,
+            row.owner(),
+            row.investment_id(),
+            &event,
+        )
+        .await
         {
             tracing::debug!(error = %e, "status event not published; watchers poll the event log");
         }
@@ -105,7 +111,7 @@ impl InvestmentService for Api {
         let caller = Caller::of(&request)?;
         tracing::Span::current().record("user_id", tracing::field::display(caller.user_id));
         let mut v = Violations::default();
-        let id = v.uuid("investment_id", &request.get_ref().investment_id);
+        let id = v.id("investment_id", &request.get_ref().investment_id);
         v.finish().map_err(Error::from)?;
         let row = investments::get(&self.db, caller.user_id, id).await?;
         Ok(Response::new(pb::GetInvestmentResponse {

@@ -6,7 +6,7 @@
 //! `LATERAL` aggregates, each served by a partial covering index keyed by subscription.
 
 use api::v1 as pb;
-use entity::prelude::SubscriptionStatus;
+use entity::prelude::{SubscriptionId, SubscriptionStatus, UserId};
 use rust_decimal::Decimal;
 use sea_orm::{
     ConnectionTrait, DbBackend, DbErr, FromQueryResult, Statement, Value, prelude::DateTimeUtc,
@@ -120,8 +120,8 @@ CROSS JOIN LATERAL (
 /// theirs. One statement.
 pub async fn of_subscription(
     db: &impl ConnectionTrait,
-    user_id: Uuid,
-    subscription_id: Uuid,
+    user_id: UserId,
+    subscription_id: SubscriptionId,
 ) -> Result<Option<Balance>, DbErr> {
     let sql = format!("{SELECT} WHERE s.user_id = $1 AND s.id = $2");
     let stmt = Statement::from_sql_and_values(
@@ -139,7 +139,7 @@ pub async fn of_subscription(
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scope {
     /// One user's active and paused subscriptions (what the user lists).
-    User(Uuid),
+    User(UserId),
     /// Every subscription, whatever its status (what the audit checks).
     All,
 }

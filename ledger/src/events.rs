@@ -37,7 +37,7 @@ pub async fn record(db: &impl ConnectionTrait, rows: &[investment::Model]) -> Re
 /// columns, and logs each row's new state in the same transaction. Returns the changed rows.
 pub async fn change_status(
     txn: &impl ConnectionTrait,
-    ids: &[Uuid],
+    ids: &[InvestmentId],
     status: AllocationStatus,
     extra: Vec<(investment::Column, Expr)>,
 ) -> Result<Vec<investment::Model>, DbErr> {
@@ -72,7 +72,7 @@ pub async fn change_status(
 /// Events of one investment after `version`, oldest first.
 pub async fn after(
     db: &impl ConnectionTrait,
-    investment_id: Uuid,
+    investment_id: InvestmentId,
     version: i64,
 ) -> Result<Vec<allocation_event::Model>, DbErr> {
     AllocationEvent::find()
@@ -86,7 +86,7 @@ pub async fn after(
 /// The allocations of completed investments, by investment, for their updates.
 pub async fn allocations(
     db: &impl ConnectionTrait,
-    investment_ids: impl IntoIterator<Item = Uuid>,
+    investment_ids: impl IntoIterator<Item = InvestmentId>,
 ) -> Result<HashMap<Uuid, Vec<pb::Allocation>>, DbErr> {
     let rows = UserInvestment::find()
         .filter(user_investment::Column::InvestmentId.is_in(investment_ids))

@@ -6,6 +6,7 @@
 
 use std::{fs, sync::Arc, time::Duration};
 
+use entity::prelude::UserId;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use tonic::{Request, Status, service::Interceptor};
@@ -38,7 +39,7 @@ pub struct Claims {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {
     /// From the token's `sub`.
-    pub user_id: Uuid,
+    pub user_id: UserId,
     /// From the token's `roles`.
     pub roles: Vec<String>,
 }
@@ -173,6 +174,7 @@ impl Authenticator {
             Status::unauthenticated("invalid or expired token")
         })?;
         let user_id = Uuid::parse_str(&data.claims.sub)
+            .map(UserId)
             .map_err(|_| Status::unauthenticated("token subject is not a user id"))?;
         Ok(Caller {
             user_id,
@@ -198,7 +200,7 @@ impl Interceptor for Authenticator {
 /// Signs HS256 tokens: for the `investctl token` command and for tests.
 pub fn mint_hs256(
     secret: &[u8],
-    user_id: Uuid,
+    user_id: UserId,
     roles: &[&str],
     ttl: Duration,
 ) -> Result<String, jsonwebtoken::errors::Error> {

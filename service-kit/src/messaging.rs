@@ -14,7 +14,6 @@ use async_nats::jetstream::{
 use entity::prelude::*;
 use prost::Message as _;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, sea_query::Expr};
-use uuid::Uuid;
 
 use crate::config::NatsArgs;
 
@@ -43,7 +42,7 @@ impl Topology {
     }
 
     /// `<prefix>.requests.<deal_id>`: the deal is the allocation pool.
-    pub fn request_subject(&self, deal_id: Uuid) -> String {
+    pub fn request_subject(&self, deal_id: DealId) -> String {
         format!("{}.requests.{deal_id}", self.prefix)
     }
 
@@ -53,7 +52,7 @@ impl Topology {
     }
 
     /// `<prefix>.status.<user_id>.<investment_id>`.
-    pub fn status_subject(&self, user_id: Uuid, investment_id: Uuid) -> String {
+    pub fn status_subject(&self, user_id: UserId, investment_id: InvestmentId) -> String {
         format!("{}.status.{user_id}.{investment_id}", self.prefix)
     }
 
@@ -103,7 +102,7 @@ pub async fn ensure_stream(
 
 /// `Nats-Msg-Id` of the request re-published by an admin retry: the investment id alone would
 /// be dropped as a duplicate of the first request within the duplicate window.
-pub fn retry_msg_id(investment_id: Uuid, status_version: i64) -> String {
+pub fn retry_msg_id(investment_id: InvestmentId, status_version: i64) -> String {
     format!("{investment_id}.retry.{status_version}")
 }
 
@@ -124,8 +123,8 @@ pub fn allocation_request(row: &investment::Model) -> AllocationRequest {
 pub async fn publish_status(
     client: &async_nats::Client,
     topology: &Topology,
-    user_id: Uuid,
-    investment_id: Uuid,
+    user_id: UserId,
+    investment_id: InvestmentId,
     event: &AllocationStatusEvent,
 ) -> Result<(), async_nats::PublishError> {
     client
@@ -146,7 +145,7 @@ pub async fn publish_request(
     topology: &Topology,
     request: &AllocationRequest,
     msg_id: &str,
-    deal_id: Uuid,
+    deal_id: DealId,
 ) -> Result<(), PublishError> {
     let subject = topology.request_subject(deal_id);
     let payload = request.encode_to_vec();
@@ -190,7 +189,7 @@ impl Committed {
 
     /// The request of an admin retry, with a fresh `Nats-Msg-Id` (see [`retry_msg_id`]).
     pub fn retry(row: investment::Model) -> Self {
-        let msg_id = retry_msg_id(row.id, row.status_version);
+        let msg_id = retry_msg_id(row.investment_id(), row.status_version);
         Self { row, msg_id }
     }
 }
@@ -226,7 +225,7 @@ pub async fn publish_committed(
         for request in requests {
             let row = &request.row;
             let message = allocation_request(row);
-            match publish_request(js, topology, &message, &request.msg_id, row.deal_id).await {
+            match publish_request(js, topology, &message, &request.msg_id, row.deal()).await {
                 Ok(()) => published += 1,
                 Err(e) => {
                     failure = Some(e.into());

@@ -66,6 +66,11 @@ impl Violations {
         Uuid::nil()
     }
 
+    /// A typed id ([`entity::ids`]) from a UUID field, as [`Violations::uuid`].
+    pub fn id<T: From<Uuid>>(&mut self, field: &str, value: &str) -> T {
+        T::from(self.uuid(field, value))
+    }
+
     /// `Ok` when nothing was recorded.
     pub fn finish(self) -> Result<(), Invalid> {
         if self.0.is_empty() {

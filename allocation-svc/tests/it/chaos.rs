@@ -279,7 +279,7 @@ async fn database_unreachable_spends_the_retry_budget_by_delivery_count_and_inve
     block_database(&stack, false, None).await;
     for delivered in 1..=3 {
         let verdicts = allocator
-            .run_batch(investor.deal.id, &[delivery(delivered)])
+            .run_batch(DealId(investor.deal.id), &[delivery(delivered)])
             .await;
         assert!(
             matches!(verdicts[..], [Verdict::Retry(_)]),
@@ -296,7 +296,9 @@ async fn database_unreachable_spends_the_retry_budget_by_delivery_count_and_inve
     // Delivery 4, the database back but the pool's deal locked: that failure is recorded,
     // counting every delivery, and the spent budget fails the investment.
     let lock = hold(&stack, &investor, Hold::Deal).await;
-    let verdicts = allocator.run_batch(investor.deal.id, &[delivery(4)]).await;
+    let verdicts = allocator
+        .run_batch(DealId(investor.deal.id), &[delivery(4)])
+        .await;
     drop(lock);
 
     assert_eq!(verdicts, [Verdict::Ack]);

@@ -9,10 +9,10 @@ use allocation_svc::{
     worker::{Allocator, Job},
 };
 use async_nats::jetstream;
+use entity::prelude::DealId;
 use futures::StreamExt;
 use service_kit::messaging::Topology;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 use crate::support::*;
 
@@ -55,11 +55,11 @@ async fn an_idle_lane_ends_and_a_new_one_takes_over_its_pool() {
             .expect("fetch");
         let message = messages.next().await.expect("a request").expect("message");
         let job = Job {
-            investment_id: Uuid::parse_str(&created.id).expect("uuid"),
+            investment_id: created.id.parse().expect("uuid"),
             delivered: 1,
         };
         dispatcher.dispatch(
-            investor.deal.id,
+            DealId(investor.deal.id),
             Delivery {
                 message,
                 job,
