@@ -16,7 +16,7 @@ use tonic::{Request, Response, Status};
 use tracing::{Instrument as _, instrument};
 
 use ledger::{
-    balance,
+    balance, deals,
     listing::{self, ListQuery},
 };
 
@@ -166,11 +166,38 @@ impl InvestmentService for Api {
         }))
     }
 
-    // Placeholder until ListDeals lands (issue 8); replaced before this round ends.
+    #[instrument(skip_all, fields(user_id))]
     async fn list_deals(
         &self,
-        _request: Request<pb::ListDealsRequest>,
+        request: Request<pb::ListDealsRequest>,
     ) -> Result<Response<pb::ListDealsResponse>, Status> {
-        Err(Status::unimplemented("ListDeals is not built yet"))
+        let caller = Caller::of(&request)?;
+        tracing::Span::current().record("user_id", tracing::field::display(caller.user_id));
+        let r = request.get_ref();
+        let mut v = Violations::default();
+        const SCOPE: &str = "ListDeals";
+        let (size, after) = page::parse(r.page_size, &r.page_token, SCOPE, &mut v);
+        v.finish().map_err(Error::from)?;
+        let (rows, next) = deals::open_page(&self.db, after, size)
+            .await
+            .map_err(Error::from)?;
+        Ok(Response::new(pb::ListDealsResponse {
+            deals: rows.iter().map(open_deal).collect(),
+            next_page_token: page::next_token(next, SCOPE),
+        }))
+    }
+}
+
+/// An open deal on the wire.
+fn open_deal(deal: &deals::OpenDeal) -> pb::Deal {
+    pb::Deal {
+        id: deal.id.to_string(),
+        name: deal.name.clone(),
+        price_per_share: wire::money(deal.price_per_share),
+        status: pb::DealStatus::Open.into(),
+        units_remaining: deal.units_remaining,
+        units_reserved: deal.units_reserved,
+        units_available: deal.units_available(),
+        created_at: Some(wire::timestamp(deal.created_at)),
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod balance;
+pub mod deals;
 pub mod events;
 pub mod listing;
 pub mod rules;

@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_initial_schema;
 mod m20261125_000001_failed_investment_status;
+mod m20261125_000002_deal_reserved_index;
 
 /// A fingerprint of every migration's SQL: test templates are rebuilt when it changes, so a
 /// schema edited during development never leaves a stale template behind.
@@ -15,6 +16,7 @@ pub fn fingerprint() -> u64 {
     let mut hasher = DefaultHasher::new();
     m20261124_000001_initial_schema::UP.hash(&mut hasher);
     m20261125_000001_failed_investment_status::UP.hash(&mut hasher);
+    m20261125_000002_deal_reserved_index::UP.hash(&mut hasher);
     hasher.finish()
 }
 
@@ -27,6 +29,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261124_000001_initial_schema::Migration),
             Box::new(m20261125_000001_failed_investment_status::Migration),
+            Box::new(m20261125_000002_deal_reserved_index::Migration),
         ]
     }
 }
