@@ -13,6 +13,7 @@ use service_kit::{
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
 
 use crate::{
     Config, consumer,
@@ -134,7 +135,11 @@ impl App {
         };
         let (routes, health) = server::base_routes()?;
         health.set_serving::<AllocationServiceServer<Api>>().await;
-        let routes = routes.add_service(AllocationServiceServer::with_interceptor(api, self.auth));
+        let limit = config.common.server.max_message_bytes;
+        let service = AllocationServiceServer::new(api)
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit);
+        let routes = routes.add_service(InterceptedService::new(service, self.auth));
         tracing::info!(addr = %self.listener.local_addr()?, "allocation-svc serving");
         let grace = config.common.server.shutdown_grace;
         // Server and lanes drain at the same time, each within the same grace period.
@@ -151,8 +156,14 @@ impl App {
             anyhow::Ok(())
         };
         let serving = async {
-            let served =
-                server::serve(self.listener, routes, health, shutdown.clone(), grace).await;
+            let served = server::serve(
+                self.listener,
+                routes,
+                health,
+                shutdown.clone(),
+                &config.common.server,
+            )
+            .await;
             // If the server stopped by itself, stop pulling too.
             shutdown.cancel();
             served

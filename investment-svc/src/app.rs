@@ -12,6 +12,7 @@ use service_kit::{
 };
 use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tonic::service::interceptor::InterceptedService;
 
 use crate::{Config, service::Api, sweeper::Sweeper};
 
@@ -78,7 +79,13 @@ impl App {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let (routes, health) = server::base_routes()?;
         let creates = self.api.creates.clone();
-        let service = InvestmentServiceServer::with_interceptor(self.api, self.auth);
+        let limit = self.config.common.server.max_message_bytes;
+        let service = InterceptedService::new(
+            InvestmentServiceServer::new(self.api)
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit),
+            self.auth,
+        );
         health.set_serving::<InvestmentServiceServer<Api>>().await;
         let routes = routes.add_service(service);
         let sweeper = tokio::spawn(self.sweeper.run(shutdown.child_token()));
@@ -88,7 +95,7 @@ impl App {
             routes,
             health,
             shutdown.clone(),
-            self.config.common.server.shutdown_grace,
+            &self.config.common.server,
         )
         .await;
         shutdown.cancel();

@@ -145,10 +145,39 @@ pub struct CommonArgs {
     pub telemetry: TelemetryArgs,
 }
 
-/// gRPC server settings that do not depend on the service.
+/// gRPC server settings that do not depend on the service: shutdown, browsers, and the limits
+/// on what one client can make the server hold.
 #[derive(Clone, Debug, Args)]
 pub struct ServerArgs {
     /// After SIGTERM/SIGINT, how long open calls and streams may take before they are cut.
     #[arg(long, env = "SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+    /// Browser origins allowed to call over grpc-web (CORS), comma separated; empty for none.
+    /// A wildcard is refused.
+    #[arg(
+        long,
+        env = "CORS_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:5173,http://localhost:5173"
+    )]
+    pub cors_allowed_origins: Vec<String>,
+    /// Concurrent HTTP/2 streams per connection (calls and open watches).
+    #[arg(long, env = "HTTP2_MAX_CONCURRENT_STREAMS", default_value_t = 100)]
+    pub http2_max_concurrent_streams: u32,
+    /// HTTP/2 keepalive ping interval.
+    #[arg(long, env = "HTTP2_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub http2_keepalive_interval: Duration,
+    /// A connection whose keepalive ping is not answered within this is closed.
+    #[arg(long, env = "HTTP2_KEEPALIVE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub http2_keepalive_timeout: Duration,
+    /// A connection that sends nothing for this long after it is opened is closed.
+    #[arg(long, env = "CONNECTION_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub connection_handshake_timeout: Duration,
+    /// Requests handled at once by this process (all connections); more are refused at once
+    /// with RESOURCE_EXHAUSTED. A watch counts only until its stream has started.
+    #[arg(long, env = "MAX_CONCURRENT_REQUESTS", default_value_t = 512)]
+    pub max_concurrent_requests: usize,
+    /// Largest request message accepted, in bytes; larger ones get RESOURCE_EXHAUSTED.
+    #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = 1024 * 1024)]
+    pub max_message_bytes: usize,
 }

@@ -12,4 +12,5 @@ pub mod page;
 pub mod server;
 pub mod status;
 pub mod telemetry;
+pub mod transport;
 pub mod wire;

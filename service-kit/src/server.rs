@@ -1,9 +1,10 @@
 //! The gRPC server around a service: health (`grpc.health.v1`), reflection v1 and v1alpha
 //! (older grpcurl builds only speak v1alpha), and graceful shutdown with a deadline.
 
-use std::{net::SocketAddr, time::Duration};
+use std::net::SocketAddr;
 
 use anyhow::Context as _;
+use futures::TryStreamExt as _;
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -12,8 +13,12 @@ use tonic::{
     transport::{Server, server::TcpIncoming},
 };
 use tonic_health::{ServingStatus, server::HealthReporter};
+use tower::{limit::GlobalConcurrencyLimitLayer, load_shed::LoadShedLayer, util::MapResponseLayer};
 
-use crate::{config::CommonArgs, db, messaging};
+use crate::{
+    config::{CommonArgs, ServerArgs},
+    db, messaging, transport,
+};
 
 /// What a service needs from outside, opened from its configuration at start-up (tests make
 /// their own and hand them to the service's `App::from_parts`).
@@ -67,17 +72,37 @@ pub fn base_routes() -> Result<(Routes, HealthReporter), ReflectionError> {
     Ok((routes, health))
 }
 
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The browser (CORS) settings are unusable.
+    #[error(transparent)]
+    Cors(#[from] transport::CorsError),
+    /// The server failed.
+    #[error(transparent)]
+    Transport(#[from] tonic::transport::Error),
+}
+
 /// Serves `routes` on `listener` until `shutdown` is cancelled, then drains: health turns
-/// `NOT_SERVING`, no new connections are accepted, and calls still open after `grace` are cut
-/// (tonic alone would wait forever on an open stream).
+/// `NOT_SERVING`, no new connections are accepted, and calls still open after
+/// `SHUTDOWN_GRACE` are cut (tonic alone would wait forever on an open stream).
+///
+/// Native gRPC and grpc-web (HTTP/1.1 or HTTP/2, with CORS for the configured origins) share
+/// the port. Limits: streams per connection, HTTP/2 keepalive, a handshake timeout, and a cap
+/// on requests in progress beyond which requests are refused at once (`RESOURCE_EXHAUSTED`).
 pub async fn serve(
     listener: TcpListener,
     routes: Routes,
     health: HealthReporter,
     shutdown: CancellationToken,
-    grace: Duration,
-) -> Result<(), tonic::transport::Error> {
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    args: &ServerArgs,
+) -> Result<(), ServeError> {
+    let cors = transport::cors(&args.cors_allowed_origins)?;
+    let handshake = args.connection_handshake_timeout;
+    let incoming = TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .map_ok(move |stream| transport::HandshakeDeadline::new(stream, handshake));
+    let grace = args.shutdown_grace;
     let signal = {
         let shutdown = shutdown.clone();
         async move {
@@ -88,14 +113,24 @@ pub async fn serve(
         }
     };
     let server = Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .accept_http1(true)
+        .max_concurrent_streams(args.http2_max_concurrent_streams)
+        .http2_keepalive_interval(Some(args.http2_keepalive_interval))
+        .http2_keepalive_timeout(Some(args.http2_keepalive_timeout))
+        .layer(cors)
+        .layer(tonic_web::GrpcWebLayer::new())
+        .layer(MapResponseLayer::new(transport::size_limit_status))
+        .layer(LoadShedLayer::new())
+        .layer(GlobalConcurrencyLimitLayer::new(
+            args.max_concurrent_requests,
+        ))
         .add_routes(routes.prepare())
         .serve_with_incoming_shutdown(incoming, signal);
     tokio::pin!(server);
     tokio::select! {
-        result = &mut server => result,
+        result = &mut server => Ok(result?),
         () = shutdown.cancelled() => match tokio::time::timeout(grace, server).await {
-            Ok(result) => result,
+            Ok(result) => Ok(result?),
             Err(_) => {
                 tracing::warn!(?grace, "shutdown grace elapsed; cutting open calls");
                 Ok(())

@@ -1,6 +1,6 @@
-//! Test support shared by every crate's integration tests (and the demo seed): a fresh
+//! Test support shared by every crate's integration tests: a fresh
 //! database per test cloned from a migrated template, private NATS names or a private
-//! nats-server process, tokens, and data fixtures.
+//! nats-server process, tokens, a grpc-web client, and data fixtures.
 //!
 //! Reads `DATABASE_URL` (a superuser URL; `scripts/test` provides one), `NATS_URL` and
 //! `NATS_SERVER_BIN`.
@@ -8,6 +8,7 @@
 pub mod db;
 /// Row builders, shared with `investctl seed`.
 pub use fixtures;
+pub mod grpc_web;
 pub mod nats;
 pub mod process;
 

@@ -14,3 +14,4 @@ mod replicas;
 mod selfheal;
 mod support;
 mod watch;
+mod web;

@@ -4,8 +4,10 @@
 mod auth;
 mod balances;
 mod create;
+mod deals;
 mod hostile;
 mod operability;
 mod read;
 mod support;
 mod sweeper;
+mod web;
