@@ -4,7 +4,7 @@
 
 use std::{fmt, path::PathBuf, str::FromStr, time::Duration};
 
-use clap::{Args, ValueEnum};
+use clap::{Args, Parser, ValueEnum};
 use jsonwebtoken::Algorithm;
 
 /// A setting that must never be printed (a secret, or a URL that may hold a password).
@@ -180,4 +180,16 @@ pub struct ServerArgs {
     /// Largest request message accepted, in bytes; larger ones get RESOURCE_EXHAUSTED.
     #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = 1024 * 1024)]
     pub max_message_bytes: usize,
+}
+
+impl Default for ServerArgs {
+    /// The documented defaults (and any of their environment variables that are set).
+    fn default() -> Self {
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            server: ServerArgs,
+        }
+        Only::parse_from(["server"]).server
+    }
 }

@@ -6,6 +6,7 @@ mod balances;
 mod create;
 mod deals;
 mod hostile;
+mod limits;
 mod operability;
 mod read;
 mod support;

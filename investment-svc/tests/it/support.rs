@@ -9,6 +9,7 @@ use entity::prelude::*;
 use investment_svc::{App, Config};
 use prost::Message;
 use sea_orm::DatabaseConnection;
+use service_kit::config::ServerArgs;
 use testkit::{
     Bearer,
     db::{StatementCounter, TestDb},
@@ -29,6 +30,8 @@ pub struct Options {
     pub own_nats_server: bool,
     /// Sweeper settings (interval, min age); by default it effectively never runs.
     pub sweeper: Option<(Duration, Duration)>,
+    /// Server settings (transport limits) in place of the defaults.
+    pub server: Option<ServerArgs>,
 }
 
 pub struct TestApp {
@@ -72,7 +75,10 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     args.extend(testkit::nats::service_args(&names, &nats_url));
     args.push(format!("--sweep-interval={}ms", interval.as_millis()));
     args.push(format!("--sweep-min-age={}ms", min_age.as_millis()));
-    let config = Config::try_parse_from(args).expect("test config");
+    let mut config = Config::try_parse_from(args).expect("test config");
+    if let Some(server) = options.server {
+        config.common.server = server;
+    }
     let nats = async_nats::ConnectOptions::new()
         .max_reconnects(None)
         .connect(&nats_url)

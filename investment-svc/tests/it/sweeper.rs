@@ -11,6 +11,7 @@ async fn sweeper_republishes_investments_created_while_nats_was_down() {
     let mut app = spawn_app_with(Options {
         own_nats_server: true,
         sweeper: Some((Duration::from_millis(100), Duration::from_millis(200))),
+        ..Options::default()
     })
     .await;
     let investor = investor(&app, "100.00", "10.00").await;
