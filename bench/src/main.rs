@@ -46,6 +46,9 @@ struct Args {
     /// Pools the backlog is spread over.
     #[arg(long, default_value_t = 4)]
     pools: usize,
+    /// Streams one client asks for in the flood round.
+    #[arg(long, default_value_t = 20_000)]
+    flood: usize,
 }
 
 struct Stack {
@@ -115,6 +118,18 @@ impl Stack {
         let addr = app.local_addr()?;
         tokio::spawn(app.run_until_stopped(self.shutdown.clone()));
         Ok(addr)
+    }
+
+    /// The allocation-svc binary (built beside this one by scripts/bench) as its own process.
+    async fn spawn_allocation_svc(&self) -> anyhow::Result<testkit::process::Process> {
+        let bin = std::env::current_exe()?.with_file_name("allocation-svc");
+        let addr = testkit::process::free_addr();
+        let mut args = testkit::nats::service_args(&self.names, &testkit::nats::url());
+        args.retain(|a| !a.starts_with("--listen-addr"));
+        args.push(format!("--listen-addr={addr}"));
+        args.push(format!("--database-url={}", self.test_db.url));
+        args.push("--allocate=false".into());
+        Ok(testkit::process::Process::spawn(&bin.to_string_lossy(), &args, addr).await)
     }
 
     async fn investments(&self, user: Uuid) -> anyhow::Result<Investments> {
@@ -397,5 +412,73 @@ async fn main() -> anyhow::Result<()> {
         1000
     );
     stack.shutdown.cancel();
+    server.stop();
+
+    // 7. A stream flood on allocation-svc, in its own process so that its RSS is its own: one
+    //    client opens `flood` WatchAllocations streams on one connection and reads none.
+    let stack = Stack::start(&testkit::nats::url()).await?;
+    let (user, subscription, deals) = stack.investor(1, 1_000_000).await?;
+    let mut client = stack.investments(user).await?;
+    for _ in 0..20 {
+        client
+            .create_investment(request(subscription, deals[0]))
+            .await?;
+    }
+    let service = stack.spawn_allocation_svc().await?;
+    let before = rss_mib(service.id())?;
+    let channel = Channel::from_shared(format!("http://{}", service.addr()))?
+        .connect()
+        .await?;
+    let watcher =
+        AllocationServiceClient::with_interceptor(channel, Bearer(Some(testkit::token(user))));
+    let opened = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let streams: Vec<_> = (0..args.flood)
+        .map(|_| {
+            let mut watcher = watcher.clone();
+            let opened = std::sync::Arc::clone(&opened);
+            tokio::spawn(async move {
+                let stream = watcher
+                    .watch_allocations(pb::WatchAllocationsRequest::default())
+                    .await;
+                opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                // Held open, never read.
+                std::future::pending::<()>().await;
+                drop(stream);
+            })
+        })
+        .collect();
+    // Wait until the server holds all it admits (its stream cap), then a little longer.
+    let mut last = 0;
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = opened.load(std::sync::atomic::Ordering::Relaxed);
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    let during = rss_mib(service.id())?;
+    for stream in &streams {
+        stream.abort();
+    }
+    drop(watcher);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = rss_mib(service.id())?;
+    println!(
+        "{:<56} {} streams asked on one connection, {last} open at once: RSS {before:.1} -> {during:.1} MiB, {after:.1} MiB after they closed",
+        "allocation-svc under a stream flood (unread)", args.flood,
+    );
+    stack.shutdown.cancel();
     Ok(())
+}
+
+/// Resident memory of process `pid`, from /proc.
+fn rss_mib(pid: u32) -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("VmRSS in /proc/<pid>/status")?;
+    Ok(kib / 1024.0)
 }

@@ -161,6 +161,9 @@ pub struct ServerArgs {
         default_value = "http://127.0.0.1:5173,http://localhost:5173"
     )]
     pub cors_allowed_origins: Vec<String>,
+    /// Open client connections; at the cap new connections wait to be accepted until one closes.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1000)]
+    pub max_connections: usize,
     /// Concurrent HTTP/2 streams per connection (calls and open watches).
     #[arg(long, env = "HTTP2_MAX_CONCURRENT_STREAMS", default_value_t = 100)]
     pub http2_max_concurrent_streams: u32,

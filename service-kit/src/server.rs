@@ -1,12 +1,12 @@
 //! The gRPC server around a service: health (`grpc.health.v1`), reflection v1 and v1alpha
 //! (older grpcurl builds only speak v1alpha), and graceful shutdown with a deadline.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, sync::Arc};
 
 use anyhow::Context as _;
 use futures::TryStreamExt as _;
 use sea_orm::DatabaseConnection;
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_util::sync::CancellationToken;
 use tonic::{
     service::Routes,
@@ -88,7 +88,7 @@ pub enum ServeError {
 /// `SHUTDOWN_GRACE` are cut (tonic alone would wait forever on an open stream).
 ///
 /// Native gRPC and grpc-web (HTTP/1.1 or HTTP/2, with CORS for the configured origins) share
-/// the port. Limits: streams per connection, HTTP/2 keepalive, a handshake timeout, and a cap
+/// the port. Limits: open connections, streams per connection, HTTP/2 keepalive, a handshake timeout, and a cap
 /// on requests in progress beyond which requests are refused at once (`RESOURCE_EXHAUSTED`).
 pub async fn serve(
     listener: TcpListener,
@@ -99,9 +99,20 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let cors = transport::cors(&args.cors_allowed_origins)?;
     let handshake = args.connection_handshake_timeout;
+    // At the cap, accepting pauses: new connections wait in the listen backlog for a free slot.
+    let slots = Arc::new(Semaphore::new(args.max_connections));
     let incoming = TcpIncoming::from(listener)
         .with_nodelay(Some(true))
-        .map_ok(move |stream| transport::HandshakeDeadline::new(stream, handshake));
+        .and_then(move |stream| {
+            let slots = Arc::clone(&slots);
+            async move {
+                let slot = slots
+                    .acquire_owned()
+                    .await
+                    .map_err(|closed| std::io::Error::other(closed))?;
+                Ok(transport::Connection::new(stream, handshake, slot))
+            }
+        });
     let grace = args.shutdown_grace;
     let signal = {
         let shutdown = shutdown.clone();

@@ -1,5 +1,5 @@
-//! What one client can make a server hold, bounded: connections that never speak, concurrent
-//! requests, message sizes, and browsers from other origins (grpc-web with CORS).
+//! What one client can make a server hold, bounded: connections (how many, and those that never
+//! speak), concurrent requests, message sizes, and browsers from other origins (grpc-web with CORS).
 
 use std::{
     pin::Pin,
@@ -11,6 +11,7 @@ use http::{HeaderName, HeaderValue, Method, Response};
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::TcpStream,
+    sync::OwnedSemaphorePermit,
     time::Sleep,
 };
 use tonic::transport::server::{Connected, TcpConnectInfo};
@@ -72,24 +73,27 @@ pub fn size_limit_status<B>(mut response: Response<B>) -> Response<B> {
     response
 }
 
-/// A TCP connection that must send its first bytes within a deadline, or is closed: a client
-/// cannot hold connections open by connecting and saying nothing.
-pub struct HandshakeDeadline {
+/// An accepted TCP connection that holds one of the server's connection slots until it closes,
+/// and must send its first bytes within a deadline or is closed: a client cannot hold
+/// connections open by connecting and saying nothing.
+pub struct Connection {
     stream: TcpStream,
     deadline: Option<Pin<Box<Sleep>>>,
+    _slot: OwnedSemaphorePermit,
 }
 
-impl HandshakeDeadline {
-    /// Wraps an accepted connection.
-    pub fn new(stream: TcpStream, timeout: Duration) -> Self {
+impl Connection {
+    /// Wraps an accepted connection holding `slot`.
+    pub fn new(stream: TcpStream, handshake_timeout: Duration, slot: OwnedSemaphorePermit) -> Self {
         Self {
             stream,
-            deadline: Some(Box::pin(tokio::time::sleep(timeout))),
+            deadline: Some(Box::pin(tokio::time::sleep(handshake_timeout))),
+            _slot: slot,
         }
     }
 }
 
-impl AsyncRead for HandshakeDeadline {
+impl AsyncRead for Connection {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -117,7 +121,7 @@ impl AsyncRead for HandshakeDeadline {
     }
 }
 
-impl AsyncWrite for HandshakeDeadline {
+impl AsyncWrite for Connection {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -147,7 +151,7 @@ impl AsyncWrite for HandshakeDeadline {
     }
 }
 
-impl Connected for HandshakeDeadline {
+impl Connected for Connection {
     type ConnectInfo = TcpConnectInfo;
 
     fn connect_info(&self) -> Self::ConnectInfo {

@@ -9,6 +9,7 @@ use std::{
 /// A running service process, killed on drop.
 pub struct Process {
     child: Child,
+    addr: SocketAddr,
 }
 
 impl Process {
@@ -27,7 +28,17 @@ impl Process {
             || async move { tokio::net::TcpStream::connect(addr).await.ok().map(|_| ()) },
         )
         .await;
-        Process { child }
+        Process { child, addr }
+    }
+
+    /// The process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
     /// Sends `signal` (`KILL`, `TERM`, ...) to the process.

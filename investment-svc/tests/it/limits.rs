@@ -50,8 +50,7 @@ async fn the_server_announces_its_cap_on_streams_per_connection() {
     let (_client, mut connection) = h2::client::handshake(tcp).await.expect("h2 handshake");
     // The server's SETTINGS arrive as the connection is driven.
     let deadline = tokio::time::Instant::now() + DEADLINE;
-    while connection.max_concurrent_send_streams() != 3 && tokio::time::Instant::now() < deadline
-    {
+    while connection.max_concurrent_send_streams() != 3 && tokio::time::Instant::now() < deadline {
         let _ = tokio::time::timeout(Duration::from_millis(20), &mut connection).await;
     }
     assert_eq!(connection.max_concurrent_send_streams(), 3);
@@ -175,4 +174,42 @@ async fn requests_beyond_the_concurrency_cap_are_refused_at_once() {
         .into_inner();
     assert!(accepted.investment.is_some());
     assert_eq!(crate::support::investment_count(&app.db).await, 1);
+}
+
+#[tokio::test]
+async fn connections_over_the_cap_wait_until_one_closes() {
+    let app = app_with(ServerArgs {
+        max_connections: 1,
+        ..ServerArgs::default()
+    })
+    .await;
+    let check = |channel| async move {
+        HealthClient::new(channel)
+            .check(HealthCheckRequest::default())
+            .await
+    };
+    let first = app.channel().await;
+    check(first.clone())
+        .await
+        .expect("the first connection is served");
+
+    let second = tonic::transport::Endpoint::from_shared(format!("http://{}", app.addr))
+        .expect("uri")
+        .timeout(Duration::from_millis(300))
+        .connect_lazy();
+    let refused = check(second.clone()).await.expect_err("no slot yet");
+    assert!(
+        matches!(
+            refused.code(),
+            Code::Cancelled | Code::Unavailable | Code::DeadlineExceeded
+        ),
+        "{refused:?}"
+    );
+
+    drop(first);
+    testkit::eventually(DEADLINE, "the second connection to be served", || {
+        let second = second.clone();
+        async move { check(second).await.ok() }
+    })
+    .await;
 }
