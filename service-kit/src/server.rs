@@ -109,7 +109,7 @@ pub async fn serve(
                 let slot = slots
                     .acquire_owned()
                     .await
-                    .map_err(|closed| std::io::Error::other(closed))?;
+                    .map_err(std::io::Error::other)?;
                 Ok(transport::Connection::new(stream, handshake, slot))
             }
         });
