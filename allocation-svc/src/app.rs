@@ -23,6 +23,15 @@ use crate::{
     worker::Allocator,
 };
 
+/// This port's service; a call to the other one is told where it is served.
+const PORT: server::Port = server::Port {
+    serves: api::v1::allocation_service_server::SERVICE_NAME,
+    elsewhere: &[(
+        api::v1::investment_service_server::SERVICE_NAME,
+        "investment-svc (default port 50051)",
+    )],
+};
+
 /// A built service, bound to its port, ready to run.
 pub struct App {
     config: Config,
@@ -133,7 +142,7 @@ impl App {
                 shutdown: shutdown.child_token(),
             },
         };
-        let (routes, health) = server::base_routes()?;
+        let (routes, health) = server::base_routes(&PORT)?;
         health.set_serving::<AllocationServiceServer<Api>>().await;
         let limit = config.common.server.max_message_bytes;
         let service = AllocationServiceServer::new(api)

@@ -16,6 +16,15 @@ use tonic::service::interceptor::InterceptedService;
 
 use crate::{Config, service::Api, sweeper::Sweeper};
 
+/// This port's service; a call to the other one is told where it is served.
+const PORT: server::Port = server::Port {
+    serves: api::v1::investment_service_server::SERVICE_NAME,
+    elsewhere: &[(
+        api::v1::allocation_service_server::SERVICE_NAME,
+        "allocation-svc (default port 50052)",
+    )],
+};
+
 /// A built service, bound to its port, ready to run.
 pub struct App {
     config: Config,
@@ -77,7 +86,7 @@ impl App {
 
     /// Serves until `shutdown` is cancelled, then drains within `SHUTDOWN_GRACE`.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let (routes, health) = server::base_routes()?;
+        let (routes, health) = server::base_routes(&PORT)?;
         let creates = self.api.creates.clone();
         let limit = self.config.common.server.max_message_bytes;
         let service = InterceptedService::new(

@@ -55,9 +55,20 @@ impl Connections {
 /// Why the server could not be assembled.
 pub type ReflectionError = tonic_reflection::server::Error;
 
-/// Health and reflection routes; the caller adds its own service with
-/// [`Routes::add_service`]. The reporter lets the service say when it is (not) serving.
-pub fn base_routes() -> Result<(Routes, HealthReporter), ReflectionError> {
+/// What a port serves: its own service, and the others of the API with where they are, so
+/// that a call made on the wrong port is told where to go.
+pub struct Port {
+    /// Fully-qualified name of the service on this port (`NamedService::NAME`).
+    pub serves: &'static str,
+    /// The API's other services and the process that serves them.
+    pub elsewhere: &'static [(&'static str, &'static str)],
+}
+
+/// Health and reflection routes for `port`; the caller adds its own service with
+/// [`Routes::add_service`]. Reflection lists only this port's service (plus health and
+/// reflection), and a call to anything else gets `UNIMPLEMENTED` naming the right place. The
+/// reporter lets the service say when it is (not) serving.
+pub fn base_routes(port: &Port) -> Result<(Routes, HealthReporter), ReflectionError> {
     let (health, health_service) = tonic_health::server::health_reporter();
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -65,11 +76,35 @@ pub fn base_routes() -> Result<(Routes, HealthReporter), ReflectionError> {
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             // google.rpc error details, so grpcurl can show BadRequest & co. in errors.
             .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name(port.serves)
+            .with_service_name("grpc.health.v1.Health")
+            .with_service_name("grpc.reflection.v1.ServerReflection")
+            .with_service_name("grpc.reflection.v1alpha.ServerReflection")
     };
     let routes = Routes::new(health_service)
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?);
-    Ok((routes, health))
+    let serves = port.serves;
+    let elsewhere = port.elsewhere;
+    let router = routes
+        .into_axum_router()
+        .fallback(move |uri: http::Uri| async move {
+            unknown_method(uri.path(), serves, elsewhere).into_http::<axum::body::Body>()
+        });
+    Ok((Routes::from(router), health))
+}
+
+/// The `UNIMPLEMENTED` answer to a call of `path` on a port that serves `serves` (an unknown
+/// method of `serves` itself is answered by its generated server).
+fn unknown_method(path: &str, serves: &str, elsewhere: &[(&str, &str)]) -> tonic::Status {
+    let service = path.trim_start_matches('/').split('/').next().unwrap_or("");
+    let message = match elsewhere.iter().find(|(name, _)| *name == service) {
+        Some((_, process)) => {
+            format!("{service} is served by {process}, not on this port (which serves {serves})")
+        }
+        None => format!("unknown service {service:?}; this port serves {serves}"),
+    };
+    tonic::Status::unimplemented(message)
 }
 
 /// Why the server could not start.
@@ -106,10 +141,7 @@ pub async fn serve(
         .and_then(move |stream| {
             let slots = Arc::clone(&slots);
             async move {
-                let slot = slots
-                    .acquire_owned()
-                    .await
-                    .map_err(std::io::Error::other)?;
+                let slot = slots.acquire_owned().await.map_err(std::io::Error::other)?;
                 Ok(transport::Connection::new(stream, handshake, slot))
             }
         });

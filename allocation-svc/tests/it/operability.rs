@@ -29,6 +29,27 @@ async fn health_answers_serving_without_a_token() {
     assert_eq!(status, ServingStatus::Serving);
 }
 
+#[tokio::test]
+async fn investment_calls_on_this_port_are_sent_to_investment_svc() {
+    let stack = stack().await;
+    let channel = Channel::from_shared(format!("http://{}", stack.replicas[0].addr))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let status = api::v1::investment_service_client::InvestmentServiceClient::new(channel)
+        .list_deals(api::v1::ListDealsRequest::default())
+        .await
+        .expect_err("not served here");
+    assert_eq!(status.code(), tonic::Code::Unimplemented);
+    assert!(
+        status
+            .message()
+            .contains("invest.v1.InvestmentService is served by investment-svc"),
+        "{status:?}"
+    );
+}
+
 #[test]
 fn help_lists_every_setting() {
     let help = allocation_svc::Config::command().render_help().to_string();

@@ -52,14 +52,17 @@ async fn reflection_v1_and_v1alpha_list_the_services() {
         let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
             panic!("not a list")
         };
-        let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
-        assert!(
-            names.contains(&"invest.v1.InvestmentService".to_owned()),
-            "{names:?}"
-        );
-        assert!(
-            names.contains(&"grpc.health.v1.Health".to_owned()),
-            "{names:?}"
+        let mut names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
+        names.sort();
+        // This port's API only: AllocationService is served by allocation-svc.
+        assert_eq!(
+            names,
+            [
+                "grpc.health.v1.Health",
+                "grpc.reflection.v1.ServerReflection",
+                "grpc.reflection.v1alpha.ServerReflection",
+                "invest.v1.InvestmentService",
+            ],
         );
         // Error details resolve too, so grpcurl prints BadRequest violations readably.
         let request = ServerReflectionRequest {
@@ -113,6 +116,42 @@ async fn reflection_v1_and_v1alpha_list_the_services() {
     }
 }
 
+#[tokio::test]
+async fn a_call_on_the_wrong_port_is_told_which_service_serves_it() {
+    use api::v1::allocation_service_client::AllocationServiceClient;
+    let app = spawn_app().await;
+    let mut wrong = AllocationServiceClient::new(app.channel().await);
+    let status = wrong
+        .get_queue_stats(api::v1::GetQueueStatsRequest::default())
+        .await
+        .expect_err("not served here");
+    assert_eq!(status.code(), tonic::Code::Unimplemented);
+    assert!(
+        status
+            .message()
+            .contains("invest.v1.AllocationService is served by allocation-svc"),
+        "{status:?}"
+    );
+    let unknown = app.channel().await;
+    let mut grpc = tonic::client::Grpc::new(unknown);
+    grpc.ready().await.expect("ready");
+    let status = grpc
+        .unary::<_, (), _>(
+            tonic::Request::new(()),
+            http::uri::PathAndQuery::from_static("/invest.v1.NoSuchService/Call"),
+            tonic_prost::ProstCodec::default(),
+        )
+        .await
+        .expect_err("no such service");
+    assert_eq!(status.code(), tonic::Code::Unimplemented);
+    assert!(
+        status
+            .message()
+            .contains("this port serves invest.v1.InvestmentService"),
+        "{status:?}"
+    );
+}
+
 #[test]
 fn help_lists_every_setting() {
     let help = Config::command().render_help().to_string();
@@ -131,6 +170,15 @@ fn help_lists_every_setting() {
         "JWT_SECRET",
         "JWT_PUBLIC_KEY_FILE",
         "JWT_ALGORITHM",
+        "JWT_LEEWAY",
+        "CORS_ALLOWED_ORIGINS",
+        "MAX_CONNECTIONS",
+        "HTTP2_MAX_CONCURRENT_STREAMS",
+        "HTTP2_KEEPALIVE_INTERVAL",
+        "HTTP2_KEEPALIVE_TIMEOUT",
+        "CONNECTION_HANDSHAKE_TIMEOUT",
+        "MAX_CONCURRENT_REQUESTS",
+        "MAX_MESSAGE_BYTES",
         "LOG_FORMAT",
         "RUST_LOG",
         "SWEEP_INTERVAL",
