@@ -2,14 +2,23 @@
 //! create check.
 //!
 //! The old system ran one aggregate query per subscription (101 queries for 100). Here one
-//! statement returns a whole page: each subscription joined with its plan and three
-//! `LATERAL` aggregates, each served by a partial covering index keyed by subscription.
+//! statement, built with sea-query, returns a whole page: each subscription joined with its
+//! plan and correlated aggregate subqueries (`withSum` / `withCount`), each served by a
+//! partial covering index keyed by subscription.
 
 use api::v1 as pb;
-use entity::prelude::{SubscriptionId, SubscriptionStatus, UserId};
+use entity::{
+    prelude::{AllocationStatus, PaymentStatus, SubscriptionId, SubscriptionStatus, UserId},
+    subscription,
+};
 use rust_decimal::Decimal;
 use sea_orm::{
-    ConnectionTrait, DbBackend, DbErr, FromQueryResult, Statement, Value, prelude::DateTimeUtc,
+    ColumnTrait, ConnectionTrait, DbErr, FromQueryResult,
+    prelude::DateTimeUtc,
+    sea_query::{
+        Asterisk, Expr, ExprTrait, Func, IntoColumnRef, IntoIden, Order, Query, SelectStatement,
+        SubQueryStatement,
+    },
 };
 use service_kit::{page::Cursor, wire};
 use uuid::Uuid;
@@ -88,33 +97,107 @@ impl Balance {
     }
 }
 
-const SELECT: &str = r#"
-SELECT s.id AS subscription_id,
-       s.plan_id,
-       p.name AS plan_name,
-       s.status::text AS status,
-       s.created_at,
-       coalesce(s.amount, p.monthly_amount) AS monthly_amount,
-       coalesce(p.duration_months, 12) AS duration_months,
-       paid.months_completed,
-       paid.total_paid,
-       invested.total_invested,
-       reserved.reserved_amount
-FROM subscriptions s
-JOIN plans p ON p.id = s.plan_id
-CROSS JOIN LATERAL (
-    SELECT count(*) AS months_completed, coalesce(sum(amount), 0) AS total_paid
-    FROM payments WHERE subscription_id = s.id AND status = 'paid'
-) paid
-CROSS JOIN LATERAL (
-    SELECT coalesce(sum(value_allocated), 0) AS total_invested
-    FROM user_investments WHERE subscription_id = s.id AND NOT is_reversed
-) invested
-CROSS JOIN LATERAL (
-    SELECT coalesce(sum(total_amount), 0) AS reserved_amount
-    FROM investments WHERE subscription_id = s.id AND allocation_status IN ('pending', 'processing')
-) reserved
-"#;
+/// `(SELECT <aggregate> FROM <table> WHERE <table>.subscription_id = subscriptions.id AND
+/// <filter>)`: a correlated aggregate of the subscription's own rows (Laravel's `withSum`),
+/// answered from a partial covering index keyed by subscription (migrations).
+fn of_each_subscription<T: IntoIden + Copy + 'static>(
+    table: T,
+    aggregate: impl Into<Expr>,
+    subscription: impl IntoIden,
+    filter: Expr,
+) -> Expr {
+    Expr::SubQuery(
+        None,
+        Box::new(SubQueryStatement::SelectStatement(
+            Query::select()
+                .expr(aggregate)
+                .from(table)
+                .and_where(
+                    Expr::col((table, subscription))
+                        .equals((subscription::Entity, subscription::Column::Id)),
+                )
+                .and_where(filter)
+                .to_owned(),
+        )),
+    )
+}
+
+/// `coalesce(sum(column), 0)`.
+fn sum(column: impl IntoColumnRef) -> Expr {
+    Func::coalesce([Func::sum(Expr::col(column)).into(), Expr::val(0)]).into()
+}
+
+/// Each subscription with its plan and the four aggregates of [`Aggregates`], in one statement.
+fn select() -> SelectStatement {
+    use entity::{investment as i, payment as pay, plan, subscription as s, user_investment as ui};
+    let paid = || pay::Column::Status.eq(PaymentStatus::Paid);
+    Query::select()
+        .expr_as(Expr::col((s::Entity, s::Column::Id)), "subscription_id")
+        .expr_as(Expr::col((s::Entity, s::Column::PlanId)), "plan_id")
+        .expr_as(Expr::col((plan::Entity, plan::Column::Name)), "plan_name")
+        .expr_as(
+            Expr::col((s::Entity, s::Column::Status)).cast_as("text"),
+            "status",
+        )
+        .expr_as(Expr::col((s::Entity, s::Column::CreatedAt)), "created_at")
+        .expr_as(
+            Func::coalesce([
+                Expr::col((s::Entity, s::Column::Amount)),
+                Expr::col((plan::Entity, plan::Column::MonthlyAmount)),
+            ]),
+            "monthly_amount",
+        )
+        .expr_as(
+            Func::coalesce([
+                Expr::col((plan::Entity, plan::Column::DurationMonths)),
+                Expr::val(12),
+            ]),
+            "duration_months",
+        )
+        .expr_as(
+            of_each_subscription(
+                pay::Entity,
+                Func::count(Expr::col(Asterisk)),
+                pay::Column::SubscriptionId,
+                paid(),
+            ),
+            "months_completed",
+        )
+        .expr_as(
+            of_each_subscription(
+                pay::Entity,
+                sum(pay::Column::Amount),
+                pay::Column::SubscriptionId,
+                paid(),
+            ),
+            "total_paid",
+        )
+        .expr_as(
+            of_each_subscription(
+                ui::Entity,
+                sum(ui::Column::ValueAllocated),
+                ui::Column::SubscriptionId,
+                ui::Column::IsReversed.eq(false),
+            ),
+            "total_invested",
+        )
+        .expr_as(
+            of_each_subscription(
+                i::Entity,
+                sum(i::Column::TotalAmount),
+                i::Column::SubscriptionId,
+                i::Column::AllocationStatus
+                    .is_in([AllocationStatus::Pending, AllocationStatus::Processing]),
+            ),
+            "reserved_amount",
+        )
+        .from(s::Entity)
+        .inner_join(
+            plan::Entity,
+            Expr::col((plan::Entity, plan::Column::Id)).equals((s::Entity, s::Column::PlanId)),
+        )
+        .to_owned()
+}
 
 /// The balance of one of `user_id`'s subscriptions, whatever its status; `None` if it is not
 /// theirs. One statement.
@@ -123,16 +206,17 @@ pub async fn of_subscription(
     user_id: UserId,
     subscription_id: SubscriptionId,
 ) -> Result<Option<Balance>, DbErr> {
-    let sql = format!("{SELECT} WHERE s.user_id = $1 AND s.id = $2");
-    let stmt = Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        sql,
-        [Value::from(user_id), Value::from(subscription_id)],
-    );
-    Ok(Aggregates::find_by_statement(stmt)
-        .one(db)
-        .await?
-        .map(Balance::from))
+    use entity::subscription as s;
+    let query = select()
+        .and_where(Expr::col((s::Entity, s::Column::UserId)).eq(user_id.uuid()))
+        .and_where(Expr::col((s::Entity, s::Column::Id)).eq(subscription_id.uuid()))
+        .to_owned();
+    Ok(
+        Aggregates::find_by_statement(db.get_database_backend().build(&query))
+            .one(db)
+            .await?
+            .map(Balance::from),
+    )
 }
 
 /// Which subscriptions a page covers.
@@ -152,28 +236,35 @@ pub async fn page(
     after: Option<Cursor>,
     size: u64,
 ) -> Result<(Vec<Balance>, Option<Cursor>), DbErr> {
-    let mut values = Vec::new();
-    let mut sql = match scope {
-        Scope::User(user_id) => {
-            values.push(Value::from(user_id));
-            format!("{SELECT} WHERE s.user_id = $1 AND s.status IN ('active', 'paused')")
-        }
-        Scope::All => format!("{SELECT} WHERE true"),
-    };
+    use entity::subscription as s;
+    let mut query = select();
+    if let Scope::User(user_id) = scope {
+        query
+            .and_where(Expr::col((s::Entity, s::Column::UserId)).eq(user_id.uuid()))
+            .and_where(
+                s::Column::Status.is_in([SubscriptionStatus::Active, SubscriptionStatus::Paused]),
+            );
+    }
     if let Some(cursor) = after {
-        let n = values.len();
-        sql.push_str(&format!(
-            " AND (s.created_at, s.id) > (${}, ${})",
-            n + 1,
-            n + 2
-        ));
-        values.push(Value::from(cursor.created_at));
-        values.push(Value::from(cursor.id));
+        query.and_where(
+            Expr::tuple([
+                Expr::col((s::Entity, s::Column::CreatedAt)),
+                Expr::col((s::Entity, s::Column::Id)),
+            ])
+            .gt(Expr::tuple([
+                Expr::val(cursor.created_at),
+                Expr::val(cursor.id),
+            ])),
+        );
     }
     // One row more than the page tells whether another page follows.
-    sql.push_str(&format!(" ORDER BY s.created_at, s.id LIMIT {}", size + 1));
-    let stmt = Statement::from_sql_and_values(DbBackend::Postgres, sql, values);
-    let mut rows = Aggregates::find_by_statement(stmt).all(db).await?;
+    query
+        .order_by((s::Entity, s::Column::CreatedAt), Order::Asc)
+        .order_by((s::Entity, s::Column::Id), Order::Asc)
+        .limit(size + 1);
+    let mut rows = Aggregates::find_by_statement(db.get_database_backend().build(&query))
+        .all(db)
+        .await?;
     let next = if rows.len() as u64 > size {
         rows.truncate(size as usize);
         rows.last().map(|r| Cursor {
