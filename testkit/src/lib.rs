@@ -11,6 +11,7 @@ pub use fixtures;
 pub mod grpc_web;
 pub mod nats;
 pub mod process;
+pub mod stack;
 
 use std::time::Duration;
 

@@ -176,7 +176,7 @@ async fn a_retry_follows_the_create_rules_for_subscription_and_deal() {
 async fn a_retry_while_nats_is_down_is_left_to_the_sweeper_at_once() {
     let mut stack = stack_with(Options {
         own_nats_server: true,
-        sweeper: ("200ms", "1s"),
+        sweeper: (ms(200), secs(1)),
         ..Default::default()
     })
     .await;

@@ -102,7 +102,7 @@ async fn backend_pid(txn: &sea_orm::DatabaseTransaction) -> i32 {
 async fn allocator_killed_mid_load_then_restarted_loses_nothing_and_allocates_nothing_twice() {
     let mut stack = stack_with(Options {
         replicas: 0,
-        ack_wait: "2s",
+        ack_wait: secs(2),
         micro_batch: 4,
         ..Options::default()
     })
@@ -131,7 +131,7 @@ async fn allocator_killed_mid_load_then_restarted_loses_nothing_and_allocates_no
 async fn nats_outage_creates_still_accepted_every_investment_allocated_and_watchers_see_it_all() {
     let mut stack = stack_with(Options {
         own_nats_server: true,
-        sweeper: ("200ms", "1s"),
+        sweeper: (ms(200), secs(1)),
         ..Options::default()
     })
     .await;
@@ -184,9 +184,9 @@ async fn nats_outage_creates_still_accepted_every_investment_allocated_and_watch
 async fn database_unreachable_during_allocation_retries_then_succeeds() {
     // A budget the outage does not exhaust (the next test spends it).
     let stack = stack_with(Options {
-        backoff: "300ms",
+        backoff: vec![ms(300)],
         max_attempts: 100,
-        lock_timeout: "5s",
+        lock_timeout: secs(5),
         ..Options::default()
     })
     .await;
@@ -221,7 +221,7 @@ async fn database_unreachable_during_allocation_retries_then_succeeds() {
 async fn sigterm_under_load_drains_within_the_grace_period_and_loses_nothing() {
     let mut stack = stack_with(Options {
         replicas: 0,
-        ack_wait: "3s",
+        ack_wait: secs(3),
         ..Options::default()
     })
     .await;

@@ -11,7 +11,7 @@ use crate::support::*;
 #[tokio::test]
 async fn a_transient_fault_is_retried_then_completes() {
     let stack = stack_with(Options {
-        backoff: "200ms",
+        backoff: vec![ms(200)],
         ..Options::default()
     })
     .await;
@@ -58,7 +58,7 @@ async fn a_transient_fault_is_retried_then_completes() {
 #[tokio::test]
 async fn retries_exhausted_is_failed_with_the_cause_and_inventory_untouched() {
     let stack = stack_with(Options {
-        backoff: "50ms",
+        backoff: vec![ms(50)],
         max_attempts: 3,
         ..Options::default()
     })

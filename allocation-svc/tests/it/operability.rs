@@ -90,9 +90,9 @@ async fn shutdown_ends_open_watches_and_stops_within_the_grace_period() {
     let created = stack.create(&investor, 1).await;
     let watch = stack.watch(0, investor.user_id, &created.id).await;
 
-    let replica = stack.replicas.remove(0);
+    let mut replica = stack.replicas.remove(0);
     replica.shutdown.cancel();
-    let stopped = tokio::time::timeout(Duration::from_secs(10), replica.task)
+    let stopped = tokio::time::timeout(Duration::from_secs(10), &mut replica.task)
         .await
         .expect("stops within its grace")
         .expect("task");

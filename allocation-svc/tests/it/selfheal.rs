@@ -11,8 +11,8 @@ use crate::support::*;
 /// A pair whose sweeper treats a published but unfinished request as lost after 2 s.
 async fn healing_stack() -> (Stack, Investor, jetstream::Context) {
     let stack = stack_with(Options {
-        sweeper: ("200ms", "1s"),
-        sweep_stuck_age: "2s",
+        sweeper: (ms(200), secs(1)),
+        sweep_stuck_age: secs(2),
         ..Default::default()
     })
     .await;
@@ -57,10 +57,10 @@ async fn a_deleted_stream_is_recreated_and_the_lost_requests_republished() {
     // One request in flight at a time, held up by the test's lock on the deal: the rest wait
     // in the stream, as a backlog does.
     let stack = stack_with(Options {
-        sweeper: ("200ms", "1s"),
-        sweep_stuck_age: "2s",
+        sweeper: (ms(200), secs(1)),
+        sweep_stuck_age: secs(2),
         max_ack_pending: 1,
-        lock_timeout: "30s",
+        lock_timeout: secs(30),
         ..Default::default()
     })
     .await;

@@ -1,6 +1,6 @@
 //! `Stack`: investment-svc plus allocation-svc replicas sharing a fresh database and stream.
 
-use std::{net::SocketAddr, time::Duration};
+use std::time::Duration;
 
 use api::v1::{
     self as pb, allocation_service_client::AllocationServiceClient,
@@ -13,91 +13,82 @@ use futures::StreamExt;
 use sea_orm::{DatabaseConnection, EntityTrait};
 use testkit::{
     Bearer,
-    db::TestDb,
-    fixtures::Fixtures,
-    nats::{Names, NatsServer},
+    stack::{Infra, Running},
 };
-use tokio::{net::TcpListener, task::JoinHandle};
-use tokio_util::sync::CancellationToken;
+use tokio::net::TcpListener;
 use tonic::{Streaming, service::interceptor::InterceptedService, transport::Channel};
 use uuid::Uuid;
 
 pub type Investments = InvestmentServiceClient<InterceptedService<Channel, Bearer>>;
 pub type Allocations = AllocationServiceClient<InterceptedService<Channel, Bearer>>;
 
-/// Settings of the allocation-svc replicas.
+/// Settings of the allocation-svc replicas (and of investment-svc's sweeper).
 #[derive(Clone)]
 pub struct Options {
     pub replicas: usize,
-    pub backoff: &'static str,
+    /// `RETRY_BACKOFF`.
+    pub backoff: Vec<Duration>,
     pub max_attempts: i32,
-    pub lock_timeout: &'static str,
+    pub lock_timeout: Duration,
     pub micro_batch: usize,
-    pub ack_wait: &'static str,
+    pub ack_wait: Duration,
     /// Run against a private nats-server the test can stop.
     pub own_nats_server: bool,
     /// investment-svc's sweeper `(interval, min age)`; by default it never runs.
-    pub sweeper: (&'static str, &'static str),
+    pub sweeper: (Duration, Duration),
     /// investment-svc's `SWEEP_STUCK_AGE`.
-    pub sweep_stuck_age: &'static str,
+    pub sweep_stuck_age: Duration,
     /// The consumer's `MAX_ACK_PENDING`.
     pub max_ack_pending: i64,
+}
+
+/// A duration in milliseconds.
+pub const fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// A duration in seconds.
+pub const fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
 }
 
 impl Default for Options {
     fn default() -> Self {
         Self {
             replicas: 1,
-            backoff: "50ms,100ms",
+            backoff: vec![ms(50), ms(100)],
             max_attempts: 3,
-            lock_timeout: "300ms",
+            lock_timeout: ms(300),
             micro_batch: 32,
-            ack_wait: "10s",
+            ack_wait: secs(10),
             own_nats_server: false,
-            sweeper: ("1h", "1h"),
-            sweep_stuck_age: "1h",
+            sweeper: (secs(3600), secs(3600)),
+            sweep_stuck_age: secs(3600),
             max_ack_pending: 1000,
         }
     }
 }
 
-/// A service running in this process.
-pub struct Running {
-    pub addr: SocketAddr,
-    pub shutdown: CancellationToken,
-    pub task: JoinHandle<anyhow::Result<()>>,
-}
-
-impl Running {
-    async fn channel(&self) -> Channel {
-        Channel::from_shared(format!("http://{}", self.addr))
-            .expect("uri")
-            .connect()
-            .await
-            .expect("connect")
-    }
-}
-
+/// investment-svc and the allocation-svc replicas, sharing one [`Infra`] (`stack.db`,
+/// `stack.nats`, ... through `Deref`).
 pub struct Stack {
-    pub db: DatabaseConnection,
-    pub fixtures: Fixtures,
-    pub names: Names,
-    pub nats: async_nats::Client,
-    pub nats_url: String,
-    pub nats_server: Option<NatsServer>,
     pub options: Options,
     pub investment_svc: Running,
     pub replicas: Vec<Running>,
-    // Dropped last: the database outlives the services using it.
-    pub test_db: TestDb,
+    // Dropped last: the services stop before their database goes.
+    pub infra: Infra,
 }
 
-impl Drop for Stack {
-    fn drop(&mut self) {
-        self.investment_svc.shutdown.cancel();
-        for replica in &self.replicas {
-            replica.shutdown.cancel();
-        }
+impl std::ops::Deref for Stack {
+    type Target = Infra;
+    fn deref(&self) -> &Infra {
+        &self.infra
+    }
+}
+
+impl std::ops::DerefMut for Stack {
+    fn deref_mut(&mut self) -> &mut Infra {
+        &mut self.infra
     }
 }
 
@@ -106,68 +97,36 @@ pub async fn stack() -> Stack {
 }
 
 pub async fn stack_with(options: Options) -> Stack {
-    testkit::init_logging();
-    let test_db = TestDb::create().await.expect("test database");
-    let db = test_db.connect().await;
-    let names = Names::unique();
-    let nats_server = if options.own_nats_server {
-        Some(NatsServer::start().await)
-    } else {
-        None
-    };
-    let nats_url = nats_server
-        .as_ref()
-        .map_or_else(testkit::nats::url, NatsServer::url);
-    let nats = async_nats::ConnectOptions::new()
-        .max_reconnects(None)
-        .connect(&nats_url)
+    let infra = Infra::start(options.own_nats_server)
         .await
-        .expect("NATS (run the tests with scripts/test)");
-
-    let mut args = vec!["investment-svc".to_owned()];
-    args.extend(testkit::nats::service_args(&names, &nats_url));
-    args.push(format!("--sweep-interval={}", options.sweeper.0));
-    args.push(format!("--sweep-min-age={}", options.sweeper.1));
-    args.push(format!("--sweep-stuck-age={}", options.sweep_stuck_age));
-    let config = investment_svc::Config::try_parse_from(args).expect("config");
+        .expect("database and NATS (run the tests with scripts/test)");
+    let mut config = investment_svc::Config::try_parse_from(infra.service_args("investment-svc"))
+        .expect("config");
+    config.sweeper.sweep_interval = options.sweeper.0;
+    config.sweeper.sweep_min_age = options.sweeper.1;
+    config.sweeper.sweep_stuck_age = options.sweep_stuck_age;
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("port");
-    let app =
-        investment_svc::App::from_parts(config, test_db.connect().await, nats.clone(), listener)
-            .await
-            .expect("investment-svc builds");
-    let investment_svc = start(app.local_addr().expect("addr"), |t| {
+    let app = investment_svc::App::from_parts(
+        config,
+        infra.test_db.connect().await,
+        infra.nats.clone(),
+        listener,
+    )
+    .await
+    .expect("investment-svc builds");
+    let investment_svc = Running::start(app.local_addr().expect("addr"), |t| {
         app.run_until_stopped(t)
     });
-
     let mut stack = Stack {
-        fixtures: Fixtures::new(db.clone()),
-        db,
-        names,
-        nats,
-        nats_url,
-        nats_server,
         options: options.clone(),
         investment_svc,
         replicas: Vec::new(),
-        test_db,
+        infra,
     };
     for _ in 0..options.replicas {
         stack.add_replica(true).await;
     }
     stack
-}
-
-fn start<F>(addr: SocketAddr, run: impl FnOnce(CancellationToken) -> F) -> Running
-where
-    F: Future<Output = anyhow::Result<()>> + Send + 'static,
-{
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(run(shutdown.clone()));
-    Running {
-        addr,
-        shutdown,
-        task,
-    }
 }
 
 impl Stack {
@@ -176,18 +135,21 @@ impl Stack {
         allocation_svc::Config::try_parse_from(self.replica_args(allocate)).expect("config")
     }
 
-    /// The command line of an allocation-svc replica of this stack.
+    /// The command line of an allocation-svc replica of this stack (the options rendered once,
+    /// for replicas in process and for the binary alike).
     pub fn replica_args(&self, allocate: bool) -> Vec<String> {
-        let mut args = vec!["allocation-svc".to_owned()];
-        args.extend(testkit::nats::service_args(&self.names, &self.nats_url));
+        let o = &self.options;
+        let duration = |d: Duration| humantime::format_duration(d).to_string();
+        let backoff: Vec<_> = o.backoff.iter().map(|&d| duration(d)).collect();
+        let mut args = self.service_args("allocation-svc");
         args.extend([
             format!("--allocate={allocate}"),
-            format!("--ack-wait={}", self.options.ack_wait),
-            format!("--retry-backoff={}", self.options.backoff),
-            format!("--max-attempts={}", self.options.max_attempts),
-            format!("--lock-timeout={}", self.options.lock_timeout),
-            format!("--micro-batch={}", self.options.micro_batch),
-            format!("--max-ack-pending={}", self.options.max_ack_pending),
+            format!("--ack-wait={}", duration(o.ack_wait)),
+            format!("--retry-backoff={}", backoff.join(",")),
+            format!("--max-attempts={}", o.max_attempts),
+            format!("--lock-timeout={}", duration(o.lock_timeout)),
+            format!("--micro-batch={}", o.micro_batch),
+            format!("--max-ack-pending={}", o.max_ack_pending),
             "--watch-resync=500ms".into(),
         ]);
         args
@@ -207,7 +169,7 @@ impl Stack {
         .expect("allocation-svc builds");
         let addr = app.local_addr().expect("addr");
         self.replicas
-            .push(start(addr, |t| app.run_until_stopped(t)));
+            .push(Running::start(addr, |t| app.run_until_stopped(t)));
         self.replicas.len() - 1
     }
 

@@ -109,7 +109,7 @@ async fn watch_allocations_streams_every_change_of_the_callers_investments_only(
 async fn a_client_that_goes_away_ends_its_producer_and_a_slow_one_still_sees_everything() {
     // The allocator waits for the deal lock the test holds, instead of timing out.
     let stack = stack_with(Options {
-        lock_timeout: "30s",
+        lock_timeout: secs(30),
         ..Options::default()
     })
     .await;

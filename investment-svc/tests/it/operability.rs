@@ -193,8 +193,8 @@ fn help_lists_every_setting() {
 #[tokio::test]
 async fn shutdown_stops_the_server_and_the_sweeper() {
     let mut app = spawn_app().await;
-    app.shutdown.cancel();
-    let stopped = tokio::time::timeout(Duration::from_secs(10), &mut app.server)
+    app.service.shutdown.cancel();
+    let stopped = tokio::time::timeout(Duration::from_secs(10), &mut app.service.task)
         .await
         .expect("stops within its grace period")
         .expect("task");

@@ -12,12 +12,10 @@ use sea_orm::DatabaseConnection;
 use service_kit::config::ServerArgs;
 use testkit::{
     Bearer,
-    db::{StatementCounter, TestDb},
-    fixtures::Fixtures,
-    nats::{Names, NatsServer},
+    db::StatementCounter,
+    stack::{Infra, Running},
 };
-use tokio::{net::TcpListener, task::JoinHandle};
-use tokio_util::sync::CancellationToken;
+use tokio::net::TcpListener;
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
 use uuid::Uuid;
 
@@ -36,18 +34,26 @@ pub struct Options {
 
 pub struct TestApp {
     pub addr: SocketAddr,
-    /// A separate pool for the test's own reads and writes.
-    pub db: DatabaseConnection,
     /// Counts the statements the service sends.
     pub statements: StatementCounter,
-    pub fixtures: Fixtures,
     pub js: jetstream::Context,
-    pub names: Names,
-    pub shutdown: CancellationToken,
-    pub server: JoinHandle<anyhow::Result<()>>,
-    pub nats_server: Option<NatsServer>,
-    // Dropped last: the database outlives the service using it.
-    pub test_db: TestDb,
+    /// Stopped first when the app is dropped.
+    pub service: Running,
+    /// Database, NATS and names (`app.db`, `app.fixtures`, ... through `Deref`).
+    pub infra: Infra,
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = Infra;
+    fn deref(&self) -> &Infra {
+        &self.infra
+    }
+}
+
+impl std::ops::DerefMut for TestApp {
+    fn deref_mut(&mut self) -> &mut Infra {
+        &mut self.infra
+    }
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -55,70 +61,37 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(options: Options) -> TestApp {
-    testkit::init_logging();
-    let test_db = TestDb::create().await.expect("test database");
-    let (service_db, statements) = test_db.connect_counting().await;
-    let db = test_db.connect().await;
-    let nats_server = if options.own_nats_server {
-        Some(NatsServer::start().await)
-    } else {
-        None
-    };
-    let nats_url = nats_server
-        .as_ref()
-        .map_or_else(testkit::nats::url, NatsServer::url);
-    let names = Names::unique();
-    let (interval, min_age) = options
-        .sweeper
-        .unwrap_or((Duration::from_secs(3600), Duration::from_secs(3600)));
-    let mut args = vec!["investment-svc".to_owned()];
-    args.extend(testkit::nats::service_args(&names, &nats_url));
-    args.push(format!("--sweep-interval={}ms", interval.as_millis()));
-    args.push(format!("--sweep-min-age={}ms", min_age.as_millis()));
-    let mut config = Config::try_parse_from(args).expect("test config");
+    let infra = Infra::start(options.own_nats_server)
+        .await
+        .expect("database and NATS (run the tests with scripts/test)");
+    let (service_db, statements) = infra.test_db.connect_counting().await;
+    let mut config =
+        Config::try_parse_from(infra.service_args("investment-svc")).expect("test config");
+    let never = Duration::from_secs(3600);
+    let (interval, min_age) = options.sweeper.unwrap_or((never, never));
+    config.sweeper.sweep_interval = interval;
+    config.sweeper.sweep_min_age = min_age;
     if let Some(server) = options.server {
         config.common.server = server;
     }
-    let nats = async_nats::ConnectOptions::new()
-        .max_reconnects(None)
-        .connect(&nats_url)
-        .await
-        .expect("NATS (run the tests with scripts/test)");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("port");
-    let app = App::from_parts(config, service_db, nats.clone(), listener)
+    let app = App::from_parts(config, service_db, infra.nats.clone(), listener)
         .await
         .expect("app builds");
     let addr = app.local_addr().expect("bound address");
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
-    let js = jetstream::new(nats);
+    let service = Running::start(addr, |shutdown| app.run_until_stopped(shutdown));
     TestApp {
         addr,
-        fixtures: Fixtures::new(db.clone()),
-        db,
         statements,
-        js,
-        names,
-        shutdown,
-        server,
-        nats_server,
-        test_db,
-    }
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
+        js: jetstream::new(infra.nats.clone()),
+        service,
+        infra,
     }
 }
 
 impl TestApp {
     pub async fn channel(&self) -> Channel {
-        Channel::from_shared(format!("http://{}", self.addr))
-            .expect("uri")
-            .connect()
-            .await
-            .expect("connect to the service")
+        self.service.channel().await
     }
 
     /// A client calling as `user_id`.
