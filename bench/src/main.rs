@@ -14,10 +14,8 @@ use clap::Parser;
 use entity::prelude::*;
 use futures::{StreamExt, future::join_all};
 use hdrhistogram::Histogram;
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
-};
-use testkit::{Bearer, db::TestDb, fixtures::Fixtures, nats::Names};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use testkit::{Bearer, stack::Infra};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
@@ -52,61 +50,48 @@ struct Args {
 }
 
 struct Stack {
-    db: DatabaseConnection,
-    fixtures: Fixtures,
-    names: Names,
-    nats: async_nats::Client,
     investment_addr: std::net::SocketAddr,
     shutdown: CancellationToken,
-    test_db: TestDb,
+    infra: Infra,
+}
+
+impl std::ops::Deref for Stack {
+    type Target = Infra;
+    fn deref(&self) -> &Infra {
+        &self.infra
+    }
 }
 
 impl Stack {
-    /// investment-svc in process against a fresh database and the NATS server at `nats_url`.
-    async fn start(nats_url: &str) -> anyhow::Result<Stack> {
-        let test_db = TestDb::create().await?;
-        let names = Names::unique();
-        let nats = async_nats::ConnectOptions::new()
-            .max_reconnects(None)
-            .connect(nats_url)
-            .await?;
-        let mut args = vec![
-            "investment-svc".to_owned(),
-            "--database-max-connections=40".into(),
-        ];
-        args.extend(testkit::nats::service_args(&names, nats_url));
+    /// investment-svc in process against a fresh database and NATS (a private server if
+    /// `own_nats_server`, which the bench can stop).
+    async fn start(own_nats_server: bool) -> anyhow::Result<Stack> {
+        let infra = Infra::start(own_nats_server).await?;
+        let mut args = infra.service_args("investment-svc");
+        args.push("--database-max-connections=40".into());
         let config = investment_svc::Config::try_parse_from(args)?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let pool = sea_orm::Database::connect(
-            sea_orm::ConnectOptions::new(&test_db.url)
+            sea_orm::ConnectOptions::new(&infra.test_db.url)
                 .max_connections(40)
                 .sqlx_logging(false)
                 .to_owned(),
         )
         .await?;
-        let app = investment_svc::App::from_parts(config, pool, nats.clone(), listener).await?;
+        let app =
+            investment_svc::App::from_parts(config, pool, infra.nats.clone(), listener).await?;
         let investment_addr = app.local_addr()?;
         let shutdown = CancellationToken::new();
         tokio::spawn(app.run_until_stopped(shutdown.clone()));
-        let db = test_db.connect().await;
         Ok(Stack {
-            fixtures: Fixtures::new(db.clone()),
-            db,
-            names,
-            nats,
             investment_addr,
             shutdown,
-            test_db,
+            infra,
         })
     }
 
     async fn start_allocator(&self) -> anyhow::Result<std::net::SocketAddr> {
-        let mut args = vec!["allocation-svc".to_owned()];
-        args.extend(testkit::nats::service_args(
-            &self.names,
-            &testkit::nats::url(),
-        ));
-        let config = allocation_svc::Config::try_parse_from(args)?;
+        let config = allocation_svc::Config::try_parse_from(self.service_args("allocation-svc"))?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let app = allocation_svc::App::from_parts(
             config,
@@ -124,12 +109,12 @@ impl Stack {
     async fn spawn_allocation_svc(&self) -> anyhow::Result<testkit::process::Process> {
         let bin = std::env::current_exe()?.with_file_name("allocation-svc");
         let addr = testkit::process::free_addr();
-        let mut args = testkit::nats::service_args(&self.names, &testkit::nats::url());
+        let mut args = self.service_args("allocation-svc");
         args.retain(|a| !a.starts_with("--listen-addr"));
         args.push(format!("--listen-addr={addr}"));
         args.push(format!("--database-url={}", self.test_db.url));
         args.push("--allocate=false".into());
-        Ok(testkit::process::Process::spawn(&bin.to_string_lossy(), &args, addr).await)
+        Ok(testkit::process::Process::spawn(&bin.to_string_lossy(), &args[1..], addr).await)
     }
 
     async fn investments(&self, user: Uuid) -> anyhow::Result<Investments> {
@@ -201,7 +186,7 @@ fn micros(d: Duration) -> u64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let stack = Stack::start(&testkit::nats::url())
+    let stack = Stack::start(false)
         .await
         .context("starting the stack (run with scripts/bench)")?;
     println!(
@@ -382,8 +367,7 @@ async fn main() -> anyhow::Result<()> {
     // 6. Creates while NATS is down (a private nats-server, stopped): they commit and answer
     //    without waiting for the publish timeout; the sweeper publishes them later. The same
     //    creates with NATS up, in the same run, are the reference.
-    let mut server = testkit::nats::NatsServer::start().await;
-    let stack = Stack::start(&server.url()).await?;
+    let mut stack = Stack::start(true).await?;
     let (user, subscription, deals) = stack.investor(1, 1_000_000).await?;
     let mut client = stack.investments(user).await?;
     let mut timed = async |label: &str| -> anyhow::Result<Histogram<u64>> {
@@ -399,7 +383,12 @@ async fn main() -> anyhow::Result<()> {
         Ok(h)
     };
     let up = timed("CreateInvestment, sequential, NATS up").await?;
-    server.stop();
+    stack
+        .infra
+        .nats_server
+        .as_mut()
+        .context("a private nats-server")?
+        .stop();
     while stack.nats.connection_state() == async_nats::connection::State::Connected {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -412,11 +401,11 @@ async fn main() -> anyhow::Result<()> {
         1000
     );
     stack.shutdown.cancel();
-    server.stop();
+    drop(stack);
 
     // 7. A stream flood on allocation-svc, in its own process so that its RSS is its own: one
     //    client opens `flood` WatchAllocations streams on one connection and reads none.
-    let stack = Stack::start(&testkit::nats::url()).await?;
+    let stack = Stack::start(false).await?;
     let (user, subscription, deals) = stack.investor(1, 1_000_000).await?;
     let mut client = stack.investments(user).await?;
     for _ in 0..20 {
