@@ -5,10 +5,11 @@ use async_nats::jetstream;
 use entity::prelude::*;
 use ledger::{balance, events, rules::Reservation};
 use sea_orm::{
-    DatabaseConnection, EntityTrait, FromQueryResult, QuerySelect, TransactionTrait,
+    ColumnTrait, DatabaseConnection, EntityTrait, FromQueryResult, QueryFilter, QuerySelect,
+    TransactionTrait,
     sea_query::{Expr, LockType},
 };
-use service_kit::messaging::{self, Committed, Topology};
+use service_kit::messaging::{self, Committed, PublishPath, Topology};
 use uuid::Uuid;
 
 use crate::{Error, Result, config::AllocatorArgs};
@@ -61,6 +62,69 @@ pub async fn queue_stats(
         }
     }
     Ok(stats)
+}
+
+/// Refreshes the sampled gauges (consumer state, unfinished investments) every `every` until
+/// `shutdown`; a sample that fails leaves the previous values.
+pub async fn sample(
+    db: DatabaseConnection,
+    js: jetstream::Context,
+    topology: Topology,
+    args: AllocatorArgs,
+    every: std::time::Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    use crate::metrics::{METRICS, Unfinished};
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let m = &*METRICS;
+        match queue_stats(&db, &js, &topology, &args).await {
+            Ok(stats) => {
+                let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+                m.consumer_pending.set(gauge(stats.consumer_pending));
+                m.consumer_ack_pending.set(gauge(stats.consumer_in_flight));
+                m.consumer_redelivered
+                    .set(gauge(stats.consumer_redelivered));
+                let unfinished = |status| m.unfinished.get_or_create(&Unfinished { status });
+                unfinished("pending").set(stats.pending_count);
+                unfinished("processing").set(stats.processing_count);
+            }
+            Err(e) => tracing::debug!(error = %e, "queue sample failed"),
+        }
+        match oldest_unfinished_seconds(&db).await {
+            Ok(age) => {
+                m.oldest_unfinished_seconds.set(age);
+            }
+            Err(e) => tracing::debug!(error = %e, "oldest unfinished sample failed"),
+        }
+    }
+}
+
+#[derive(Debug, FromQueryResult)]
+struct Age {
+    seconds: Option<i64>,
+}
+
+/// Seconds since the oldest unfinished investment last changed (0 if there is none).
+async fn oldest_unfinished_seconds(db: &DatabaseConnection) -> Result<i64> {
+    let age = Investment::find()
+        .select_only()
+        .column_as(
+            Expr::cust("extract(epoch from now() - min(updated_at))::bigint"),
+            "seconds",
+        )
+        .filter(
+            investment::Column::AllocationStatus
+                .is_in([AllocationStatus::Pending, AllocationStatus::Processing]),
+        )
+        .into_model::<Age>()
+        .one(db)
+        .await?;
+    Ok(age.and_then(|a| a.seconds).unwrap_or(0))
 }
 
 /// Puts a `FAILED` investment back to `pending` with its attempts reset and queues it again.
@@ -147,7 +211,9 @@ pub async fn retry(
         tracing::warn!(investment_id = %updated.id, error = %e, "status event not published");
     }
     let retried = [Committed::retry(updated.clone())];
-    if let (_, Some(e)) = messaging::publish_committed(db, js, topology, &retried).await {
+    if let (_, Some(e)) =
+        messaging::publish_committed(db, js, topology, PublishPath::Retry, &retried).await
+    {
         // Pending and durable: investment-svc's sweeper publishes it soon.
         tracing::warn!(investment_id = %updated.id, error = %e, "retry queued in the database; publish left to the sweeper");
     }

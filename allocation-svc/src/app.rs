@@ -36,6 +36,8 @@ const PORT: server::Port = server::Port {
 pub struct App {
     config: Config,
     listener: TcpListener,
+    /// The bound `METRICS_ADDR`, if set.
+    metrics: Option<TcpListener>,
     db: DatabaseConnection,
     nats: async_nats::Client,
     auth: Authenticator,
@@ -57,9 +59,13 @@ impl App {
     ) -> anyhow::Result<App> {
         db::ensure_migrated(&db).await?;
         let auth = Authenticator::from_args(&config.common.auth)?;
+        let metrics = service_kit::metrics::bind(config.common.telemetry.metrics_addr)
+            .await
+            .context("binding METRICS_ADDR")?;
         Ok(App {
             config,
             listener,
+            metrics,
             db,
             nats,
             auth,
@@ -69,6 +75,11 @@ impl App {
     /// The bound address (the real port when `LISTEN_ADDR` asked for port 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The bound metrics address, if `METRICS_ADDR` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// Ensures the stream and consumer, then allocates and serves until `shutdown` is
@@ -129,6 +140,16 @@ impl App {
             None
         };
 
+        if self.metrics.is_some() {
+            tokio::spawn(crate::admin::sample(
+                self.db.clone(),
+                js.clone(),
+                topology.clone(),
+                config.allocator.clone(),
+                config.common.telemetry.metrics_sample_interval,
+                shutdown.child_token(),
+            ));
+        }
         let api = Api {
             db: self.db.clone(),
             nats: self.nats,
@@ -144,6 +165,18 @@ impl App {
         };
         let (routes, health) = server::base_routes(&PORT)?;
         health.set_serving::<AllocationServiceServer<Api>>().await;
+        server::Watch {
+            service: PORT.serves,
+            db: api.db.clone(),
+            nats: api.nats.clone(),
+            health: health.clone(),
+            metrics: self
+                .metrics
+                .map(|l| (l, service_kit::metrics::registry(crate::metrics::register))),
+            readiness_interval: config.common.server.readiness_interval,
+            sample_interval: config.common.telemetry.metrics_sample_interval,
+        }
+        .spawn(&shutdown);
         let limit = config.common.server.max_message_bytes;
         let service = AllocationServiceServer::new(api)
             .max_decoding_message_size(limit)

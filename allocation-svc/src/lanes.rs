@@ -138,6 +138,22 @@ fn reap(deal_id: DealId, ended: Result<(), JoinError>) {
     }
 }
 
+/// Counts a lane in `allocation_lanes_active` for as long as it lives (a panic included).
+struct ActiveLane;
+
+impl ActiveLane {
+    fn new() -> Self {
+        crate::metrics::METRICS.lanes_active.inc();
+        ActiveLane
+    }
+}
+
+impl Drop for ActiveLane {
+    fn drop(&mut self) {
+        crate::metrics::METRICS.lanes_active.dec();
+    }
+}
+
 async fn run_lane(
     deal_id: DealId,
     mut queue: mpsc::UnboundedReceiver<Delivery>,
@@ -150,6 +166,7 @@ async fn run_lane(
     if let Some(previous) = previous {
         reap(deal_id, previous.await);
     }
+    let _active = ActiveLane::new();
     loop {
         let first = tokio::select! {
             biased;

@@ -5,13 +5,14 @@
 //! `main.rs` only parses [`Config`] and runs an [`App`]; everything else is here so tests can
 //! run replicas in process on port 0.
 
-mod admin;
+pub(crate) mod admin;
 pub mod allocate;
 mod app;
 pub mod config;
 pub mod consumer;
 pub mod error;
 pub mod lanes;
+mod metrics;
 mod retry;
 mod service;
 mod steps;

@@ -31,6 +31,17 @@ pub(crate) fn is_pool_wide(error: &DbErr) -> bool {
 impl Allocator {
     /// Records a failed attempt of `job` and says when NATS should bring it back.
     pub(crate) async fn record_failure(&self, job: Job, error: &DbErr) -> Verdict {
+        let kind = if service_kit::status::is_contention(error) {
+            "lock_timeout"
+        } else if service_kit::status::is_unavailable(error) {
+            "database_unavailable"
+        } else {
+            "database_error"
+        };
+        crate::metrics::METRICS
+            .retries
+            .get_or_create(&crate::metrics::Retry { cause: kind })
+            .inc();
         let cause = error.to_string();
         let delivered = i32::try_from(job.delivered).unwrap_or(i32::MAX);
         match self

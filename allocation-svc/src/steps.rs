@@ -199,6 +199,17 @@ impl Allocator {
         if rows.is_empty() {
             return;
         }
+        for row in rows {
+            let outcome = match row.allocation_status {
+                AllocationStatus::Completed => "completed",
+                AllocationStatus::Failed => "failed",
+                AllocationStatus::Pending | AllocationStatus::Processing => continue,
+            };
+            crate::metrics::METRICS
+                .allocations
+                .get_or_create(&crate::metrics::Outcome { outcome })
+                .inc();
+        }
         let completed = rows
             .iter()
             .filter(|r| r.allocation_status == AllocationStatus::Completed)

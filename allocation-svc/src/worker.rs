@@ -75,6 +75,9 @@ impl Allocator {
         let Some(first) = jobs.first() else {
             return Vec::new();
         };
+        crate::metrics::METRICS
+            .micro_batch_size
+            .observe(jobs.len() as f64);
         match self.try_batch(deal_id, jobs).await {
             Ok(verdicts) => verdicts,
             Err(e) if retry::is_pool_wide(&e) => {

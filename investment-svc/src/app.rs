@@ -29,6 +29,8 @@ const PORT: server::Port = server::Port {
 pub struct App {
     config: Config,
     listener: TcpListener,
+    /// The bound `METRICS_ADDR`, if set.
+    metrics: Option<TcpListener>,
     api: Api,
     sweeper: Sweeper,
     auth: Authenticator,
@@ -70,9 +72,13 @@ impl App {
             topology,
             creates: TaskTracker::new(),
         };
+        let metrics = service_kit::metrics::bind(config.common.telemetry.metrics_addr)
+            .await
+            .context("binding METRICS_ADDR")?;
         Ok(App {
             config,
             listener,
+            metrics,
             api,
             sweeper,
             auth,
@@ -84,9 +90,27 @@ impl App {
         self.listener.local_addr()
     }
 
+    /// The bound metrics address, if `METRICS_ADDR` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// Serves until `shutdown` is cancelled, then drains within `SHUTDOWN_GRACE`.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let (routes, health) = server::base_routes(&PORT)?;
+        let server_args = &self.config.common.server;
+        server::Watch {
+            service: PORT.serves,
+            db: self.api.db.clone(),
+            nats: self.api.nats.clone(),
+            health: health.clone(),
+            metrics: self
+                .metrics
+                .map(|l| (l, service_kit::metrics::registry(crate::metrics::register))),
+            readiness_interval: server_args.readiness_interval,
+            sample_interval: self.config.common.telemetry.metrics_sample_interval,
+        }
+        .spawn(&shutdown);
         let creates = self.api.creates.clone();
         let limit = self.config.common.server.max_message_bytes;
         let service = InterceptedService::new(

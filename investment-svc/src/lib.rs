@@ -8,6 +8,7 @@ mod app;
 pub mod config;
 pub mod error;
 pub mod investments;
+mod metrics;
 mod service;
 pub mod sweeper;
 

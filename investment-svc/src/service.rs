@@ -6,7 +6,7 @@ use entity::prelude::*;
 use sea_orm::{ColumnTrait, Condition, DatabaseConnection};
 use service_kit::{
     auth::Caller,
-    messaging::{self, Committed, Topology},
+    messaging::{self, Committed, PublishPath, Topology},
     page,
     status::Violations,
     wire,
@@ -23,6 +23,7 @@ use ledger::{
 use crate::{
     Error,
     investments::{self, Created, NewInvestment},
+    metrics,
 };
 
 /// Shared state of the handlers; cheap to clone.
@@ -44,7 +45,19 @@ impl Api {
         user_id: UserId,
         new: &NewInvestment,
     ) -> Result<investment::Model, Error> {
-        let (row, created) = investments::create(&self.db, user_id, new).await?;
+        let (row, created) = investments::create(&self.db, user_id, new)
+            .await
+            .inspect_err(|e| {
+                metrics::count_create(match e {
+                    Error::Refused(_) => "refused",
+                    Error::Db(_) => "error",
+                    Error::Invalid(_) | Error::NotFound(_) | Error::RequestIdReused => "rejected",
+                })
+            })?;
+        metrics::count_create(match created {
+            Created::New => "created",
+            Created::Replayed => "replayed",
+        });
         tracing::Span::current().record("investment_id", tracing::field::display(row.id));
         if created == Created::Replayed {
             return Ok(row);
@@ -62,7 +75,15 @@ impl Api {
             tracing::debug!(error = %e, "status event not published; watchers poll the event log");
         }
         let committed = [Committed::first(row.clone())];
-        match messaging::publish_committed(&self.db, &self.js, &self.topology, &committed).await {
+        match messaging::publish_committed(
+            &self.db,
+            &self.js,
+            &self.topology,
+            PublishPath::Create,
+            &committed,
+        )
+        .await
+        {
             (_, None) => {
                 tracing::info!(shares = row.shares, total = %row.total_amount, "investment accepted");
             }

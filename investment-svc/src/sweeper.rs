@@ -19,7 +19,7 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
     QueryOrder, Statement, Value,
 };
-use service_kit::messaging::{self, Committed, Topology};
+use service_kit::messaging::{self, Committed, PublishPath, Topology};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -132,8 +132,14 @@ impl Sweeper {
             .all(&self.db)
             .await?;
         let requests: Vec<Committed> = rows.into_iter().map(Committed::first).collect();
-        let (published, failure) =
-            messaging::publish_committed(&self.db, &self.js, &self.topology, &requests).await;
+        let (published, failure) = messaging::publish_committed(
+            &self.db,
+            &self.js,
+            &self.topology,
+            PublishPath::Sweeper,
+            &requests,
+        )
+        .await;
         if let Some(e) = failure {
             tracing::warn!(error = %e, published, "re-publish failed; the rest waits SWEEP_MIN_AGE");
         }

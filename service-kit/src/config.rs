@@ -114,7 +114,7 @@ pub enum LogFormat {
     Text,
 }
 
-/// Logging settings.
+/// Logging, metrics and tracing settings.
 #[derive(Clone, Debug, Args)]
 pub struct TelemetryArgs {
     /// Log format.
@@ -123,6 +123,13 @@ pub struct TelemetryArgs {
     /// Log filter, `tracing` EnvFilter syntax (e.g. `info,investment_svc=debug`).
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     pub log_filter: String,
+    /// Address of the Prometheus endpoint (`GET /metrics`), e.g. `127.0.0.1:9464`; unset: no
+    /// endpoint.
+    #[arg(long, env = "METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// How often sampled metrics (pool, queue depth, consumer state) are refreshed.
+    #[arg(long, env = "METRICS_SAMPLE_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub metrics_sample_interval: Duration,
 }
 
 /// Every setting both services share, flattened into each service's `Config`.
@@ -161,6 +168,9 @@ pub struct ServerArgs {
         default_value = "http://127.0.0.1:5173,http://localhost:5173"
     )]
     pub cors_allowed_origins: Vec<String>,
+    /// How often readiness checks PostgreSQL and NATS (health for the service's own name).
+    #[arg(long, env = "READINESS_INTERVAL", default_value = "2s", value_parser = parse_duration)]
+    pub readiness_interval: Duration,
     /// Open client connections; at the cap new connections wait to be accepted until one closes.
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1000)]
     pub max_connections: usize,

@@ -7,7 +7,10 @@
 pub mod auth;
 pub mod config;
 pub mod db;
+pub mod health;
 pub mod messaging;
+pub mod metrics;
+pub mod observe;
 pub mod page;
 pub mod server;
 pub mod status;

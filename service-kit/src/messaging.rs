@@ -15,7 +15,11 @@ use entity::prelude::*;
 use prost::Message as _;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, sea_query::Expr};
 
-use crate::config::NatsArgs;
+pub use crate::metrics::PublishPath;
+use crate::{
+    config::NatsArgs,
+    metrics::{Publish, PublishFailure},
+};
 
 /// Where allocation traffic lives: the stream and its subjects.
 #[derive(Clone, Debug)]
@@ -215,6 +219,7 @@ pub async fn publish_committed(
     db: &DatabaseConnection,
     js: &jetstream::Context,
     topology: &Topology,
+    path: PublishPath,
     requests: &[Committed],
 ) -> (usize, Option<Unpublished>) {
     let mut published = 0;
@@ -234,7 +239,20 @@ pub async fn publish_committed(
             }
         }
     }
-    if failure.is_some() {
+    let metrics = &*crate::metrics::COMMON;
+    metrics
+        .published
+        .get_or_create(&Publish { path })
+        .inc_by(published as u64);
+    if let Some(failure) = &failure {
+        let reason = match failure {
+            Unpublished::Disconnected => "disconnected",
+            Unpublished::Publish(_) => "error",
+        };
+        metrics
+            .publish_failures
+            .get_or_create(&PublishFailure { path, reason })
+            .inc_by((requests.len() - published) as u64);
         let ids = requests[published..].iter().map(|r| r.row.id);
         let cleared = Investment::update_many()
             .col_expr(

@@ -17,7 +17,9 @@ use tower::{limit::GlobalConcurrencyLimitLayer, load_shed::LoadShedLayer, util::
 
 use crate::{
     config::{CommonArgs, ServerArgs},
-    db, messaging, transport,
+    db, messaging,
+    observe::ObserveLayer,
+    transport,
 };
 
 /// What a service needs from outside, opened from its configuration at start-up (tests make
@@ -49,6 +51,53 @@ impl Connections {
             .await
             .with_context(|| format!("binding {listen_addr}"))?;
         Ok(Self { db, nats, listener })
+    }
+}
+
+/// What watches a serving process, each task ending at shutdown: readiness, and if a metrics
+/// endpoint is bound, the endpoint and the pool sampler.
+pub struct Watch {
+    /// The service whose readiness is reported (`NamedService::NAME`).
+    pub service: &'static str,
+    /// The pool to check and sample.
+    pub db: DatabaseConnection,
+    /// The NATS client to check.
+    pub nats: async_nats::Client,
+    /// Where readiness is reported.
+    pub health: HealthReporter,
+    /// The bound metrics endpoint (`METRICS_ADDR`), with what it serves.
+    pub metrics: Option<(TcpListener, prometheus_client::registry::Registry)>,
+    /// How often readiness is checked.
+    pub readiness_interval: std::time::Duration,
+    /// How often sampled metrics are refreshed.
+    pub sample_interval: std::time::Duration,
+}
+
+impl Watch {
+    /// Spawns the tasks.
+    pub fn spawn(self, shutdown: &CancellationToken) {
+        tokio::spawn(crate::health::readiness(
+            self.db.clone(),
+            self.nats,
+            self.health,
+            self.service,
+            self.readiness_interval,
+            shutdown.child_token(),
+        ));
+        // Samples are taken only when someone can scrape them.
+        if let Some((listener, registry)) = self.metrics {
+            tokio::spawn(crate::metrics::sample_pool(
+                self.db,
+                self.sample_interval,
+                shutdown.child_token(),
+            ));
+            let shutdown = shutdown.child_token();
+            tokio::spawn(async move {
+                if let Err(e) = crate::metrics::serve(listener, registry, shutdown).await {
+                    tracing::error!(error = %e, "metrics endpoint failed");
+                }
+            });
+        }
     }
 }
 
@@ -162,6 +211,7 @@ pub async fn serve(
         .http2_keepalive_timeout(Some(args.http2_keepalive_timeout))
         .layer(cors)
         .layer(tonic_web::GrpcWebLayer::new())
+        .layer(ObserveLayer)
         .layer(MapResponseLayer::new(transport::size_limit_status))
         .layer(LoadShedLayer::new())
         .layer(GlobalConcurrencyLimitLayer::new(

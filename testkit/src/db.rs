@@ -69,6 +69,57 @@ pub struct TestDb {
 }
 
 impl TestDb {
+    /// A database outage, for real: refuses new connections to the database (`reachable:
+    /// false`) and cuts every existing session but `spare`'s, waiting until they have ended; or
+    /// allows connections again. Sparing a session lets a test keep holding a lock so that the
+    /// transaction waiting on it is cut first and cannot slip through when the lock goes.
+    pub async fn set_reachable(&self, reachable: bool, spare: Option<i32>) {
+        let admin = Database::connect(admin_url())
+            .await
+            .expect("admin connection");
+        let name = &self.name;
+        admin
+            .execute_unprepared(&format!(
+                "ALTER DATABASE {name} ALLOW_CONNECTIONS {reachable}"
+            ))
+            .await
+            .expect("alter database");
+        if reachable {
+            return;
+        }
+        let spare = spare.unwrap_or(0);
+        admin
+            .execute_unprepared(&format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = '{name}' AND pid <> {spare}"
+            ))
+            .await
+            .expect("cut connections");
+        // Termination is a signal: wait until the sessions are really gone.
+        let remaining = format!(
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = '{name}' AND pid <> {spare}"
+        );
+        crate::eventually(
+            std::time::Duration::from_secs(10),
+            "the cut sessions to end",
+            || {
+                let (admin, sql) = (admin.clone(), remaining.clone());
+                async move {
+                    let row = admin
+                        .query_one_raw(sea_orm::Statement::from_string(
+                            sea_orm::DbBackend::Postgres,
+                            sql,
+                        ))
+                        .await
+                        .ok()??;
+                    let n: i64 = row.try_get("", "n").ok()?;
+                    (n == 0).then_some(())
+                }
+            },
+        )
+        .await;
+    }
+
     /// Creates a migrated, empty database.
     pub async fn create() -> anyhow::Result<TestDb> {
         let admin_url = admin_url();

@@ -9,50 +9,6 @@ use sea_orm::{ConnectionTrait, EntityTrait};
 
 use crate::support::*;
 
-/// Refuses new connections to the test database (or allows them again) and cuts every
-/// existing one but `spare`'s, waiting until they have ended: the test's own lock holder is spared so that the transaction
-/// waiting on its lock is cut first and cannot slip through when the lock goes.
-async fn block_database(stack: &Stack, allow: bool, spare: Option<i32>) {
-    let admin = sea_orm::Database::connect(testkit::db::admin_url())
-        .await
-        .expect("admin");
-    let name = &stack.test_db.name;
-    admin
-        .execute_unprepared(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS {allow}"))
-        .await
-        .expect("alter database");
-    if !allow {
-        let spare = spare.unwrap_or(0);
-        admin
-            .execute_unprepared(&format!(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                 WHERE datname = '{name}' AND pid <> {spare}"
-            ))
-            .await
-            .expect("cut connections");
-        // Termination is a signal: wait until the sessions are really gone, or one waiting on
-        // the test's lock could still take it when the test releases it.
-        let remaining = format!(
-            "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = '{name}' AND pid <> {spare}"
-        );
-        testkit::eventually(Duration::from_secs(10), "the cut sessions to end", || {
-            let (admin, sql) = (admin.clone(), remaining.clone());
-            async move {
-                let row = admin
-                    .query_one_raw(sea_orm::Statement::from_string(
-                        sea_orm::DbBackend::Postgres,
-                        sql,
-                    ))
-                    .await
-                    .ok()??;
-                let n: i64 = row.try_get("", "n").ok()?;
-                (n == 0).then_some(())
-            }
-        })
-        .await;
-    }
-}
-
 /// Waits until a session of the test database waits on a row lock: the allocator is inside
 /// its transaction, blocked by the test's lock, so the outage hits it mid-way.
 async fn allocator_waits_on_a_lock(stack: &Stack) {
@@ -198,7 +154,7 @@ async fn database_unreachable_during_allocation_retries_then_succeeds() {
     allocator_waits_on_a_lock(&stack).await;
 
     let spare = backend_pid(&lock).await;
-    block_database(&stack, false, Some(spare)).await;
+    stack.test_db.set_reachable(false, Some(spare)).await;
     lock.rollback().await.expect("release the lock");
     // A few seconds without a database: attempts fail and come back after their backoff.
     let outage = tokio::time::Instant::now() + Duration::from_secs(3);
@@ -206,7 +162,7 @@ async fn database_unreachable_during_allocation_retries_then_succeeds() {
         (tokio::time::Instant::now() >= outage).then_some(())
     })
     .await;
-    block_database(&stack, true, None).await;
+    stack.test_db.set_reachable(true, None).await;
 
     let all = stack.all_terminal(Duration::from_secs(60)).await;
     assert!(
@@ -276,7 +232,7 @@ async fn database_unreachable_spends_the_retry_budget_by_delivery_count_and_inve
     };
 
     // Deliveries 1 to 3 while the database is unreachable: each comes back later.
-    block_database(&stack, false, None).await;
+    stack.test_db.set_reachable(false, None).await;
     for delivered in 1..=3 {
         let verdicts = allocator
             .run_batch(DealId(investor.deal.id), &[delivery(delivered)])
@@ -286,7 +242,7 @@ async fn database_unreachable_spends_the_retry_budget_by_delivery_count_and_inve
             "delivery {delivered}: {verdicts:?}"
         );
     }
-    block_database(&stack, true, None).await;
+    stack.test_db.set_reachable(true, None).await;
     assert_eq!(
         stack.investment(&created.id).await.allocation_attempts,
         0,

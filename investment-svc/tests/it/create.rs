@@ -416,21 +416,7 @@ async fn database_down_is_unavailable() {
     let app = spawn_app().await;
     let investor = investor(&app, "100.00", "10.00").await;
     let mut client = app.client(investor.user_id).await;
-    let name = &app.test_db.name;
-    use sea_orm::ConnectionTrait;
-    let admin = sea_orm::Database::connect(testkit::db::admin_url())
-        .await
-        .expect("admin");
-    admin
-        .execute_unprepared(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"))
-        .await
-        .expect("block new connections");
-    admin
-        .execute_unprepared(&format!(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
-        ))
-        .await
-        .expect("cut existing connections");
+    app.test_db.set_reachable(false, None).await;
 
     let status = client
         .create_investment(create_request(&investor, 1, ""))

@@ -29,6 +29,59 @@ async fn health_answers_serving_without_a_token() {
 }
 
 #[tokio::test]
+async fn readiness_follows_the_database_and_nats_while_liveness_stays_up() {
+    let mut app = spawn_app_with(Options {
+        own_nats_server: true,
+        server: Some(service_kit::config::ServerArgs {
+            readiness_interval: Duration::from_millis(100),
+            ..Default::default()
+        }),
+        ..Options::default()
+    })
+    .await;
+    let health = HealthClient::new(app.channel().await);
+    let becomes = |service: &'static str, wanted: ServingStatus| {
+        let mut health = health.clone();
+        async move {
+            testkit::eventually(Duration::from_secs(10), service, || {
+                let mut health = health.clone();
+                async move {
+                    let status = health
+                        .check(HealthCheckRequest {
+                            service: service.into(),
+                        })
+                        .await
+                        .ok()?
+                        .into_inner()
+                        .status();
+                    (status == wanted).then_some(())
+                }
+            })
+            .await;
+            // Liveness, meanwhile.
+            health
+                .check(HealthCheckRequest::default())
+                .await
+                .map(|r| r.into_inner().status())
+                .ok()
+        }
+    };
+    let ready = "invest.v1.InvestmentService";
+    let live = Some(ServingStatus::Serving);
+    assert_eq!(becomes(ready, ServingStatus::Serving).await, live);
+
+    app.test_db.set_reachable(false, None).await;
+    assert_eq!(becomes(ready, ServingStatus::NotServing).await, live);
+    app.test_db.set_reachable(true, None).await;
+    assert_eq!(becomes(ready, ServingStatus::Serving).await, live);
+
+    app.nats_server.as_mut().expect("own NATS").stop();
+    assert_eq!(becomes(ready, ServingStatus::NotServing).await, live);
+    app.nats_server.as_mut().expect("own NATS").resume().await;
+    assert_eq!(becomes(ready, ServingStatus::Serving).await, live);
+}
+
+#[tokio::test]
 async fn reflection_v1_and_v1alpha_list_the_services() {
     let app = spawn_app().await;
     {

@@ -1,0 +1,116 @@
+//! allocation-svc's own Prometheus families (README, Operations); the common ones are in
+//! `service_kit::metrics`.
+
+use std::sync::LazyLock;
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+
+/// How an allocation ended.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Outcome {
+    /// `completed` or `failed`.
+    pub outcome: &'static str,
+}
+
+/// Why an attempt is retried (or, out of attempts, failed).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Retry {
+    /// `lock_timeout`, `database_unavailable` or `database_error`.
+    pub cause: &'static str,
+}
+
+/// A count of unfinished investments by status.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Unfinished {
+    /// `pending` or `processing`.
+    pub status: &'static str,
+}
+
+/// The families.
+pub struct Metrics {
+    /// Allocations that ended, by outcome.
+    pub allocations: Family<Outcome, Counter>,
+    /// Requests per allocation transaction.
+    pub micro_batch_size: Histogram,
+    /// Failed attempts, by cause.
+    pub retries: Family<Retry, Counter>,
+    /// Pools with a lane alive.
+    pub lanes_active: Gauge,
+    /// Requests in the stream not yet delivered (sampled).
+    pub consumer_pending: Gauge,
+    /// Requests delivered and not yet acknowledged (sampled).
+    pub consumer_ack_pending: Gauge,
+    /// Requests delivered more than once, not yet acknowledged (sampled).
+    pub consumer_redelivered: Gauge,
+    /// Investments not yet terminal, by status (sampled).
+    pub unfinished: Family<Unfinished, Gauge>,
+    /// Age of the oldest investment not yet terminal, in seconds (sampled).
+    pub oldest_unfinished_seconds: Gauge,
+}
+
+/// The process's families.
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
+    allocations: Family::default(),
+    micro_batch_size: Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]),
+    retries: Family::default(),
+    lanes_active: Gauge::default(),
+    consumer_pending: Gauge::default(),
+    consumer_ack_pending: Gauge::default(),
+    consumer_redelivered: Gauge::default(),
+    unfinished: Family::default(),
+    oldest_unfinished_seconds: Gauge::default(),
+});
+
+/// Registers the families in `registry`.
+pub fn register(registry: &mut Registry) {
+    let m = &*METRICS;
+    registry.register(
+        "allocations",
+        "Allocations that ended, by outcome",
+        m.allocations.clone(),
+    );
+    registry.register(
+        "allocation_micro_batch_size",
+        "Requests of one pool allocated in one transaction",
+        m.micro_batch_size.clone(),
+    );
+    registry.register(
+        "allocation_retries",
+        "Failed allocation attempts, by cause",
+        m.retries.clone(),
+    );
+    registry.register(
+        "allocation_lanes_active",
+        "Pools with an allocation lane alive",
+        m.lanes_active.clone(),
+    );
+    registry.register(
+        "jetstream_consumer_pending",
+        "Allocation requests in the stream not yet delivered (sampled)",
+        m.consumer_pending.clone(),
+    );
+    registry.register(
+        "jetstream_consumer_ack_pending",
+        "Allocation requests delivered and not yet acknowledged (sampled)",
+        m.consumer_ack_pending.clone(),
+    );
+    registry.register(
+        "jetstream_consumer_redelivered",
+        "Allocation requests delivered more than once and not yet acknowledged (sampled)",
+        m.consumer_redelivered.clone(),
+    );
+    registry.register(
+        "investments_unfinished",
+        "Investments not yet COMPLETED or FAILED, by status (sampled)",
+        m.unfinished.clone(),
+    );
+    registry.register(
+        "investments_oldest_unfinished_seconds",
+        "Age of the oldest investment not yet COMPLETED or FAILED, in seconds (sampled)",
+        m.oldest_unfinished_seconds.clone(),
+    );
+}

@@ -1,0 +1,225 @@
+//! A tower layer that counts every gRPC call by service, method and status code, and times it
+//! to the end of its response (the status of a gRPC call is in its trailers, so the body is
+//! watched to the end).
+
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Instant,
+};
+
+use http::{HeaderMap, Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use tonic::Code;
+use tower::{Layer, Service};
+
+use crate::metrics::{COMMON, GrpcCall, GrpcMethod};
+
+/// Adds [`Observe`] around a service.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ObserveLayer;
+
+impl<S> Layer<S> for ObserveLayer {
+    type Service = Observe<S>;
+
+    fn layer(&self, inner: S) -> Observe<S> {
+        Observe { inner }
+    }
+}
+
+/// Counts and times the calls `inner` answers.
+#[derive(Clone, Debug)]
+pub struct Observe<S> {
+    inner: S,
+}
+
+/// One call being answered.
+struct Call {
+    method: GrpcMethod,
+    started: Instant,
+}
+
+impl Call {
+    fn of(path: &str) -> Call {
+        let mut parts = path.trim_start_matches('/').splitn(2, '/');
+        let service = parts.next().unwrap_or_default();
+        let method = parts.next().unwrap_or_default();
+        Call {
+            method: GrpcMethod {
+                grpc_service: service.to_owned(),
+                grpc_method: method.to_owned(),
+            },
+            started: Instant::now(),
+        }
+    }
+
+    fn finish(self, code: Code) {
+        let c = &*COMMON;
+        c.grpc_seconds
+            .get_or_create(&self.method)
+            .observe(self.started.elapsed().as_secs_f64());
+        c.grpc_handled
+            .get_or_create(&GrpcCall {
+                grpc_service: self.method.grpc_service,
+                grpc_method: self.method.grpc_method,
+                grpc_code: code_name(code).to_owned(),
+            })
+            .inc();
+    }
+}
+
+/// The status in `headers`, if they carry one (trailers, or the head of a trailers-only answer).
+fn status_in(headers: &HeaderMap) -> Option<Code> {
+    headers
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+        .map(Code::from_i32)
+}
+
+/// The conventional upper-case name (`NOT_FOUND`), as Prometheus labels usually show it.
+fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+impl<S, B, RB> Service<Request<B>> for Observe<S>
+where
+    S: Service<Request<B>, Response = Response<RB>>,
+    RB: Body,
+{
+    type Response = Response<ObservedBody<RB>>;
+    type Error = S::Error;
+    type Future = ObservedFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let call = Call::of(request.uri().path());
+        ObservedFuture {
+            inner: self.inner.call(request),
+            call: Some(call),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response of an observed call.
+    pub struct ObservedFuture<F> {
+        #[pin]
+        inner: F,
+        call: Option<Call>,
+    }
+}
+
+impl<F, RB, E> Future for ObservedFuture<F>
+where
+    F: Future<Output = Result<Response<RB>, E>>,
+{
+    type Output = Result<Response<ObservedBody<RB>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.inner.poll(cx));
+        let call = this.call.take();
+        Poll::Ready(match result {
+            Ok(response) => {
+                // A trailers-only answer (most errors) has its status in the head.
+                let call = match (call, status_in(response.headers())) {
+                    (Some(call), Some(code)) => {
+                        call.finish(code);
+                        None
+                    }
+                    (call, _) => call,
+                };
+                Ok(response.map(|inner| ObservedBody { inner, call }))
+            }
+            Err(e) => {
+                // Below this layer only load shedding fails a call.
+                if let Some(call) = call {
+                    call.finish(Code::ResourceExhausted);
+                }
+                Err(e)
+            }
+        })
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body whose trailers say how the call ended.
+    pub struct ObservedBody<B> {
+        #[pin]
+        inner: B,
+        call: Option<Call>,
+    }
+
+    impl<B> PinnedDrop for ObservedBody<B> {
+        fn drop(this: Pin<&mut Self>) {
+            // Dropped before its trailers: the client went away.
+            if let Some(call) = this.project().call.take() {
+                call.finish(Code::Cancelled);
+            }
+        }
+    }
+}
+
+impl<B: Body> Body for ObservedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let frame = std::task::ready!(this.inner.poll_frame(cx));
+        match &frame {
+            Some(Ok(frame)) => {
+                if let Some(code) = frame.trailers_ref().and_then(status_in)
+                    && let Some(call) = this.call.take()
+                {
+                    call.finish(code);
+                }
+            }
+            Some(Err(_)) => {
+                if let Some(call) = this.call.take() {
+                    call.finish(Code::Internal);
+                }
+            }
+            None => {
+                if let Some(call) = this.call.take() {
+                    call.finish(Code::Unknown);
+                }
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
