@@ -240,6 +240,7 @@ pub async fn publish_committed(
         }
     }
     let metrics = &*crate::metrics::COMMON;
+    let path = path.label();
     metrics
         .published
         .get_or_create(&Publish { path })

@@ -13,7 +13,7 @@ use std::{
 
 use axum::{Router, extract::State, http::header, response::IntoResponse, routing::get};
 use prometheus_client::{
-    encoding::{EncodeLabelSet, EncodeLabelValue, text::encode},
+    encoding::{EncodeLabelSet, text::encode},
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
@@ -50,7 +50,7 @@ pub struct GrpcMethod {
 }
 
 /// Which code path published an allocation request.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum PublishPath {
     /// Right after the create committed.
     Create,
@@ -60,18 +60,29 @@ pub enum PublishPath {
     Retry,
 }
 
+impl PublishPath {
+    /// The label value: `create`, `sweeper` or `retry`.
+    pub fn label(self) -> &'static str {
+        match self {
+            PublishPath::Create => "create",
+            PublishPath::Sweeper => "sweeper",
+            PublishPath::Retry => "retry",
+        }
+    }
+}
+
 /// Labels of a publish.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Publish {
-    /// Who published.
-    pub path: PublishPath,
+    /// Who published ([`PublishPath::label`]).
+    pub path: &'static str,
 }
 
 /// Labels of a failed publish.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PublishFailure {
-    /// Who published.
-    pub path: PublishPath,
+    /// Who published ([`PublishPath::label`]).
+    pub path: &'static str,
     /// `disconnected` (not tried: the client knew NATS was down) or `error`.
     pub reason: &'static str,
 }

@@ -9,6 +9,7 @@ pub mod db;
 /// Row builders, shared with `investctl seed`.
 pub use fixtures;
 pub mod grpc_web;
+pub mod metrics;
 pub mod nats;
 pub mod process;
 pub mod stack;

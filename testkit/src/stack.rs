@@ -80,6 +80,8 @@ pub struct Running {
     pub shutdown: CancellationToken,
     /// The service's task; its result says how it stopped.
     pub task: JoinHandle<anyhow::Result<()>>,
+    /// Its Prometheus endpoint, if it has one.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl Running {
@@ -94,7 +96,14 @@ impl Running {
             addr,
             shutdown,
             task,
+            metrics_addr: None,
         }
+    }
+
+    /// Notes where the service serves its metrics.
+    pub fn with_metrics(mut self, metrics_addr: Option<SocketAddr>) -> Running {
+        self.metrics_addr = metrics_addr;
+        self
     }
 
     /// A new connection to the service.

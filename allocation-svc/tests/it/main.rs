@@ -9,6 +9,7 @@ mod chaos;
 mod faults;
 mod hostile;
 mod lanes;
+mod metrics;
 mod operability;
 mod replicas;
 mod selfheal;

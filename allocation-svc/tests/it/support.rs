@@ -40,7 +40,13 @@ pub struct Options {
     pub sweep_stuck_age: Duration,
     /// The consumer's `MAX_ACK_PENDING`.
     pub max_ack_pending: i64,
+    /// Every service serves Prometheus metrics on a port of its own.
+    pub metrics: bool,
 }
+
+/// Any free loopback port.
+const LOCAL_PORT: std::net::SocketAddr =
+    std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
 
 /// A duration in milliseconds.
 pub const fn ms(n: u64) -> Duration {
@@ -65,6 +71,7 @@ impl Default for Options {
             sweeper: (secs(3600), secs(3600)),
             sweep_stuck_age: secs(3600),
             max_ack_pending: 1000,
+            metrics: false,
         }
     }
 }
@@ -105,6 +112,9 @@ pub async fn stack_with(options: Options) -> Stack {
     config.sweeper.sweep_interval = options.sweeper.0;
     config.sweeper.sweep_min_age = options.sweeper.1;
     config.sweeper.sweep_stuck_age = options.sweep_stuck_age;
+    if options.metrics {
+        config.common.telemetry.metrics_addr = Some(LOCAL_PORT);
+    }
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("port");
     let app = investment_svc::App::from_parts(
         config,
@@ -114,9 +124,11 @@ pub async fn stack_with(options: Options) -> Stack {
     )
     .await
     .expect("investment-svc builds");
+    let metrics_addr = app.metrics_addr();
     let investment_svc = Running::start(app.local_addr().expect("addr"), |t| {
         app.run_until_stopped(t)
-    });
+    })
+    .with_metrics(metrics_addr);
     let mut stack = Stack {
         options: options.clone(),
         investment_svc,
@@ -157,7 +169,10 @@ impl Stack {
 
     /// Starts one more allocation-svc replica; returns its index.
     pub async fn add_replica(&mut self, allocate: bool) -> usize {
-        let config = self.replica_config(allocate);
+        let mut config = self.replica_config(allocate);
+        if self.options.metrics {
+            config.common.telemetry.metrics_addr = Some(LOCAL_PORT);
+        }
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("port");
         let app = allocation_svc::App::from_parts(
             config,
@@ -168,8 +183,9 @@ impl Stack {
         .await
         .expect("allocation-svc builds");
         let addr = app.local_addr().expect("addr");
+        let metrics_addr = app.metrics_addr();
         self.replicas
-            .push(Running::start(addr, |t| app.run_until_stopped(t)));
+            .push(Running::start(addr, |t| app.run_until_stopped(t)).with_metrics(metrics_addr));
         self.replicas.len() - 1
     }
 
