@@ -9,7 +9,7 @@ use sea_orm::{
     TransactionTrait,
     sea_query::{Expr, LockType},
 };
-use service_kit::messaging::{self, Committed, PublishPath, Topology};
+use service_kit::messaging::{self, PublishPath, Topology};
 use uuid::Uuid;
 
 use crate::{Error, Result, config::AllocatorArgs};
@@ -198,7 +198,7 @@ pub async fn retry(
     .ok_or(Error::NotFound("investment"))?;
     txn.commit().await?;
 
-    let event = events::status_event(&updated, Vec::new());
+    let event = wire::status_event(&updated, Vec::new());
     if let Err(e) = messaging::publish_status(
         nats,
         topology,
@@ -210,7 +210,7 @@ pub async fn retry(
     {
         tracing::warn!(investment_id = %updated.id, error = %e, "status event not published");
     }
-    let retried = [Committed::retry(updated.clone())];
+    let retried = [wire::retry_request(&updated)];
     if let (_, Some(e)) =
         messaging::publish_committed(db, js, topology, PublishPath::Retry, &retried).await
     {

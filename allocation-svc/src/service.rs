@@ -4,7 +4,7 @@ use api::v1::{self as pb, allocation_service_server::AllocationService};
 use async_nats::jetstream;
 use ledger::listing::{self, ListQuery};
 use sea_orm::{Condition, DatabaseConnection};
-use service_kit::{auth::Caller, messaging::Topology, status::Violations, wire};
+use service_kit::{auth::Caller, messaging::Topology, status::Violations};
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 
@@ -80,7 +80,7 @@ impl AllocationService for Api {
         record_user(&caller);
         caller.require_admin()?;
         let r = request.get_ref();
-        let failed = pb::AllocationStatus::Failed as i32;
+        let failed = Ok(Some(entity::prelude::AllocationStatus::Failed));
         let query = ListQuery::parse("ListFailedAllocations", r.page_size, &r.page_token, failed)
             .map_err(Error::from)?;
         let (rows, next) = listing::list(&self.db, Condition::all(), &query)

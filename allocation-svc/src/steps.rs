@@ -215,7 +215,7 @@ impl Allocator {
             .filter(|r| r.allocation_status == AllocationStatus::Completed)
             .map(investment::Model::investment_id);
         let mut allocations = match events::allocations(&self.db, completed).await {
-            Ok(a) => a,
+            Ok(rows) => wire::allocations(rows),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read allocations for status events");
                 HashMap::new()
@@ -223,7 +223,7 @@ impl Allocator {
         };
         for row in rows {
             let event: pb::AllocationStatusEvent =
-                events::status_event(row, allocations.remove(&row.id).unwrap_or_default());
+                wire::status_event(row, allocations.remove(&row.id).unwrap_or_default());
             if let Err(e) = messaging::publish_status(
                 &self.nats,
                 &self.topology,

@@ -356,7 +356,7 @@ impl Watchers {
             .iter()
             .filter(|e| e.allocation_status == AllocationStatus::Completed)
             .map(|e| InvestmentId(e.investment_id));
-        let mut allocations = events::allocations(&self.db, completed).await?;
+        let mut allocations = wire::allocations(events::allocations(&self.db, completed).await?);
         Ok(events
             .iter()
             .map(|e| {
@@ -365,7 +365,7 @@ impl Watchers {
                 } else {
                     Vec::new()
                 };
-                events::update(e, pieces)
+                wire::update(e, pieces)
             })
             .collect())
     }

@@ -6,10 +6,9 @@ use entity::prelude::*;
 use sea_orm::{ColumnTrait, Condition, DatabaseConnection};
 use service_kit::{
     auth::Caller,
-    messaging::{self, Committed, PublishPath, Topology},
+    messaging::{self, PublishPath, Topology},
     page,
     status::Violations,
-    wire,
 };
 use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
@@ -62,7 +61,7 @@ impl Api {
         if created == Created::Replayed {
             return Ok(row);
         }
-        let event = ledger::events::status_event(&row, Vec::new());
+        let event = wire::status_event(&row, Vec::new());
         if let Err(e) = messaging::publish_status(
             &self.nats,
             &self.topology,
@@ -74,7 +73,7 @@ impl Api {
         {
             tracing::debug!(error = %e, "status event not published; watchers poll the event log");
         }
-        let committed = [Committed::first(row.clone())];
+        let committed = [wire::first_request(&row)];
         match messaging::publish_committed(
             &self.db,
             &self.js,
@@ -152,7 +151,7 @@ impl InvestmentService for Api {
             "ListInvestments",
             r.page_size,
             &r.page_token,
-            r.allocation_status,
+            wire::allocation_status_filter(r.allocation_status),
         )
         .map_err(Error::from)?;
         let scope = Condition::all().add(investment::Column::UserId.eq(caller.user_id));
@@ -182,7 +181,7 @@ impl InvestmentService for Api {
                 .await
                 .map_err(Error::from)?;
         Ok(Response::new(pb::ListSubscriptionBalancesResponse {
-            balances: rows.iter().map(balance::Balance::to_proto).collect(),
+            balances: rows.iter().map(wire::balance).collect(),
             next_page_token: page::next_token(next, SCOPE),
         }))
     }
@@ -203,22 +202,8 @@ impl InvestmentService for Api {
             .await
             .map_err(Error::from)?;
         Ok(Response::new(pb::ListDealsResponse {
-            deals: rows.iter().map(open_deal).collect(),
+            deals: rows.iter().map(wire::open_deal).collect(),
             next_page_token: page::next_token(next, SCOPE),
         }))
-    }
-}
-
-/// An open deal on the wire.
-fn open_deal(deal: &deals::OpenDeal) -> pb::Deal {
-    pb::Deal {
-        id: deal.id.to_string(),
-        name: deal.name.clone(),
-        price_per_share: wire::money(deal.price_per_share),
-        status: pb::DealStatus::Open.into(),
-        units_remaining: deal.units_remaining,
-        units_reserved: deal.units_reserved,
-        units_available: deal.units_available(),
-        created_at: Some(wire::timestamp(deal.created_at)),
     }
 }

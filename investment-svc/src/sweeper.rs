@@ -131,7 +131,7 @@ impl Sweeper {
             .order_by_asc(investment::Column::CreatedAt)
             .all(&self.db)
             .await?;
-        let requests: Vec<Committed> = rows.into_iter().map(Committed::first).collect();
+        let requests: Vec<Committed> = rows.iter().map(wire::first_request).collect();
         let (published, failure) = messaging::publish_committed(
             &self.db,
             &self.js,

@@ -6,7 +6,6 @@
 //! plan and correlated aggregate subqueries (`withSum` / `withCount`), each served by a
 //! partial covering index keyed by subscription.
 
-use api::v1 as pb;
 use entity::{
     prelude::{AllocationStatus, PaymentStatus, SubscriptionId, SubscriptionStatus, UserId},
     subscription,
@@ -20,7 +19,7 @@ use sea_orm::{
         SubQueryStatement,
     },
 };
-use service_kit::{page::Cursor, wire};
+use service_kit::page::Cursor;
 use uuid::Uuid;
 
 /// One subscription with the raw aggregates its balance is computed from.
@@ -71,28 +70,6 @@ impl From<Aggregates> for Balance {
             aggregates,
             total_value,
             available_balance,
-        }
-    }
-}
-
-impl Balance {
-    /// The API's view of this balance.
-    pub fn to_proto(&self) -> pb::SubscriptionBalance {
-        let a = &self.aggregates;
-        pb::SubscriptionBalance {
-            subscription_id: a.subscription_id.to_string(),
-            plan_id: a.plan_id.to_string(),
-            plan_name: a.plan_name.clone(),
-            status: wire::subscription_status(a.status).into(),
-            monthly_amount: wire::money(a.monthly_amount),
-            duration_months: a.duration_months,
-            total_value: wire::money(self.total_value),
-            months_completed: a.months_completed,
-            total_paid: wire::money(a.total_paid),
-            total_invested: wire::money(a.total_invested),
-            reserved_amount: wire::money(a.reserved_amount),
-            available_balance: wire::money(self.available_balance),
-            created_at: Some(wire::timestamp(a.created_at)),
         }
     }
 }

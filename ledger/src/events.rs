@@ -2,9 +2,6 @@
 //! `status_version`, written in the transaction that changed the status. It is what makes a
 //! watcher gapless: whatever NATS delivered, a watcher catches up from here.
 
-use std::collections::HashMap;
-
-use api::v1 as pb;
 use chrono::{DateTime, Utc};
 use entity::prelude::*;
 use sea_orm::{
@@ -13,7 +10,6 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
     sea_query::{Expr, ExprTrait},
 };
-use service_kit::wire;
 use uuid::Uuid;
 
 /// Logs the current state of each investment as its event at its `status_version`: call it in
@@ -83,63 +79,18 @@ pub async fn after(
         .await
 }
 
-/// The allocations of completed investments, by investment, for their updates.
+/// The allocations of completed investments, oldest first.
 pub async fn allocations(
     db: &impl ConnectionTrait,
     investment_ids: impl IntoIterator<Item = InvestmentId>,
-) -> Result<HashMap<Uuid, Vec<pb::Allocation>>, DbErr> {
-    let rows = UserInvestment::find()
+) -> Result<Vec<user_investment::Model>, DbErr> {
+    UserInvestment::find()
         .filter(user_investment::Column::InvestmentId.is_in(investment_ids))
         .filter(user_investment::Column::IsReversed.eq(false))
         .order_by_asc(user_investment::Column::CreatedAt)
         .order_by_asc(user_investment::Column::Id)
         .all(db)
-        .await?;
-    let mut by_investment: HashMap<Uuid, Vec<pb::Allocation>> = HashMap::new();
-    for row in rows {
-        by_investment
-            .entry(row.investment_id)
-            .or_default()
-            .push(pb::Allocation {
-                bulk_purchase_id: row.bulk_purchase_id.to_string(),
-                units: row.units_allocated,
-                value: wire::money(row.value_allocated),
-            });
-    }
-    Ok(by_investment)
-}
-
-/// An event as the API shows it; `allocations` only matter for `COMPLETED`.
-pub fn update(
-    event: &allocation_event::Model,
-    allocations: Vec<pb::Allocation>,
-) -> pb::AllocationUpdate {
-    pb::AllocationUpdate {
-        investment_id: event.investment_id.to_string(),
-        allocation_status: wire::allocation_status(event.allocation_status).into(),
-        version: event.version,
-        attempt: event.attempt,
-        error: event.error.clone().unwrap_or_default(),
-        allocations,
-        updated_at: Some(wire::timestamp(event.created_at)),
-        deal_id: event.deal_id.to_string(),
-    }
-}
-
-/// The NATS status event for an investment's current state.
-pub fn status_event(
-    row: &investment::Model,
-    allocations: Vec<pb::Allocation>,
-) -> pb::AllocationStatusEvent {
-    pb::AllocationStatusEvent {
-        user_id: row.user_id.to_string(),
-        update: Some(current(row, allocations)),
-    }
-}
-
-/// An investment's current state as an update (what a watcher is sent first).
-pub fn current(row: &investment::Model, allocations: Vec<pb::Allocation>) -> pb::AllocationUpdate {
-    update(&event_of(row), allocations)
+        .await
 }
 
 /// The event an investment's current state is logged as.

@@ -1,7 +1,6 @@
 //! Pages of investments, newest first, for any scope: one user's (ListInvestments) or
 //! everyone's failed ones (ListFailedAllocations).
 
-use api::v1 as pb;
 use entity::prelude::*;
 use sea_orm::{
     ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
@@ -27,27 +26,25 @@ pub struct ListQuery {
 
 impl ListQuery {
     /// Validates page size, page token and status filter of a request to `rpc` (a token must
-    /// come from the same RPC with the same filter).
+    /// come from the same RPC with the same filter). `status` is `Err(value)` for a value the
+    /// API does not define.
     pub fn parse(
         rpc: &str,
         page_size: i32,
         page_token: &str,
-        status: i32,
+        status: Result<Option<AllocationStatus>, i32>,
     ) -> Result<Self, Invalid> {
         let mut v = Violations::default();
-        let filter = pb::AllocationStatus::try_from(status);
-        let token_scope = match filter {
-            Ok(s) => format!("{rpc}/{}", s.as_str_name()),
-            Err(_) => format!("{rpc}/{status}"),
+        let token_scope = match status {
+            Ok(Some(s)) => format!("{rpc}/{}", sea_orm::ActiveEnum::to_value(&s)),
+            Ok(None) => format!("{rpc}/all"),
+            Err(value) => format!("{rpc}/{value}"),
         };
         let (size, after) = page::parse(page_size, page_token, &token_scope, &mut v);
-        let allocation_status = match filter {
-            Ok(s) => service_kit::wire::allocation_status_filter(s),
-            Err(_) => {
-                v.add("allocation_status", "unknown value");
-                None
-            }
-        };
+        let allocation_status = status.unwrap_or_else(|_| {
+            v.add("allocation_status", "unknown value");
+            None
+        });
         v.finish()?;
         Ok(Self {
             allocation_status,

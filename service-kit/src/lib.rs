@@ -1,5 +1,6 @@
 //! What both services need and do the same way: identity, configuration, telemetry, database
-//! and NATS set-up, pagination, wire conversions and the gRPC server around a service.
+//! and NATS set-up, pagination, metrics, health and the gRPC server around a service. The
+//! domain's mapping to protobuf is in the `wire` crate.
 //!
 //! Everything here is generic over the two services; anything that only one of them needs
 //! lives in that service's crate.
@@ -16,4 +17,3 @@ pub mod server;
 pub mod status;
 pub mod telemetry;
 pub mod transport;
-pub mod wire;

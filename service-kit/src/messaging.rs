@@ -110,18 +110,6 @@ pub fn retry_msg_id(investment_id: InvestmentId, status_version: i64) -> String 
     format!("{investment_id}.retry.{status_version}")
 }
 
-/// The allocation request for a committed investment.
-pub fn allocation_request(row: &investment::Model) -> AllocationRequest {
-    AllocationRequest {
-        investment_id: row.id.to_string(),
-        user_id: row.user_id.to_string(),
-        deal_id: row.deal_id.to_string(),
-        subscription_id: row.subscription_id.to_string(),
-        shares: row.shares,
-        requested_at: Some(crate::wire::timestamp(row.created_at)),
-    }
-}
-
 /// Publishes a status event on `<prefix>.status.<user_id>.<investment_id>` (core NATS: the
 /// event log in PostgreSQL is the record; this only wakes watchers up, on every replica).
 pub async fn publish_status(
@@ -175,27 +163,18 @@ pub async fn publish_request(
     }
 }
 
-/// An allocation request to publish after its investment's transaction committed.
+/// An allocation request to publish after its investment's transaction committed (made from
+/// the committed row by the `wire` crate).
 #[derive(Clone, Debug)]
 pub struct Committed {
-    /// The investment as committed (`pending`, with `last_published_at` stamped).
-    pub row: investment::Model,
+    /// The investment.
+    pub investment_id: InvestmentId,
+    /// Its deal: the subject's pool.
+    pub deal_id: DealId,
     /// Its `Nats-Msg-Id`: the investment id, or [`retry_msg_id`] for an admin retry.
     pub msg_id: String,
-}
-
-impl Committed {
-    /// The request of a newly created (or swept) investment: `Nats-Msg-Id` is its id.
-    pub fn first(row: investment::Model) -> Self {
-        let msg_id = row.id.to_string();
-        Self { row, msg_id }
-    }
-
-    /// The request of an admin retry, with a fresh `Nats-Msg-Id` (see [`retry_msg_id`]).
-    pub fn retry(row: investment::Model) -> Self {
-        let msg_id = retry_msg_id(row.investment_id(), row.status_version);
-        Self { row, msg_id }
-    }
+    /// The message.
+    pub request: AllocationRequest,
 }
 
 /// Why [`publish_committed`] left requests to the sweeper.
@@ -228,9 +207,14 @@ pub async fn publish_committed(
         failure = Some(Unpublished::Disconnected);
     } else {
         for request in requests {
-            let row = &request.row;
-            let message = allocation_request(row);
-            match publish_request(js, topology, &message, &request.msg_id, row.deal()).await {
+            let sent = publish_request(
+                js,
+                topology,
+                &request.request,
+                &request.msg_id,
+                request.deal_id,
+            );
+            match sent.await {
                 Ok(()) => published += 1,
                 Err(e) => {
                     failure = Some(e.into());
@@ -254,7 +238,7 @@ pub async fn publish_committed(
             .publish_failures
             .get_or_create(&PublishFailure { path, reason })
             .inc_by((requests.len() - published) as u64);
-        let ids = requests[published..].iter().map(|r| r.row.id);
+        let ids = requests[published..].iter().map(|r| r.investment_id.uuid());
         let cleared = Investment::update_many()
             .col_expr(
                 investment::Column::LastPublishedAt,

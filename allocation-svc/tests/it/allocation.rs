@@ -105,7 +105,7 @@ async fn a_request_delivered_twice_is_allocated_once() {
     // The same request again, under another message id so NATS does not drop it.
     let js = jetstream::new(stack.nats.clone());
     let row = stack.investment(&created.id).await;
-    let request = service_kit::messaging::allocation_request(&row);
+    let request = wire::allocation_request(&row);
     let subject = format!("{}.requests.{}", stack.names.prefix, investor.deal.id);
     for n in 0..3 {
         js.send_publish(
@@ -177,7 +177,7 @@ async fn garbage_on_the_request_subject_is_terminated_and_never_blocks_the_pool(
     // A real investment published on another deal's subject: rejected, not allocated there.
     let misrouted = stack.create(&investor, 1).await;
     let row = stack.investment(&misrouted.id).await;
-    let request = service_kit::messaging::allocation_request(&row);
+    let request = wire::allocation_request(&row);
     js.publish(
         format!("{prefix}.requests.{}", other_deal.id),
         request.encode_to_vec().into(),
