@@ -197,6 +197,7 @@ async fn route(dispatcher: &mut Dispatcher, message: jetstream::Message) {
     dispatcher.dispatch(
         deal_id,
         Delivery {
+            trace: service_kit::tracing_context::from_nats(message.headers.as_ref()),
             message,
             job,
             received: Instant::now(),

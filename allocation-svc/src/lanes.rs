@@ -11,6 +11,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use async_nats::jetstream::{AckKind, Message};
 use entity::prelude::DealId;
 use futures::FutureExt as _;
+use opentelemetry::trace::TraceContextExt as _;
 use tokio::{
     sync::{Semaphore, mpsc},
     task::{JoinError, JoinHandle},
@@ -18,6 +19,7 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::worker::{Allocator, Job, Verdict};
 
@@ -29,6 +31,8 @@ pub struct Delivery {
     pub job: Job,
     /// When it was pulled: a request is on its ack-wait clock from then on.
     pub received: Instant,
+    /// The trace context the request carries (the create's, or the admin retry's).
+    pub trace: opentelemetry::Context,
 }
 
 /// Lane settings.
@@ -198,7 +202,20 @@ async fn run_lane(
         }
         let jobs: Vec<Job> = batch.iter().map(|d| d.job).collect();
         let ids: Vec<String> = jobs.iter().map(|j| j.investment_id.to_string()).collect();
-        let span = tracing::info_span!("allocation", %deal_id, investment_ids = ?ids);
+        let span = tracing::info_span!(
+            "allocation",
+            %deal_id,
+            investment_ids = ?ids,
+            trace_id = tracing::field::Empty
+        );
+        // One transaction serves many requests, each with its own trace: link them all.
+        for delivery in &batch {
+            span.add_link(delivery.trace.span().span_context().clone());
+        }
+        span.record(
+            "trace_id",
+            tracing::field::display(service_kit::tracing_context::trace_id(&span)),
+        );
         let work = allocator.run_batch(deal_id, &jobs).instrument(span.clone());
         tokio::pin!(work);
         // A batch slowed down by faults (lock waits, retries) keeps its requests' leases.
@@ -215,9 +232,15 @@ async fn run_lane(
             }
         };
         for (delivery, verdict) in batch.iter().zip(verdicts) {
-            settle(&delivery.message, verdict)
-                .instrument(span.clone())
-                .await;
+            // Each request's own trace gets the outcome of its allocation.
+            let request = tracing::info_span!(
+                "allocate",
+                investment_id = %delivery.job.investment_id,
+                ?verdict,
+            );
+            let _ = request.set_parent(delivery.trace.clone());
+            request.follows_from(&span);
+            settle(&delivery.message, verdict).instrument(request).await;
         }
     }
     // Shutting down: hand queued requests back to NATS at once, for another replica.

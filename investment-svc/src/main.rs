@@ -1,4 +1,4 @@
-//! investment-svc: parse the configuration, set up logging, run until SIGTERM/SIGINT.
+//! investment-svc: parse the configuration, set up logging and tracing, run until SIGTERM/SIGINT.
 
 use clap::Parser;
 use investment_svc::{App, Config};
@@ -7,10 +7,12 @@ use service_kit::{server, telemetry};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    telemetry::init(&config.common.telemetry)?;
+    let telemetry = telemetry::init(&config.common.telemetry, "investment-svc")?;
     let shutdown = server::shutdown_on_signal();
     let app = App::build(config).await.inspect_err(|e| {
         tracing::error!(error = format!("{e:#}"), "investment-svc failed to start");
     })?;
-    app.run_until_stopped(shutdown).await
+    let stopped = app.run_until_stopped(shutdown).await;
+    telemetry.shutdown();
+    stopped
 }

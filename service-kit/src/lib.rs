@@ -16,4 +16,5 @@ pub mod page;
 pub mod server;
 pub mod status;
 pub mod telemetry;
+pub mod tracing_context;
 pub mod transport;

@@ -111,7 +111,8 @@ pub fn retry_msg_id(investment_id: InvestmentId, status_version: i64) -> String 
 }
 
 /// Publishes a status event on `<prefix>.status.<user_id>.<investment_id>` (core NATS: the
-/// event log in PostgreSQL is the record; this only wakes watchers up, on every replica).
+/// event log in PostgreSQL is the record; this only wakes watchers up, on every replica), with
+/// the current trace context in its headers.
 pub async fn publish_status(
     client: &async_nats::Client,
     topology: &Topology,
@@ -119,9 +120,12 @@ pub async fn publish_status(
     investment_id: InvestmentId,
     event: &AllocationStatusEvent,
 ) -> Result<(), async_nats::PublishError> {
+    let mut headers = async_nats::HeaderMap::new();
+    crate::tracing_context::inject_current(&mut headers);
     client
-        .publish(
+        .publish_with_headers(
             topology.status_subject(user_id, investment_id),
+            headers,
             event.encode_to_vec().into(),
         )
         .await
@@ -141,11 +145,15 @@ pub async fn publish_request(
 ) -> Result<(), PublishError> {
     let subject = topology.request_subject(deal_id);
     let payload = request.encode_to_vec();
+    // The trace of the create (or retry) continues in allocation-svc.
+    let mut headers = async_nats::HeaderMap::new();
+    crate::tracing_context::inject_current(&mut headers);
     let send = || async {
         js.send_publish(
             subject.clone(),
             jetstream::message::PublishMessage::build()
                 .payload(payload.clone().into())
+                .headers(headers.clone())
                 .message_id(msg_id),
         )
         .await?

@@ -1,6 +1,7 @@
-//! A tower layer that counts every gRPC call by service, method and status code, and times it
-//! to the end of its response (the status of a gRPC call is in its trailers, so the body is
-//! watched to the end).
+//! A tower layer around every gRPC call: a span continuing the caller's W3C trace context
+//! (`traceparent` metadata), and metrics counting calls by service, method and status code and
+//! timing them to the end of their response (the status of a gRPC call is in its trailers, so
+//! the body is watched to the end).
 
 use std::{
     future::Future,
@@ -13,6 +14,8 @@ use http::{HeaderMap, Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use tonic::Code;
 use tower::{Layer, Service};
+use tracing::{Instrument as _, instrument::Instrumented};
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::metrics::{COMMON, GrpcCall, GrpcMethod};
 
@@ -108,7 +111,7 @@ where
 {
     type Response = Response<ObservedBody<RB>>;
     type Error = S::Error;
-    type Future = ObservedFuture<S::Future>;
+    type Future = ObservedFuture<Instrumented<S::Future>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -116,8 +119,21 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let call = Call::of(request.uri().path());
+        let span = tracing::info_span!(
+            "grpc",
+            rpc.service = %call.method.grpc_service,
+            rpc.method = %call.method.grpc_method,
+            otel.kind = "server",
+            trace_id = tracing::field::Empty,
+        );
+        // A caller without a trace context starts a new trace here.
+        let _ = span.set_parent(crate::tracing_context::from_http(request.headers()));
+        span.record(
+            "trace_id",
+            tracing::field::display(crate::tracing_context::trace_id(&span)),
+        );
         ObservedFuture {
-            inner: self.inner.call(request),
+            inner: self.inner.call(request).instrument(span),
             call: Some(call),
         }
     }

@@ -64,6 +64,7 @@ async fn an_idle_lane_ends_and_a_new_one_takes_over_its_pool() {
                 message,
                 job,
                 received: tokio::time::Instant::now(),
+                trace: opentelemetry::Context::new(),
             },
         );
         assert_eq!(
