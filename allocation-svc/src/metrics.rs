@@ -30,8 +30,35 @@ pub struct Unfinished {
     pub status: &'static str,
 }
 
+/// A watch RPC.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Rpc {
+    /// `WatchAllocation` or `WatchAllocations`.
+    pub rpc: &'static str,
+}
+
+/// Counts a watch stream in `watch_streams_open` for as long as its producer lives.
+pub struct OpenStream(Rpc);
+
+impl OpenStream {
+    /// A stream of `rpc` opened.
+    pub fn new(rpc: &'static str) -> Self {
+        let rpc = Rpc { rpc };
+        METRICS.watch_streams.get_or_create(&rpc).inc();
+        OpenStream(rpc)
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        METRICS.watch_streams.get_or_create(&self.0).dec();
+    }
+}
+
 /// The families.
 pub struct Metrics {
+    /// Watch streams open, by RPC.
+    pub watch_streams: Family<Rpc, Gauge>,
     /// Allocations that ended, by outcome.
     pub allocations: Family<Outcome, Counter>,
     /// Requests per allocation transaction.
@@ -54,6 +81,7 @@ pub struct Metrics {
 
 /// The process's families.
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
+    watch_streams: Family::default(),
     allocations: Family::default(),
     micro_batch_size: Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]),
     retries: Family::default(),
@@ -68,6 +96,11 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
 /// Registers the families in `registry`.
 pub fn register(registry: &mut Registry) {
     let m = &*METRICS;
+    registry.register(
+        "watch_streams_open",
+        "Watch streams open on this replica, by RPC",
+        m.watch_streams.clone(),
+    );
     registry.register(
         "allocations",
         "Allocations that ended, by outcome",

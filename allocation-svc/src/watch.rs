@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::Status;
 use uuid::Uuid;
 
+use crate::metrics::OpenStream;
 use crate::{Error, config::WatchArgs};
 
 /// Most non-terminal investments a WatchAllocations stream starts with.
@@ -183,7 +184,12 @@ impl Watchers {
             .await?
             .ok_or(Error::NotFound("investment"))?;
         let (tx, rx) = mpsc::channel(16);
-        tokio::spawn(self.clone().produce_one(row, notices, tx));
+        let open = OpenStream::new("WatchAllocation");
+        let producer = self.clone().produce_one(row, notices, tx);
+        tokio::spawn(async move {
+            producer.await;
+            drop(open);
+        });
         Ok(UpdateStream::new(rx))
     }
 
@@ -260,10 +266,14 @@ impl Watchers {
             .all(&self.db)
             .await?;
         let (tx, rx) = mpsc::channel(16);
-        tokio::spawn(
-            self.clone()
-                .produce_all(user_id, started, open, notices, tx),
-        );
+        let stream = OpenStream::new("WatchAllocations");
+        let producer = self
+            .clone()
+            .produce_all(user_id, started, open, notices, tx);
+        tokio::spawn(async move {
+            producer.await;
+            drop(stream);
+        });
         Ok(UpdateStream::new(rx))
     }
 

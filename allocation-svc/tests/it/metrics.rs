@@ -73,9 +73,13 @@ async fn a_create_and_its_allocation_move_the_counters_of_both_services() {
             "{name} {labels:?} did not move:\n{after_alloc}"
         );
     }
-    for sampled in ["db_pool_connections_open", "jetstream_consumer_pending"] {
+    for sampled in [
+        "db_pool_connections_open",
+        "jetstream_consumer_pending",
+        "watch_streams_open{",
+    ] {
         assert!(
-            after_alloc.contains(&format!("\n{sampled} ")),
+            after_alloc.contains(&format!("\n{sampled}")),
             "{sampled} missing:\n{after_alloc}"
         );
     }
