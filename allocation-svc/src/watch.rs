@@ -31,6 +31,12 @@ use crate::{Error, config::WatchArgs};
 /// Most non-terminal investments a WatchAllocations stream starts with.
 pub const INITIAL_LIMIT: u64 = 500;
 
+/// How far before its last look a `WatchAllocations` stream reads the event log again. An event
+/// is stamped when its transaction writes it but becomes visible only at commit, so a change
+/// committed just after a look can carry a time before it; transactions here last well under
+/// a second (`LOCK_TIMEOUT` bounds the waits), and five seconds covers them with room to spare.
+const COMMIT_OVERLAP: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
+
 /// A status change somewhere: who, which investment, which version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Notice {
@@ -296,10 +302,9 @@ impl Watchers {
         if let Sent::ClientGone = send_tracked(&tx, &mut last, updates).await {
             return;
         }
-        // Events are read from a little before the last look: a transaction that started
-        // earlier may commit later. `last` drops what was already sent.
-        let overlap = chrono::Duration::seconds(5);
-        let mut since = started - overlap;
+        // Events are read from a little before the last look; `last` drops what was already
+        // sent.
+        let mut since = started - COMMIT_OVERLAP;
         let mut resync = tokio::time::interval(self.args.watch_resync);
         loop {
             match self
@@ -327,7 +332,7 @@ impl Watchers {
             if let Sent::ClientGone = send_tracked(&tx, &mut last, updates).await {
                 return;
             }
-            since = looked_at - overlap;
+            since = looked_at - COMMIT_OVERLAP;
         }
     }
 
