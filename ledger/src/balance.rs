@@ -19,7 +19,7 @@ use sea_orm::{
         SubQueryStatement,
     },
 };
-use service_kit::page::Cursor;
+use service_kit::page::{self, Cursor};
 use uuid::Uuid;
 
 /// One subscription with the raw aggregates its balance is computed from.
@@ -242,15 +242,10 @@ pub async fn page(
     let mut rows = Aggregates::find_by_statement(db.get_database_backend().build(&query))
         .all(db)
         .await?;
-    let next = if rows.len() as u64 > size {
-        rows.truncate(size as usize);
-        rows.last().map(|r| Cursor {
-            created_at: r.created_at,
-            id: r.subscription_id,
-        })
-    } else {
-        None
-    };
+    let next = page::split(&mut rows, size, |r| Cursor {
+        created_at: r.created_at,
+        id: r.subscription_id,
+    });
     Ok((rows.into_iter().map(Balance::from).collect(), next))
 }
 

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, FromQueryResult, Statement, Value};
-use service_kit::page::Cursor;
+use service_kit::page::{self, Cursor};
 use uuid::Uuid;
 
 /// An open deal and its inventory.
@@ -61,14 +61,9 @@ pub async fn open_page(
     sql.push_str(&format!(" ORDER BY d.created_at, d.id LIMIT {}", size + 1));
     let stmt = Statement::from_sql_and_values(DbBackend::Postgres, sql, values);
     let mut rows = OpenDeal::find_by_statement(stmt).all(db).await?;
-    let next = if rows.len() as u64 > size {
-        rows.truncate(size as usize);
-        rows.last().map(|r| Cursor {
-            created_at: r.created_at,
-            id: r.id,
-        })
-    } else {
-        None
-    };
+    let next = page::split(&mut rows, size, |r| Cursor {
+        created_at: r.created_at,
+        id: r.id,
+    });
     Ok((rows, next))
 }

@@ -88,14 +88,9 @@ pub async fn list(
         .limit(query.size + 1)
         .all(db)
         .await?;
-    let next = if rows.len() as u64 > query.size {
-        rows.truncate(query.size as usize);
-        rows.last().map(|r| Cursor {
-            created_at: r.created_at,
-            id: r.id,
-        })
-    } else {
-        None
-    };
+    let next = page::split(&mut rows, query.size, |r| Cursor {
+        created_at: r.created_at,
+        id: r.id,
+    });
     Ok((rows, next))
 }

@@ -50,7 +50,19 @@ pub fn parse(
     (size, after)
 }
 
-/// The `next_page_token` of a response: empty on the last page.
+/// Pages are read one row longer than asked: the extra row, dropped here, says that another
+/// page follows, whose cursor (the last kept row's, by `cursor`) is returned.
+pub fn split<T>(rows: &mut Vec<T>, size: u64, cursor: impl Fn(&T) -> Cursor) -> Option<Cursor> {
+    let keep = usize::try_from(size).unwrap_or(usize::MAX);
+    if rows.len() > keep {
+        rows.truncate(keep);
+        rows.last().map(cursor)
+    } else {
+        None
+    }
+}
+
+/// The `next_page_token` of a response, bound to `scope`: empty on the last page.
 pub fn next_token(next: Option<Cursor>, scope: &str) -> String {
     next.map(|c| c.encode(scope)).unwrap_or_default()
 }

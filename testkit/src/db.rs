@@ -99,24 +99,48 @@ impl TestDb {
         let remaining = format!(
             "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = '{name}' AND pid <> {spare}"
         );
-        crate::eventually(
-            std::time::Duration::from_secs(10),
-            "the cut sessions to end",
-            || {
-                let (admin, sql) = (admin.clone(), remaining.clone());
-                async move {
-                    let row = admin
-                        .query_one_raw(sea_orm::Statement::from_string(
-                            sea_orm::DbBackend::Postgres,
-                            sql,
-                        ))
-                        .await
-                        .ok()??;
-                    let n: i64 = row.try_get("", "n").ok()?;
-                    (n == 0).then_some(())
-                }
-            },
-        )
+        self.until_count(&admin, remaining, "the cut sessions to end", |n| n == 0)
+            .await;
+    }
+
+    /// Waits until a session of this database waits on a lock (a transaction the test blocked
+    /// with a lock of its own is now inside, waiting).
+    pub async fn lock_waiter(&self) {
+        let admin = Database::connect(admin_url())
+            .await
+            .expect("admin connection");
+        let sql = format!(
+            "SELECT count(*) AS n FROM pg_stat_activity \
+             WHERE datname = '{}' AND wait_event_type = 'Lock'",
+            self.name
+        );
+        self.until_count(&admin, sql, "a session to wait on a lock", |n| n > 0)
+            .await;
+    }
+
+    /// Waits until `sql` (a `count(*) AS n`) satisfies `done`.
+    async fn until_count(
+        &self,
+        admin: &DatabaseConnection,
+        sql: String,
+        what: &str,
+        done: impl Fn(i64) -> bool,
+    ) {
+        crate::eventually(std::time::Duration::from_secs(20), what, || {
+            let (admin, sql) = (admin.clone(), sql.clone());
+            let done = &done;
+            async move {
+                let row = admin
+                    .query_one_raw(sea_orm::Statement::from_string(
+                        sea_orm::DbBackend::Postgres,
+                        sql,
+                    ))
+                    .await
+                    .ok()??;
+                let n: i64 = row.try_get("", "n").ok()?;
+                done(n).then_some(())
+            }
+        })
         .await;
     }
 

@@ -9,38 +9,6 @@ use sea_orm::{ConnectionTrait, EntityTrait};
 
 use crate::support::*;
 
-/// Waits until a session of the test database waits on a row lock: the allocator is inside
-/// its transaction, blocked by the test's lock, so the outage hits it mid-way.
-async fn allocator_waits_on_a_lock(stack: &Stack) {
-    let admin = sea_orm::Database::connect(testkit::db::admin_url())
-        .await
-        .expect("admin");
-    let sql = format!(
-        "SELECT count(*) AS waiting FROM pg_stat_activity \
-         WHERE datname = '{}' AND wait_event_type = 'Lock'",
-        stack.test_db.name
-    );
-    testkit::eventually(
-        Duration::from_secs(20),
-        "the allocator to wait on the lock",
-        || {
-            let (admin, sql) = (admin.clone(), sql.clone());
-            async move {
-                let row = admin
-                    .query_one_raw(sea_orm::Statement::from_string(
-                        sea_orm::DbBackend::Postgres,
-                        sql,
-                    ))
-                    .await
-                    .ok()??;
-                let waiting: i64 = row.try_get("", "waiting").ok()?;
-                (waiting > 0).then_some(())
-            }
-        },
-    )
-    .await;
-}
-
 /// The server process id behind a transaction's connection.
 async fn backend_pid(txn: &sea_orm::DatabaseTransaction) -> i32 {
     let row = txn
@@ -151,7 +119,7 @@ async fn database_unreachable_during_allocation_retries_then_succeeds() {
     // its transaction.
     let lock = hold(&stack, &investor, Hold::Batches).await;
     join_all((0..5).map(|_| stack.create(&investor, 3))).await;
-    allocator_waits_on_a_lock(&stack).await;
+    stack.test_db.lock_waiter().await;
 
     let spare = backend_pid(&lock).await;
     stack.test_db.set_reachable(false, Some(spare)).await;

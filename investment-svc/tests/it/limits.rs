@@ -141,21 +141,7 @@ async fn requests_beyond_the_concurrency_cap_are_refused_at_once() {
         let request = create_request(&investor, 1, "held");
         async move { client.create_investment(request).await }
     });
-    testkit::eventually(DEADLINE, "the create waits on the row lock", || async {
-        let waiting = app
-            .db
-            .query_one_raw(Statement::from_string(
-                DbBackend::Postgres,
-                "SELECT count(*) AS n FROM pg_stat_activity \
-                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
-            ))
-            .await
-            .ok()
-            .flatten()
-            .and_then(|row| row.try_get::<i64>("", "n").ok());
-        (waiting == Some(1)).then_some(())
-    })
-    .await;
+    app.test_db.lock_waiter().await;
 
     let refused = client
         .create_investment(create_request(&investor, 1, "refused"))
