@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use clap::CommandFactory;
-use tonic::transport::Channel;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
@@ -13,11 +12,7 @@ use crate::support::*;
 #[tokio::test]
 async fn health_answers_serving_without_a_token() {
     let stack = stack().await;
-    let channel = Channel::from_shared(format!("http://{}", stack.replicas[0].addr))
-        .expect("uri")
-        .connect()
-        .await
-        .expect("connect");
+    let channel = stack.replicas[0].channel().await;
     let status = HealthClient::new(channel)
         .check(HealthCheckRequest {
             service: "invest.v1.AllocationService".into(),
@@ -32,11 +27,7 @@ async fn health_answers_serving_without_a_token() {
 #[tokio::test]
 async fn investment_calls_on_this_port_are_sent_to_investment_svc() {
     let stack = stack().await;
-    let channel = Channel::from_shared(format!("http://{}", stack.replicas[0].addr))
-        .expect("uri")
-        .connect()
-        .await
-        .expect("connect");
+    let channel = stack.replicas[0].channel().await;
     let status = api::v1::investment_service_client::InvestmentServiceClient::new(channel)
         .list_deals(api::v1::ListDealsRequest::default())
         .await
