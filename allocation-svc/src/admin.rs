@@ -199,17 +199,14 @@ pub async fn retry(
     txn.commit().await?;
 
     let event = wire::status_event(&updated, Vec::new());
-    if let Err(e) = messaging::publish_status(
+    messaging::announce_status(
         nats,
         topology,
         updated.owner(),
         updated.investment_id(),
         &event,
     )
-    .await
-    {
-        tracing::warn!(investment_id = %updated.id, error = %e, "status event not published");
-    }
+    .await;
     let retried = [wire::retry_request(&updated)];
     if let (_, Some(e)) =
         messaging::publish_committed(db, js, topology, PublishPath::Retry, &retried).await

@@ -8,7 +8,7 @@ use api::v1::allocation_service_server::AllocationServiceServer;
 use sea_orm::DatabaseConnection;
 use service_kit::{
     auth::Authenticator,
-    db, messaging,
+    messaging,
     server::{self, Connections},
 };
 use tokio::net::TcpListener;
@@ -57,11 +57,7 @@ impl App {
         nats: async_nats::Client,
         listener: TcpListener,
     ) -> anyhow::Result<App> {
-        db::ensure_migrated(&db).await?;
-        let auth = Authenticator::from_args(&config.common.auth)?;
-        let metrics = service_kit::metrics::bind(config.common.telemetry.metrics_addr)
-            .await
-            .context("binding METRICS_ADDR")?;
+        let server::Prepared { auth, metrics } = server::prepare(&db, &config.common).await?;
         Ok(App {
             config,
             listener,

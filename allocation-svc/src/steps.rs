@@ -224,17 +224,14 @@ impl Allocator {
         for row in rows {
             let event: pb::AllocationStatusEvent =
                 wire::status_event(row, allocations.remove(&row.id).unwrap_or_default());
-            if let Err(e) = messaging::publish_status(
+            messaging::announce_status(
                 &self.nats,
                 &self.topology,
                 row.owner(),
                 row.investment_id(),
                 &event,
             )
-            .await
-            {
-                tracing::warn!(investment_id = %row.id, error = %e, "status event not published");
-            }
+            .await;
         }
     }
 }

@@ -7,7 +7,7 @@ use api::v1::investment_service_server::InvestmentServiceServer;
 use sea_orm::DatabaseConnection;
 use service_kit::{
     auth::Authenticator,
-    db, messaging,
+    messaging,
     server::{self, Connections},
 };
 use tokio::net::TcpListener;
@@ -51,8 +51,7 @@ impl App {
         nats: async_nats::Client,
         listener: TcpListener,
     ) -> anyhow::Result<App> {
-        db::ensure_migrated(&db).await?;
-        let auth = Authenticator::from_args(&config.common.auth)?;
+        let server::Prepared { auth, metrics } = server::prepare(&db, &config.common).await?;
         let js = messaging::jetstream(nats.clone(), config.common.nats.nats_timeout);
         let topology = messaging::Topology::from_args(&config.common.nats);
         messaging::ensure_stream(&js, &topology)
@@ -72,9 +71,6 @@ impl App {
             topology,
             creates: TaskTracker::new(),
         };
-        let metrics = service_kit::metrics::bind(config.common.telemetry.metrics_addr)
-            .await
-            .context("binding METRICS_ADDR")?;
         Ok(App {
             config,
             listener,

@@ -62,17 +62,14 @@ impl Api {
             return Ok(row);
         }
         let event = wire::status_event(&row, Vec::new());
-        if let Err(e) = messaging::publish_status(
+        messaging::announce_status(
             &self.nats,
             &self.topology,
             row.owner(),
             row.investment_id(),
             &event,
         )
-        .await
-        {
-            tracing::debug!(error = %e, "status event not published; watchers poll the event log");
-        }
+        .await;
         let committed = [wire::first_request(&row)];
         match messaging::publish_committed(
             &self.db,

@@ -113,7 +113,7 @@ pub fn retry_msg_id(investment_id: InvestmentId, status_version: i64) -> String 
 /// Publishes a status event on `<prefix>.status.<user_id>.<investment_id>` (core NATS: the
 /// event log in PostgreSQL is the record; this only wakes watchers up, on every replica), with
 /// the current trace context in its headers.
-pub async fn publish_status(
+async fn publish_status(
     client: &async_nats::Client,
     topology: &Topology,
     user_id: UserId,
@@ -129,6 +129,20 @@ pub async fn publish_status(
             event.encode_to_vec().into(),
         )
         .await
+}
+
+/// Publishes a status event, logging rather than failing if NATS does not take it: a lost
+/// event only delays watchers until they read the event log.
+pub async fn announce_status(
+    client: &async_nats::Client,
+    topology: &Topology,
+    user_id: UserId,
+    investment_id: InvestmentId,
+    event: &AllocationStatusEvent,
+) {
+    if let Err(e) = publish_status(client, topology, user_id, investment_id, event).await {
+        tracing::warn!(%investment_id, error = %e, "status event not published; watchers read the event log");
+    }
 }
 
 /// Publishes `request` to its deal's subject and waits for the stream's acknowledgement.

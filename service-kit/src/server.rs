@@ -101,6 +101,25 @@ impl Watch {
     }
 }
 
+/// What every service checks and binds before it runs.
+pub struct Prepared {
+    /// Verifies bearer tokens.
+    pub auth: crate::auth::Authenticator,
+    /// The bound metrics endpoint, if `METRICS_ADDR` is set.
+    pub metrics: Option<TcpListener>,
+}
+
+/// Refuses to run on a schema with pending migrations, builds the token verifier and binds the
+/// metrics endpoint.
+pub async fn prepare(db: &DatabaseConnection, common: &CommonArgs) -> anyhow::Result<Prepared> {
+    db::ensure_migrated(db).await?;
+    let auth = crate::auth::Authenticator::from_args(&common.auth)?;
+    let metrics = crate::metrics::bind(common.telemetry.metrics_addr)
+        .await
+        .context("binding METRICS_ADDR")?;
+    Ok(Prepared { auth, metrics })
+}
+
 /// Why the server could not be assembled.
 pub type ReflectionError = tonic_reflection::server::Error;
 
