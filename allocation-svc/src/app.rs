@@ -89,8 +89,9 @@ impl App {
             .with_context(|| format!("ensuring stream {}", topology.stream))?;
         let hub = Hub::start(
             &self.nats,
+            self.db.clone(),
             &topology,
-            config.watch.watch_buffer,
+            &config.watch,
             shutdown.child_token(),
         )
         .await
@@ -155,7 +156,6 @@ impl App {
             watchers: Watchers {
                 db: self.db,
                 hub,
-                args: config.watch.clone(),
                 shutdown: shutdown.child_token(),
             },
         };

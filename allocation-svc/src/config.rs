@@ -80,13 +80,13 @@ impl AllocatorArgs {
 /// Status streaming.
 #[derive(Clone, Debug, Args)]
 pub struct WatchArgs {
-    /// Even with no NATS event, a watcher re-reads the event log this often (covers events lost
-    /// while NATS was away).
+    /// How often the replica reads the event log for changes its watchers may have missed
+    /// (events NATS dropped): one read for all its watchers, none while nobody watches.
     #[arg(long, env = "WATCH_RESYNC", default_value = "2s", value_parser = parse_duration)]
     pub watch_resync: Duration,
-    /// Status events buffered for all watchers of this replica; a watcher that falls further
-    /// behind catches up from the event log instead of growing memory.
-    #[arg(long, env = "WATCH_BUFFER", default_value_t = 1024)]
+    /// Updates queued per watcher; a watcher whose client reads slower catches up from the
+    /// event log instead of growing memory.
+    #[arg(long, env = "WATCH_BUFFER", default_value_t = 64)]
     pub watch_buffer: usize,
 }
 

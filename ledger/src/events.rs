@@ -123,6 +123,20 @@ pub async fn of_user_since(
         .await
 }
 
+/// Every event logged at or after `since`, by investment and version: what a replica's
+/// watchers may have missed (served by the index on `created_at`).
+pub async fn since(
+    db: &impl ConnectionTrait,
+    since: DateTime<Utc>,
+) -> Result<Vec<allocation_event::Model>, DbErr> {
+    AllocationEvent::find()
+        .filter(allocation_event::Column::CreatedAt.gte(since))
+        .order_by_asc(allocation_event::Column::InvestmentId)
+        .order_by_asc(allocation_event::Column::Version)
+        .all(db)
+        .await
+}
+
 /// The database's clock, which stamps events: watchers compare with it, not with their own.
 pub async fn now(db: &impl ConnectionTrait) -> Result<DateTime<Utc>, DbErr> {
     let row = db

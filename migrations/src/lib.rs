@@ -8,6 +8,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261124_000001_initial_schema;
 mod m20261125_000001_failed_investment_status;
 mod m20261125_000002_deal_reserved_index;
+mod m20261125_000003_event_time_index;
 
 /// A fingerprint of every migration's SQL: test templates are rebuilt when it changes, so a
 /// schema edited during development never leaves a stale template behind.
@@ -17,6 +18,7 @@ pub fn fingerprint() -> u64 {
     m20261124_000001_initial_schema::UP.hash(&mut hasher);
     m20261125_000001_failed_investment_status::UP.hash(&mut hasher);
     m20261125_000002_deal_reserved_index::UP.hash(&mut hasher);
+    m20261125_000003_event_time_index::UP.hash(&mut hasher);
     hasher.finish()
 }
 
@@ -30,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000001_initial_schema::Migration),
             Box::new(m20261125_000001_failed_investment_status::Migration),
             Box::new(m20261125_000002_deal_reserved_index::Migration),
+            Box::new(m20261125_000003_event_time_index::Migration),
         ]
     }
 }

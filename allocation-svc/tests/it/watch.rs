@@ -117,14 +117,23 @@ async fn a_client_that_goes_away_ends_its_producer_and_a_slow_one_still_sees_eve
     let config = stack.replica_config(false);
     let topology = service_kit::messaging::Topology::from_args(&config.common.nats);
     let shutdown = tokio_util::sync::CancellationToken::new();
-    // A hub buffering only 2 notices: any watcher that does not keep up lags at once.
-    let hub = allocation_svc::watch::Hub::start(&stack.nats, &topology, 2, shutdown.clone())
-        .await
-        .expect("hub");
+    // Inboxes of 2 updates: any watcher that does not keep up lags at once.
+    let args = allocation_svc::config::WatchArgs {
+        watch_buffer: 2,
+        ..config.watch.clone()
+    };
+    let hub = allocation_svc::watch::Hub::start(
+        &stack.nats,
+        stack.db.clone(),
+        &topology,
+        &args,
+        shutdown.clone(),
+    )
+    .await
+    .expect("hub");
     let watchers = allocation_svc::watch::Watchers {
         db: stack.db.clone(),
         hub: hub.clone(),
-        args: config.watch.clone(),
         shutdown,
     };
 
