@@ -169,19 +169,28 @@ impl Stack {
 
     /// Starts one more allocation-svc replica; returns its index.
     pub async fn add_replica(&mut self, allocate: bool) -> usize {
+        let pool = self.test_db.connect().await;
+        self.add_replica_on(allocate, pool).await
+    }
+
+    /// Starts one more replica whose statements are counted; returns its index and the count.
+    pub async fn add_counted_replica(
+        &mut self,
+        allocate: bool,
+    ) -> (usize, testkit::db::StatementCounter) {
+        let (pool, statements) = self.test_db.connect_counting().await;
+        (self.add_replica_on(allocate, pool).await, statements)
+    }
+
+    async fn add_replica_on(&mut self, allocate: bool, pool: DatabaseConnection) -> usize {
         let mut config = self.replica_config(allocate);
         if self.options.metrics {
             config.common.telemetry.metrics_addr = Some(LOCAL_PORT);
         }
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("port");
-        let app = allocation_svc::App::from_parts(
-            config,
-            self.test_db.connect().await,
-            self.nats.clone(),
-            listener,
-        )
-        .await
-        .expect("allocation-svc builds");
+        let app = allocation_svc::App::from_parts(config, pool, self.nats.clone(), listener)
+            .await
+            .expect("allocation-svc builds");
         let addr = app.local_addr().expect("addr");
         let metrics_addr = app.metrics_addr();
         self.replicas
