@@ -1,0 +1,270 @@
+//! `watchers`: what open watch streams cost one allocation-svc, measured from outside
+//! (BENCHMARKS.md, "Watching at scale"). allocation-svc runs with `ALLOCATE=false` as a process
+//! of its own; for each count of open streams (half WatchAllocation on pending investments,
+//! half WatchAllocations, over `--connections` HTTP/2 connections) it prints the service's RSS,
+//! its CPU and the database's committed transactions per second while nothing changes, and the
+//! first-message latency of new watches; then, with every stream still open, the delivery lag
+//! (event time to client) while allocations run at `--rate` per second.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use api::v1::{self as pb, allocation_service_client::AllocationServiceClient};
+use bench::{Stack, histogram, micros, request, rss_mib};
+use clap::Parser;
+use futures::StreamExt;
+use hdrhistogram::Histogram;
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use testkit::Bearer;
+use tonic::{service::interceptor::InterceptedService, transport::Channel};
+use uuid::Uuid;
+
+type Allocations = AllocationServiceClient<InterceptedService<Channel, Bearer>>;
+
+#[derive(Debug, Parser)]
+#[command(about = "Measures what open watch streams cost one allocation-svc.")]
+struct Args {
+    /// Open streams to measure at, in increasing order.
+    #[arg(long, value_delimiter = ',', default_value = "1000,5000,10000")]
+    streams: Vec<usize>,
+    /// HTTP/2 connections (and users) the streams are spread over.
+    #[arg(long, default_value_t = 100)]
+    connections: usize,
+    /// How long each idle window lasts.
+    #[arg(long, default_value_t = 5)]
+    idle_seconds: u64,
+    /// Creates (hence allocations) per second in the delivery-lag round.
+    #[arg(long, default_value_t = 500)]
+    rate: u64,
+    /// How long the delivery-lag round lasts.
+    #[arg(long, default_value_t = 5)]
+    load_seconds: u64,
+}
+
+/// How long PostgreSQL may take to count a backend's transactions in `pg_stat_database`
+/// (PGSTAT_IDLE_INTERVAL is 10 s), with a margin.
+const STATS_FLUSH: Duration = Duration::from_secs(11);
+
+/// Linux's `USER_HZ`: the unit of `/proc/<pid>/stat` CPU times.
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// User plus system CPU time of `pid` so far, in seconds.
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').context("stat format")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> anyhow::Result<f64> {
+        Ok(fields.get(i).context("stat field")?.parse::<f64>()?)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    Ok((ticks(11)? + ticks(12)?) / TICKS_PER_SECOND)
+}
+
+/// Transactions committed in the test database so far (each statement outside a
+/// transaction is one).
+async fn commits(db: &sea_orm::DatabaseConnection) -> anyhow::Result<i64> {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+        ))
+        .await?
+        .context("pg_stat_database row")?;
+    Ok(row.try_get("", "xact_commit")?)
+}
+
+/// A user of the bench: a connection to the watching service, and pending investments.
+struct Watcher {
+    user: Uuid,
+    client: Allocations,
+    pending: Vec<String>,
+}
+
+/// Reads a stream to its end, discarding what it says (a client that keeps up).
+fn drain<T: Send + 'static>(mut stream: tonic::Streaming<T>) {
+    tokio::spawn(async move { while let Some(Ok(_)) = stream.next().await {} });
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let stack = Stack::start(false)
+        .await
+        .context("starting the stack (run with scripts/bench)")?;
+    let most = args.streams.iter().copied().max().unwrap_or(0);
+    let per_connection = most.div_ceil(args.connections.max(1));
+    // Half of each connection's streams watch one investment; five watchers per investment.
+    let pending_per_user = (per_connection / 2).div_ceil(5).max(1);
+
+    // Users and their pending investments; no allocator runs yet.
+    let service = stack.spawn_allocation_svc().await?;
+    let mut users = Vec::new();
+    for _ in 0..args.connections {
+        let (user, subscription, deals) = stack.investor(1, 1_000_000).await?;
+        let mut investments = stack.investments(user).await?;
+        let mut pending = Vec::new();
+        for _ in 0..pending_per_user {
+            let created = investments
+                .create_investment(request(subscription, deals[0]))
+                .await?
+                .into_inner()
+                .investment
+                .context("investment")?;
+            pending.push(created.id);
+        }
+        let channel = Channel::from_shared(format!("http://{}", service.addr()))?
+            .connect()
+            .await?;
+        let client =
+            AllocationServiceClient::with_interceptor(channel, Bearer(Some(testkit::token(user))));
+        users.push(Watcher {
+            user,
+            client,
+            pending,
+        });
+    }
+    println!(
+        "watchers: allocation-svc (ALLOCATE=false) as its own process; {} connections, {} pending investments",
+        args.connections,
+        args.connections * pending_per_user
+    );
+
+    let mut open = 0;
+    for &target in &args.streams {
+        // Open streams round-robin over the connections until `target`.
+        while open < target {
+            let user = &users[open % users.len()];
+            let mut client = user.client.clone();
+            let nth = open / users.len();
+            if nth % 2 == 0 {
+                let id = user.pending[(nth / 2) % user.pending.len()].clone();
+                let stream = client
+                    .watch_allocation(pb::WatchAllocationRequest { investment_id: id })
+                    .await?
+                    .into_inner();
+                drain(stream);
+            } else {
+                let stream = client
+                    .watch_allocations(pb::WatchAllocationsRequest::default())
+                    .await?
+                    .into_inner();
+                drain(stream);
+            }
+            open += 1;
+        }
+        // Settle until PostgreSQL has counted the opening (a backend flushes its counters up to
+        // PGSTAT_IDLE_INTERVAL, 10 s, after its work), then an idle window. The commit count
+        // is read again only once the window's own work is surely counted, and divided by all
+        // that idle time.
+        tokio::time::sleep(STATS_FLUSH).await;
+        let window = Duration::from_secs(args.idle_seconds);
+        let (cpu0, commits0) = (cpu_seconds(service.id())?, commits(&stack.db).await?);
+        tokio::time::sleep(window).await;
+        let cpu1 = cpu_seconds(service.id())?;
+        tokio::time::sleep(STATS_FLUSH).await;
+        let commits1 = commits(&stack.db).await?;
+        let rss = rss_mib(service.id())?;
+        // The bench's own two reads of the counter are not the service's.
+        let statements =
+            (commits1 - commits0 - 1).max(0) as f64 / (window + STATS_FLUSH).as_secs_f64();
+        let cpu = (cpu1 - cpu0) / window.as_secs_f64() * 100.0;
+
+        // New watches on a fresh connection (the others are at their stream cap): time to
+        // the first message.
+        let user = &users[0];
+        let channel = Channel::from_shared(format!("http://{}", service.addr()))?
+            .connect()
+            .await?;
+        let fresh = AllocationServiceClient::with_interceptor(
+            channel,
+            Bearer(Some(testkit::token(user.user))),
+        );
+        let mut first = histogram();
+        for i in 0..100 {
+            let mut client = fresh.clone();
+            let id = user.pending[i % user.pending.len()].clone();
+            let started = Instant::now();
+            let mut stream = client
+                .watch_allocation(pb::WatchAllocationRequest { investment_id: id })
+                .await?
+                .into_inner();
+            stream.next().await.context("first message")??;
+            first.record(micros(started.elapsed()))?;
+        }
+        println!(
+            "{open:>6} open streams: RSS {rss:>7.1} MiB, idle CPU {cpu:>5.2} %, idle DB commits {statements:>5.2}/s, first message p50 {:.2} ms p99 {:.2} ms",
+            first.value_at_quantile(0.5) as f64 / 1000.0,
+            first.value_at_quantile(0.99) as f64 / 1000.0,
+        );
+    }
+
+    // Delivery lag with every stream still open: the pending investments' requests are
+    // dropped from the stream so that their watches stay open, an allocator starts, and
+    // creates run at `rate` per second for users watching with WatchAllocations.
+    let js = async_nats::jetstream::new(stack.nats.clone());
+    js.get_stream(&stack.names.stream).await?.purge().await?;
+    stack.start_allocator().await?;
+    let (user, subscription, deals) = stack.investor(1, 10_000_000).await?;
+    let deal = deals[0];
+    let channel = Channel::from_shared(format!("http://{}", service.addr()))?
+        .connect()
+        .await?;
+    let mut watcher =
+        AllocationServiceClient::with_interceptor(channel, Bearer(Some(testkit::token(user))));
+    let mut stream = watcher
+        .watch_allocations(pb::WatchAllocationsRequest::default())
+        .await?
+        .into_inner();
+    let creators = 8;
+    let per_task = args.rate * args.load_seconds / creators;
+    let total = per_task * creators;
+    let lag = tokio::spawn(async move {
+        let mut lag = histogram();
+        let mut completed = 0;
+        while completed < total {
+            let Some(Ok(item)) = stream.next().await else {
+                break;
+            };
+            let Some(update) = item.update else { continue };
+            let at = update.updated_at.unwrap_or_default();
+            let sent =
+                chrono::DateTime::from_timestamp(at.seconds, u32::try_from(at.nanos).unwrap_or(0))
+                    .unwrap_or_default();
+            let delay = (chrono::Utc::now() - sent).to_std().unwrap_or_default();
+            let _ = lag.record(micros(delay));
+            if update.allocation_status() == pb::AllocationStatus::Completed {
+                completed += 1;
+            }
+        }
+        lag
+    });
+    let mut tasks = Vec::new();
+    for _ in 0..creators {
+        let mut client = stack.investments(user).await?;
+        let period = Duration::from_secs_f64(creators as f64 / args.rate as f64);
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            for _ in 0..per_task {
+                tick.tick().await;
+                let _ = client.create_investment(request(subscription, deal)).await;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await?;
+    }
+    let lag: Histogram<u64> = tokio::time::timeout(Duration::from_secs(60), lag)
+        .await
+        .context("all allocations seen")??;
+    println!(
+        "{open:>6} open streams, {} allocations/s: delivery lag (event to client) p50 {:.2} ms p99 {:.2} ms over {} updates; RSS {:.1} MiB",
+        args.rate,
+        lag.value_at_quantile(0.5) as f64 / 1000.0,
+        lag.value_at_quantile(0.99) as f64 / 1000.0,
+        lag.len(),
+        rss_mib(service.id())?
+    );
+    stack.shutdown.cancel();
+    Ok(())
+}

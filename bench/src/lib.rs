@@ -1,0 +1,178 @@
+//! What the bench binaries share: the services in process (or allocation-svc as a process of its
+//! own, when its memory and CPU are measured), test users and deals, and the reporting.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use api::v1::{self as pb, investment_service_client::InvestmentServiceClient};
+use chrono::Utc;
+use clap::Parser;
+use entity::prelude::*;
+use hdrhistogram::Histogram;
+use testkit::{Bearer, stack::Infra};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::{service::interceptor::InterceptedService, transport::Channel};
+use uuid::Uuid;
+
+/// A client of investment-svc calling as one user.
+pub type Investments = InvestmentServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// investment-svc in process against a fresh database and NATS.
+pub struct Stack {
+    /// investment-svc's address.
+    pub investment_addr: std::net::SocketAddr,
+    /// Stops the services in process.
+    pub shutdown: CancellationToken,
+    /// Database, NATS and names.
+    pub infra: Infra,
+}
+
+impl std::ops::Deref for Stack {
+    type Target = Infra;
+    fn deref(&self) -> &Infra {
+        &self.infra
+    }
+}
+
+impl Stack {
+    /// investment-svc in process against a fresh database and NATS (a private server if
+    /// `own_nats_server`, which the bench can stop).
+    pub async fn start(own_nats_server: bool) -> anyhow::Result<Stack> {
+        let infra = Infra::start(own_nats_server).await?;
+        let mut args = infra.service_args("investment-svc");
+        args.push("--database-max-connections=40".into());
+        let config = investment_svc::Config::try_parse_from(args)?;
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let pool = sea_orm::Database::connect(
+            sea_orm::ConnectOptions::new(&infra.test_db.url)
+                .max_connections(40)
+                .sqlx_logging(false)
+                .to_owned(),
+        )
+        .await?;
+        let app =
+            investment_svc::App::from_parts(config, pool, infra.nats.clone(), listener).await?;
+        let investment_addr = app.local_addr()?;
+        let shutdown = CancellationToken::new();
+        tokio::spawn(app.run_until_stopped(shutdown.clone()));
+        Ok(Stack {
+            investment_addr,
+            shutdown,
+            infra,
+        })
+    }
+
+    /// An allocating allocation-svc in process.
+    pub async fn start_allocator(&self) -> anyhow::Result<std::net::SocketAddr> {
+        let config = allocation_svc::Config::try_parse_from(self.service_args("allocation-svc"))?;
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let app = allocation_svc::App::from_parts(
+            config,
+            self.test_db.connect().await,
+            self.nats.clone(),
+            listener,
+        )
+        .await?;
+        let addr = app.local_addr()?;
+        tokio::spawn(app.run_until_stopped(self.shutdown.clone()));
+        Ok(addr)
+    }
+
+    /// The allocation-svc binary (built beside this one by scripts/bench) as its own process.
+    pub async fn spawn_allocation_svc(&self) -> anyhow::Result<testkit::process::Process> {
+        let bin = std::env::current_exe()?.with_file_name("allocation-svc");
+        let addr = testkit::process::free_addr();
+        let mut args = self.service_args("allocation-svc");
+        args.retain(|a| !a.starts_with("--listen-addr"));
+        args.push(format!("--listen-addr={addr}"));
+        args.push(format!("--database-url={}", self.test_db.url));
+        args.push("--allocate=false".into());
+        Ok(testkit::process::Process::spawn(&bin.to_string_lossy(), &args[1..], addr).await)
+    }
+
+    /// A client of investment-svc calling as `user`.
+    pub async fn investments(&self, user: Uuid) -> anyhow::Result<Investments> {
+        let channel = Channel::from_shared(format!("http://{}", self.investment_addr))?
+            .connect()
+            .await?;
+        Ok(InvestmentServiceClient::with_interceptor(
+            channel,
+            Bearer(Some(testkit::token(user))),
+        ))
+    }
+
+    /// A user whose subscription can afford anything, and `pools` open deals with plenty of
+    /// inventory.
+    pub async fn investor(
+        &self,
+        pools: usize,
+        units: i64,
+    ) -> anyhow::Result<(Uuid, Uuid, Vec<Uuid>)> {
+        let user = Uuid::new_v4();
+        let plan = self.fixtures.plan("1000000000.00", Some(12)).await?;
+        let subscription = self
+            .fixtures
+            .subscription(user, plan.id, None, SubscriptionStatus::Active)
+            .await?;
+        let mut deals = Vec::new();
+        for _ in 0..pools {
+            let deal = self.fixtures.deal("1.00", DealStatus::Open).await?;
+            for day in 0..3 {
+                self.fixtures
+                    .batch(
+                        deal.id,
+                        units,
+                        Utc::now() - chrono::Duration::days(10 - day),
+                    )
+                    .await?;
+            }
+            deals.push(deal.id);
+        }
+        Ok((user, subscription.id, deals))
+    }
+}
+
+/// A create of one share.
+pub fn request(subscription: Uuid, deal: Uuid) -> pb::CreateInvestmentRequest {
+    pb::CreateInvestmentRequest {
+        subscription_id: subscription.to_string(),
+        deal_id: deal.to_string(),
+        shares: 1,
+        request_id: String::new(),
+    }
+}
+
+/// A latency histogram in microseconds.
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid bounds")
+}
+
+/// Prints a latency line.
+pub fn report(what: &str, h: &Histogram<u64>) {
+    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    println!(
+        "{what:<56} n={:<6} p50={:>8.2} ms  p95={:>8.2} ms  p99={:>8.2} ms  max={:>8.2} ms",
+        h.len(),
+        ms(0.5),
+        ms(0.95),
+        ms(0.99),
+        h.max() as f64 / 1000.0
+    );
+}
+
+/// Microseconds, at least 1.
+pub fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
+}
+
+/// Resident memory of process `pid`, from /proc.
+pub fn rss_mib(pid: u32) -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("VmRSS in /proc/<pid>/status")?;
+    Ok(kib / 1024.0)
+}
