@@ -1,0 +1,25 @@
+// Clients of both services over grpc-web, each call with the session's bearer token.
+
+import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
+import { createGrpcWebTransport } from "@connectrpc/connect-web";
+import { AllocationService } from "./gen/invest/v1/allocation_pb.js";
+import { InvestmentService } from "./gen/invest/v1/investment_pb.js";
+import type { Session } from "./session.js";
+
+export interface Api {
+  investments: Client<typeof InvestmentService>;
+  allocations: Client<typeof AllocationService>;
+}
+
+export function connect(session: Session): Api {
+  const bearer: Interceptor = (next) => (req) => {
+    req.header.set("authorization", `Bearer ${session.token}`);
+    return next(req);
+  };
+  const transport = (baseUrl: string) =>
+    createGrpcWebTransport({ baseUrl, interceptors: [bearer] });
+  return {
+    investments: createClient(InvestmentService, transport(session.investmentUrl)),
+    allocations: createClient(AllocationService, transport(session.allocationUrl)),
+  };
+}

@@ -1,0 +1,72 @@
+import { create } from "@bufbuild/protobuf";
+import { describe, expect, it } from "vitest";
+import { Book, statusName } from "../src/book.js";
+import { AllocationUpdateSchema, AllocationSchema } from "../src/gen/invest/v1/allocation_pb.js";
+import { AllocationStatus, InvestmentSchema } from "../src/gen/invest/v1/investment_pb.js";
+
+const ID = "6f1c7e0a-0000-4000-8000-000000000001";
+const update = (version: number, status: AllocationStatus, extra = {}) =>
+  create(AllocationUpdateSchema, {
+    investmentId: ID,
+    dealId: "d1",
+    version: BigInt(version),
+    allocationStatus: status,
+    ...extra,
+  });
+const listed = (version: number, status: AllocationStatus) =>
+  create(InvestmentSchema, {
+    id: ID,
+    dealId: "d1",
+    shares: 4n,
+    totalAmount: "100.00",
+    statusVersion: BigInt(version),
+    allocationStatus: status,
+  });
+const allocations = [create(AllocationSchema, { bulkPurchaseId: "b1", units: 4n, value: "100.00" })];
+
+describe("Book", () => {
+  it("moves a row forward through its statuses and never back", () => {
+    const book = new Book();
+    expect(book.applyUpdate(update(1, AllocationStatus.PENDING))).toBe(true);
+    expect(book.applyUpdate(update(2, AllocationStatus.PROCESSING))).toBe(true);
+    expect(book.applyUpdate(update(3, AllocationStatus.COMPLETED, { allocations }))).toBe(true);
+    // A late or repeated update (a reconnect's snapshot, a catch-up read) changes nothing.
+    expect(book.applyUpdate(update(2, AllocationStatus.PROCESSING))).toBe(false);
+    expect(book.applyUpdate(update(3, AllocationStatus.COMPLETED, { allocations }))).toBe(false);
+    expect(book.applyInvestment(listed(2, AllocationStatus.PROCESSING))).toBe(true); // fills shares only
+    const row = book.get(ID)!;
+    expect(statusName(row.status)).toBe("COMPLETED");
+    expect(row.version).toBe(3n);
+    expect(row.shares).toBe(4n);
+    expect(row.allocations).toEqual([{ batchId: "b1", units: 4n, value: "100.00" }]);
+    expect(book.list()).toHaveLength(1);
+  });
+
+  it("fills a listed completed row's allocations from the same version on the stream", () => {
+    const book = new Book();
+    book.applyInvestment(listed(3, AllocationStatus.COMPLETED));
+    expect(book.missingAllocations()).toEqual([ID]);
+    expect(book.applyUpdate(update(3, AllocationStatus.COMPLETED))).toBe(false);
+    expect(book.applyUpdate(update(3, AllocationStatus.COMPLETED, { allocations }))).toBe(true);
+    expect(book.missingAllocations()).toEqual([]);
+  });
+
+  it("shows a retry: FAILED, then PENDING again with the attempts, then the outcome", () => {
+    const book = new Book();
+    book.applyUpdate(update(3, AllocationStatus.FAILED, { attempt: 5, error: "not enough units" }));
+    expect(book.unfinished()).toEqual([]);
+    book.applyUpdate(update(4, AllocationStatus.PENDING, { attempt: 0 }));
+    expect(book.unfinished()).toEqual([ID]);
+    expect(book.get(ID)!.error).toBe("");
+  });
+
+  it("lists the newest first", () => {
+    const book = new Book();
+    const at = (id: string, seconds: number) =>
+      create(InvestmentSchema, { id, createdAt: { seconds: BigInt(seconds), nanos: 0 } });
+    book.applyInvestment(at("a", 10));
+    book.applyInvestment(at("c", 30));
+    book.applyInvestment(at("b", 20));
+    expect(book.list().map((r) => r.id)).toEqual(["c", "b", "a"]);
+  });
+});
