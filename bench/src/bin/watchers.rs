@@ -16,6 +16,7 @@ use futures::StreamExt;
 use hdrhistogram::Histogram;
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use testkit::Bearer;
+use tokio::task::JoinHandle;
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
 use uuid::Uuid;
 
@@ -81,9 +82,34 @@ struct Watcher {
     pending: Vec<String>,
 }
 
-/// Reads a stream to its end, discarding what it says (a client that keeps up).
-fn drain<T: Send + 'static>(mut stream: tonic::Streaming<T>) {
-    tokio::spawn(async move { while let Some(Ok(_)) = stream.next().await {} });
+/// Reads a stream to its end, discarding what it says (a client that keeps up); aborting the
+/// task closes the stream.
+fn drain<T: Send + 'static>(mut stream: tonic::Streaming<T>) -> JoinHandle<()> {
+    tokio::spawn(async move { while let Some(Ok(_)) = stream.next().await {} })
+}
+
+/// Opens stream number `n` of the bench, round-robin over the users' connections: even rounds
+/// watch one pending investment, odd ones all of the user's.
+async fn open_stream(users: &[Watcher], n: usize) -> anyhow::Result<JoinHandle<()>> {
+    let user = &users[n % users.len()];
+    let mut client = user.client.clone();
+    let nth = n / users.len();
+    Ok(if nth.is_multiple_of(2) {
+        let id = user.pending[(nth / 2) % user.pending.len()].clone();
+        drain(
+            client
+                .watch_allocation(pb::WatchAllocationRequest { investment_id: id })
+                .await?
+                .into_inner(),
+        )
+    } else {
+        drain(
+            client
+                .watch_allocations(pb::WatchAllocationsRequest::default())
+                .await?
+                .into_inner(),
+        )
+    })
 }
 
 #[tokio::main]
@@ -130,27 +156,34 @@ async fn main() -> anyhow::Result<()> {
         args.connections * pending_per_user
     );
 
+    // Memory after streams close: 500 opened and closed, three times. What glibc's allocator
+    // keeps after the first round is reused by the next ones, not added to.
+    let baseline = rss_mib(service.id())?;
+    let mut after_close = Vec::new();
+    for _ in 0..3 {
+        let mut streams = Vec::new();
+        for n in 0..500 {
+            streams.push(open_stream(&users, n).await?);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        for stream in &streams {
+            stream.abort();
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        after_close.push(format!("{:.1}", rss_mib(service.id())?));
+    }
+    println!(
+        "   500 streams opened and closed, 3 times: RSS {baseline:.1} MiB before, {} MiB after each",
+        after_close.join(" / ")
+    );
+
     let mut open = 0;
+    // Open to the end of the bench.
+    let mut streams = Vec::new();
     for &target in &args.streams {
         // Open streams round-robin over the connections until `target`.
         while open < target {
-            let user = &users[open % users.len()];
-            let mut client = user.client.clone();
-            let nth = open / users.len();
-            if nth % 2 == 0 {
-                let id = user.pending[(nth / 2) % user.pending.len()].clone();
-                let stream = client
-                    .watch_allocation(pb::WatchAllocationRequest { investment_id: id })
-                    .await?
-                    .into_inner();
-                drain(stream);
-            } else {
-                let stream = client
-                    .watch_allocations(pb::WatchAllocationsRequest::default())
-                    .await?
-                    .into_inner();
-                drain(stream);
-            }
+            streams.push(open_stream(&users, open).await?);
             open += 1;
         }
         // Settle until PostgreSQL has counted the opening (a backend flushes its counters up to
