@@ -4,7 +4,10 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use api::v1::{self as pb, investment_service_client::InvestmentServiceClient};
+use api::v1::{
+    self as pb, allocation_service_client::AllocationServiceClient,
+    investment_service_client::InvestmentServiceClient,
+};
 use chrono::Utc;
 use clap::Parser;
 use entity::prelude::*;
@@ -17,6 +20,20 @@ use uuid::Uuid;
 
 /// A client of investment-svc calling as one user.
 pub type Investments = InvestmentServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// A client of allocation-svc calling as one user.
+pub type Allocations = AllocationServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// A client of the allocation-svc at `addr` calling as `user`, on a connection of its own.
+pub async fn allocations(addr: std::net::SocketAddr, user: Uuid) -> anyhow::Result<Allocations> {
+    let channel = Channel::from_shared(format!("http://{addr}"))?
+        .connect()
+        .await?;
+    Ok(AllocationServiceClient::with_interceptor(
+        channel,
+        Bearer(Some(testkit::token(user))),
+    ))
+}
 
 /// investment-svc in process against a fresh database and NATS.
 pub struct Stack {

@@ -5,15 +5,13 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use api::v1::{self as pb, allocation_service_client::AllocationServiceClient};
+use api::v1 as pb;
 use bench::{Stack, histogram, micros, report, request, rss_mib};
 use clap::Parser;
 use entity::prelude::*;
 use futures::{StreamExt, future::join_all};
 use hdrhistogram::Histogram;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter};
-use testkit::Bearer;
-use tonic::transport::Channel;
 use uuid::Uuid;
 
 #[derive(Debug, Parser)]
@@ -188,11 +186,7 @@ async fn main() -> anyhow::Result<()> {
     // 5. End to end: create, then watch until COMPLETED.
     let (user, subscription, deals) = stack.investor(1, 1_000_000).await?;
     let mut investments = stack.investments(user).await?;
-    let channel = Channel::from_shared(format!("http://{allocation_addr}"))?
-        .connect()
-        .await?;
-    let mut allocations =
-        AllocationServiceClient::with_interceptor(channel, Bearer(Some(testkit::token(user))));
+    let mut allocations = bench::allocations(allocation_addr, user).await?;
     let mut h = histogram();
     for _ in 0..args.end_to_end {
         let t = Instant::now();
@@ -274,11 +268,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let service = stack.spawn_allocation_svc().await?;
     let before = rss_mib(service.id())?;
-    let channel = Channel::from_shared(format!("http://{}", service.addr()))?
-        .connect()
-        .await?;
-    let watcher =
-        AllocationServiceClient::with_interceptor(channel, Bearer(Some(testkit::token(user))));
+    let watcher = bench::allocations(service.addr(), user).await?;
     let opened = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let streams: Vec<_> = (0..args.flood)
         .map(|_| {

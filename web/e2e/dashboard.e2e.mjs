@@ -5,6 +5,8 @@
 //   DATABASE_URL    a PostgreSQL server (a database of its own is made here)
 //   NATS_URL        a NATS JetStream server (a stream and subjects of its own are used here)
 //   CHROMIUM        the browser (default /usr/bin/chromium)
+//   SCREENSHOTS     where to save dashboard.png and dashboard-390.png (default web/e2e/screenshots,
+//                   git-ignored; `SCREENSHOTS=docs scripts/test-web` refreshes the README's)
 // Every wait is on a condition with a deadline; nothing sleeps to synchronize.
 
 import { execFileSync, spawn } from "node:child_process";
@@ -25,6 +27,7 @@ const PAUSED = "a0000000-0000-4000-8000-000000000002";
 const OPEN_DEAL = "d0000000-0000-4000-8000-000000000001";
 const SCARCE_DEAL = "d0000000-0000-4000-8000-000000000003";
 const WAIT = 30_000;
+const screenshots = path.resolve(root, process.env.SCREENSHOTS ?? "web/e2e/screenshots");
 const started = Date.now();
 
 function step(what) {
@@ -277,11 +280,11 @@ try {
 
   await admin.locator(`#failed tbody tr[data-id="${failed}"]`).waitFor();
 
-  step("screenshots (docs/dashboard.png, docs/dashboard-390.png)");
-  mkdirSync(path.join(root, "docs"), { recursive: true });
-  await admin.screenshot({ path: path.join(root, "docs/dashboard.png"), fullPage: true });
+  step(`screenshots in ${screenshots}`);
+  mkdirSync(screenshots, { recursive: true });
+  await admin.screenshot({ path: path.join(screenshots, "dashboard.png"), fullPage: true });
   await page.setViewportSize({ width: 390, height: 844 });
-  await page.screenshot({ path: path.join(root, "docs/dashboard-390.png") });
+  await page.screenshot({ path: path.join(screenshots, "dashboard-390.png") });
 
   if (consoleErrors.length > 0) throw new Error(`console errors:\n${consoleErrors.join("\n")}`);
   step("audit");

@@ -9,18 +9,14 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use api::v1::{self as pb, allocation_service_client::AllocationServiceClient};
-use bench::{Stack, histogram, micros, request, rss_mib};
+use api::v1 as pb;
+use bench::{Allocations, Stack, allocations, histogram, micros, request, rss_mib};
 use clap::Parser;
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
-use testkit::Bearer;
 use tokio::task::JoinHandle;
-use tonic::{service::interceptor::InterceptedService, transport::Channel};
 use uuid::Uuid;
-
-type Allocations = AllocationServiceClient<InterceptedService<Channel, Bearer>>;
 
 #[derive(Debug, Parser)]
 #[command(about = "Measures what open watch streams cost one allocation-svc.")]
@@ -139,11 +135,7 @@ async fn main() -> anyhow::Result<()> {
                 .context("investment")?;
             pending.push(created.id);
         }
-        let channel = Channel::from_shared(format!("http://{}", service.addr()))?
-            .connect()
-            .await?;
-        let client =
-            AllocationServiceClient::with_interceptor(channel, Bearer(Some(testkit::token(user))));
+        let client = allocations(service.addr(), user).await?;
         users.push(Watcher {
             user,
             client,
@@ -206,13 +198,7 @@ async fn main() -> anyhow::Result<()> {
         // New watches on a fresh connection (the others are at their stream cap): time to
         // the first message.
         let user = &users[0];
-        let channel = Channel::from_shared(format!("http://{}", service.addr()))?
-            .connect()
-            .await?;
-        let fresh = AllocationServiceClient::with_interceptor(
-            channel,
-            Bearer(Some(testkit::token(user.user))),
-        );
+        let fresh = allocations(service.addr(), user.user).await?;
         let mut first = histogram();
         for i in 0..100 {
             let mut client = fresh.clone();
@@ -240,11 +226,7 @@ async fn main() -> anyhow::Result<()> {
     stack.start_allocator().await?;
     let (user, subscription, deals) = stack.investor(1, 10_000_000).await?;
     let deal = deals[0];
-    let channel = Channel::from_shared(format!("http://{}", service.addr()))?
-        .connect()
-        .await?;
-    let mut watcher =
-        AllocationServiceClient::with_interceptor(channel, Bearer(Some(testkit::token(user))));
+    let mut watcher = allocations(service.addr(), user).await?;
     let mut stream = watcher
         .watch_allocations(pb::WatchAllocationsRequest::default())
         .await?
