@@ -9,7 +9,7 @@ import { describe } from "./errors.js";
 import type { Deal, Investment, SubscriptionBalance } from "./gen/invest/v1/investment_pb.js";
 import { DealStatus, SubscriptionStatus } from "./gen/invest/v1/investment_pb.js";
 import * as session from "./session.js";
-import { keepWatching, type LinkState } from "./watch.js";
+import { keepWatching, sleep, type LinkState } from "./watch.js";
 
 const byId = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
 
@@ -37,13 +37,6 @@ function newRequestId(): string {
   b[8] = (b[8] & 0x3f) | 0x80;
   const h = [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal.addEventListener("abort", () => (clearTimeout(t), resolve()), { once: true });
-  });
 }
 
 /** `f`, run once things settle: `ms` after the last of a burst of calls. */

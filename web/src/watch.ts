@@ -26,7 +26,8 @@ export function backoff(n: number, random: () => number = Math.random): number {
   return Math.round(ceiling * (0.5 + random() / 2));
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
+/** Waits `ms`, or less if `signal` aborts. */
+export function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     const timer = setTimeout(done, ms);
     signal.addEventListener("abort", done, { once: true });
