@@ -130,7 +130,9 @@ async fn oldest_unfinished_seconds(db: &DatabaseConnection) -> Result<i64> {
 /// Puts a `FAILED` investment back to `pending` with its attempts reset and queues it again.
 ///
 /// Its amount is reserved again, so the subscription's balance is checked as at creation,
-/// under the same lock (subscription first, then the investment).
+/// under the subscription's row lock. Locks are taken investment first, then subscription:
+/// the order of the allocator, which settles investments and so changes their subscriptions'
+/// totals.
 pub async fn retry(
     db: &DatabaseConnection,
     js: &jetstream::Context,
@@ -139,15 +141,6 @@ pub async fn retry(
     investment_id: Uuid,
 ) -> Result<investment::Model> {
     let txn = db.begin().await?;
-    let found = Investment::find_by_id(investment_id)
-        .one(&txn)
-        .await?
-        .ok_or(Error::NotFound("investment"))?;
-    let subscription = Subscription::find_by_id(found.subscription_id)
-        .lock(LockType::NoKeyUpdate)
-        .one(&txn)
-        .await?
-        .ok_or(Error::NotFound("subscription"))?;
     let row = Investment::find_by_id(investment_id)
         .lock(LockType::NoKeyUpdate)
         .one(&txn)
@@ -163,21 +156,19 @@ pub async fn retry(
             ),
         });
     }
+    let standing = balance::standing(&txn, row.owner(), SubscriptionId(row.subscription_id), true)
+        .await?
+        .ok_or(Error::NotFound("subscription"))?;
     // The same rules as a create: the money is reserved again.
     let deal = Deal::find_by_id(row.deal_id)
         .one(&txn)
         .await?
         .ok_or(Error::NotFound("deal"))?;
-    let available =
-        balance::of_subscription(&txn, row.owner(), SubscriptionId(row.subscription_id))
-            .await?
-            .map(|b| b.available_balance)
-            .unwrap_or_default();
     Reservation {
-        subscription: subscription.status,
+        subscription: standing.status,
         deal: deal.status,
         required: row.total_amount,
-        available,
+        available: standing.available(),
     }
     .check()?;
     let extra = vec![

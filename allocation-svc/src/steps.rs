@@ -1,8 +1,8 @@
 //! The steps of the unit of work ([`worker`](crate::worker)): mark processing, allocate and
 //! persist, settle. Lock order in every transaction: deal -> investments (by id) -> batches
-//! (FIFO).
+//! (FIFO) -> subscriptions of failing investments (by id).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use api::v1 as pb;
 use entity::prelude::*;
@@ -123,6 +123,12 @@ impl Allocator {
             })
             .collect();
         let outcomes = allocate::allocate(&mut batches, &requests);
+        let failing = requests
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, outcome)| matches!(outcome, Outcome::Insufficient { .. }))
+            .map(|(r, _)| rows[&InvestmentId(r.investment_id)].subscription_id);
+        lock_subscriptions(txn, failing.collect()).await?;
 
         let changed_batches: Vec<_> = batches
             .iter()
@@ -262,6 +268,26 @@ async fn lock(
     Ok(Some(
         rows.into_iter().map(|r| (r.investment_id(), r)).collect(),
     ))
+}
+
+/// Locks the subscriptions of the investments about to fail, in id order. A failure gives the
+/// amount back to its subscription's `committed_amount` (by trigger), which takes these row
+/// locks anyway; taking them in one order first keeps two pools' transactions from
+/// deadlocking on them. (Completing an investment does not touch its subscription.)
+async fn lock_subscriptions(txn: &DatabaseTransaction, ids: BTreeSet<Uuid>) -> Result<(), DbErr> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    Subscription::find()
+        .select_only()
+        .column(subscription::Column::Id)
+        .filter(subscription::Column::Id.is_in(ids))
+        .order_by_asc(subscription::Column::Id)
+        .lock(LockType::NoKeyUpdate)
+        .into_tuple::<Uuid>()
+        .all(txn)
+        .await?;
+    Ok(())
 }
 
 /// Writes the new `units_remaining` of the batches the step changed, in one statement.

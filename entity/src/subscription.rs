@@ -35,6 +35,9 @@ pub struct Model {
     pub amount: Option<Decimal>,
     pub status: SubscriptionStatus,
     pub created_at: DateTimeUtc,
+    /// `total_invested + reserved_amount`: the total amount of its investments that have not
+    /// failed, kept by triggers (never written by code; see the migration).
+    pub committed_amount: Decimal,
 }
 
 /// No navigable relations: queries join explicitly.

@@ -1,4 +1,4 @@
-//! Checks invariants 1, 2, 3, 5 and 6 of docs/invariants.md over a live database and reports every
+//! Checks invariants 1, 2, 3, 5, 6 and 8 of docs/invariants.md over a live database and reports every
 //! violation: `investctl audit` runs it, and every fault test ends with it.
 
 use std::{fmt, time::Duration};
@@ -122,10 +122,35 @@ HAVING count(e.version) <> i.status_version
                             AND e.allocation_status = i.allocation_status), false)
 "#;
 
+#[derive(Debug, FromQueryResult)]
+struct TotalsRow {
+    id: Uuid,
+    committed_amount: Decimal,
+    total_invested: Decimal,
+    reserved_amount: Decimal,
+}
+
+/// 8. The total a subscription row carries (what a reservation checks) equals the sums it
+///    stands for (what the listing shows): `committed_amount = total_invested + reserved_amount`.
+const TOTALS: &str = r#"
+SELECT s.id, s.committed_amount,
+       coalesce(u.invested, 0) AS total_invested, coalesce(i.reserved, 0) AS reserved_amount
+FROM subscriptions s
+LEFT JOIN (
+    SELECT subscription_id, sum(value_allocated) AS invested
+    FROM user_investments WHERE NOT is_reversed GROUP BY subscription_id
+) u ON u.subscription_id = s.id
+LEFT JOIN (
+    SELECT subscription_id, sum(total_amount) AS reserved
+    FROM investments WHERE allocation_status IN ('pending', 'processing') GROUP BY subscription_id
+) i ON i.subscription_id = s.id
+WHERE s.committed_amount <> coalesce(u.invested, 0) + coalesce(i.reserved, 0)
+"#;
+
 /// Subscriptions read per statement for invariant 5.
 const PAGE: u64 = 1000;
 
-/// Every violation of invariants 1, 2, 3, 5 and 6, in that order; empty when all hold.
+/// Every violation of invariants 1, 2, 3, 5, 6 and 8, in that order; empty when all hold.
 /// `stuck_after`: how long an investment may stay pending or processing without a status
 /// change before it counts as stranded (invariant 3).
 pub async fn run(
@@ -210,6 +235,20 @@ pub async fn run(
             } else {
                 "; its last entry is not the current status"
             }
+        ),
+    }));
+    let totals = TotalsRow::find_by_statement(Statement::from_string(DbBackend::Postgres, TOTALS))
+        .all(db)
+        .await?;
+    violations.extend(totals.into_iter().map(|t| Violation {
+        invariant: 8,
+        subject: t.id,
+        detail: format!(
+            "carries committed_amount {} but invested {} + reserved {} is {}",
+            t.committed_amount,
+            t.total_invested,
+            t.reserved_amount,
+            t.total_invested + t.reserved_amount
         ),
     }));
     Ok(violations)

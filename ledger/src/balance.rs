@@ -1,10 +1,13 @@
-//! Subscription balances (docs/data-model.md), defined once and used by both the listing and the
-//! create check.
+//! Subscription balances (docs/data-model.md), defined once.
 //!
-//! The old system ran one aggregate query per subscription (101 queries for 100). Here one
-//! statement, built with sea-query, returns a whole page: each subscription joined with its
-//! plan and correlated aggregate subqueries (`withSum` / `withCount`), each served by a
-//! partial covering index keyed by subscription.
+//! The listing shows the sums themselves. The old system ran one aggregate query per
+//! subscription (101 queries for 100); here one statement, built with sea-query, returns a
+//! whole page: each subscription joined with its plan and correlated aggregate subqueries
+//! (`withSum` / `withCount`), each served by a partial covering index keyed by subscription.
+//!
+//! A reservation (a create, an admin retry) reads the same two sums as one total the
+//! subscription row carries, `committed_amount` (kept by triggers, proved equal by the audit):
+//! one row, whatever the subscription's history.
 
 use entity::{
     prelude::{AllocationStatus, PaymentStatus, SubscriptionId, SubscriptionStatus, UserId},
@@ -15,8 +18,8 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, FromQueryResult,
     prelude::DateTimeUtc,
     sea_query::{
-        Asterisk, Expr, ExprTrait, Func, IntoColumnRef, IntoIden, Order, Query, SelectStatement,
-        SubQueryStatement,
+        Asterisk, Expr, ExprTrait, Func, IntoColumnRef, IntoIden, LockType, Order, Query,
+        SelectStatement, SubQueryStatement,
     },
 };
 use service_kit::page::{self, Cursor};
@@ -60,12 +63,18 @@ pub struct Balance {
     pub available_balance: Decimal,
 }
 
+/// `max(0, total_value - committed)`, `committed` being `total_invested + reserved_amount`.
+fn available(total_value: Decimal, committed: Decimal) -> Decimal {
+    (total_value - committed).max(Decimal::ZERO)
+}
+
 impl From<Aggregates> for Balance {
     fn from(aggregates: Aggregates) -> Self {
         let total_value = aggregates.monthly_amount * Decimal::from(aggregates.duration_months);
-        let available_balance =
-            (total_value - aggregates.total_invested - aggregates.reserved_amount)
-                .max(Decimal::ZERO);
+        let available_balance = available(
+            total_value,
+            aggregates.total_invested + aggregates.reserved_amount,
+        );
         Self {
             aggregates,
             total_value,
@@ -97,6 +106,70 @@ fn of_each_subscription<T: IntoIden + Copy + 'static>(
                 .to_owned(),
         )),
     )
+}
+
+/// `coalesce(subscription.amount, plan.monthly_amount) * coalesce(plan.duration_months, 12)`.
+fn total_value() -> Expr {
+    use entity::{plan, subscription as s};
+    Expr::from(Func::coalesce([
+        Expr::col((s::Entity, s::Column::Amount)),
+        Expr::col((plan::Entity, plan::Column::MonthlyAmount)),
+    ]))
+    .mul(Func::coalesce([
+        Expr::col((plan::Entity, plan::Column::DurationMonths)),
+        Expr::val(12),
+    ]))
+}
+
+/// What a reservation is checked against: a subscription's status and its total.
+#[derive(Clone, Debug, PartialEq, Eq, FromQueryResult)]
+pub struct Standing {
+    /// Its status.
+    pub status: SubscriptionStatus,
+    /// `monthly_amount * duration_months`.
+    pub total_value: Decimal,
+    /// Its maintained `total_invested + reserved_amount`.
+    pub committed_amount: Decimal,
+}
+
+impl Standing {
+    /// What it can still spend.
+    pub fn available(&self) -> Decimal {
+        available(self.total_value, self.committed_amount)
+    }
+}
+
+/// The standing of one of `user_id`'s subscriptions from the total on its row (one row read
+/// with its plan); `None` if it is not theirs. `lock` takes the row lock that serializes
+/// reservations, for a caller about to reserve.
+pub async fn standing(
+    db: &impl ConnectionTrait,
+    user_id: UserId,
+    subscription_id: SubscriptionId,
+    lock: bool,
+) -> Result<Option<Standing>, DbErr> {
+    use entity::{plan, subscription as s};
+    let mut query = Query::select()
+        .expr_as(
+            Expr::col((s::Entity, s::Column::Status)).cast_as("text"),
+            "status",
+        )
+        .expr_as(total_value(), "total_value")
+        .column((s::Entity, s::Column::CommittedAmount))
+        .from(s::Entity)
+        .inner_join(
+            plan::Entity,
+            Expr::col((plan::Entity, plan::Column::Id)).equals((s::Entity, s::Column::PlanId)),
+        )
+        .and_where(Expr::col((s::Entity, s::Column::UserId)).eq(user_id.uuid()))
+        .and_where(Expr::col((s::Entity, s::Column::Id)).eq(subscription_id.uuid()))
+        .to_owned();
+    if lock {
+        query.lock_with_tables(LockType::NoKeyUpdate, [s::Entity.into_iden()]);
+    }
+    Standing::find_by_statement(db.get_database_backend().build(&query))
+        .one(db)
+        .await
 }
 
 /// `coalesce(sum(column), 0)`.
@@ -174,26 +247,6 @@ fn select() -> SelectStatement {
             Expr::col((plan::Entity, plan::Column::Id)).equals((s::Entity, s::Column::PlanId)),
         )
         .to_owned()
-}
-
-/// The balance of one of `user_id`'s subscriptions, whatever its status; `None` if it is not
-/// theirs. One statement.
-pub async fn of_subscription(
-    db: &impl ConnectionTrait,
-    user_id: UserId,
-    subscription_id: SubscriptionId,
-) -> Result<Option<Balance>, DbErr> {
-    use entity::subscription as s;
-    let query = select()
-        .and_where(Expr::col((s::Entity, s::Column::UserId)).eq(user_id.uuid()))
-        .and_where(Expr::col((s::Entity, s::Column::Id)).eq(subscription_id.uuid()))
-        .to_owned();
-    Ok(
-        Aggregates::find_by_statement(db.get_database_backend().build(&query))
-            .one(db)
-            .await?
-            .map(Balance::from),
-    )
 }
 
 /// Which subscriptions a page covers.

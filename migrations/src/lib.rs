@@ -9,6 +9,7 @@ mod m20261124_000001_initial_schema;
 mod m20261125_000001_failed_investment_status;
 mod m20261125_000002_deal_reserved_index;
 mod m20261125_000003_event_time_index;
+mod m20261201_000001_subscription_totals;
 
 /// A fingerprint of every migration's SQL: test templates are rebuilt when it changes, so a
 /// schema edited during development never leaves a stale template behind.
@@ -19,6 +20,7 @@ pub fn fingerprint() -> u64 {
     m20261125_000001_failed_investment_status::UP.hash(&mut hasher);
     m20261125_000002_deal_reserved_index::UP.hash(&mut hasher);
     m20261125_000003_event_time_index::UP.hash(&mut hasher);
+    m20261201_000001_subscription_totals::UP.hash(&mut hasher);
     hasher.finish()
 }
 
@@ -33,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_failed_investment_status::Migration),
             Box::new(m20261125_000002_deal_reserved_index::Migration),
             Box::new(m20261125_000003_event_time_index::Migration),
+            Box::new(m20261201_000001_subscription_totals::Migration),
         ]
     }
 }

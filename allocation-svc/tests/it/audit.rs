@@ -95,6 +95,16 @@ async fn the_audit_reports_each_broken_invariant() {
         .await
         .expect("strand one, punch a hole in another's log");
 
+    // 8: a maintained total written directly, so it no longer equals its sum.
+    stack
+        .db
+        .execute_unprepared(&format!(
+            "UPDATE subscriptions SET committed_amount = 0 WHERE id = '{}'",
+            investor.subscription.id
+        ))
+        .await
+        .expect("corrupt a total");
+
     let found: BTreeSet<(u8, Uuid)> = ledger::audit::run(&stack.db, age)
         .await
         .expect("audit")
@@ -111,6 +121,7 @@ async fn the_audit_reports_each_broken_invariant() {
         (6, row.id),
         // Inserted behind the service's back, it has no event log at all.
         (6, sneaky_id),
+        (8, investor.subscription.id),
     ]);
     assert_eq!(found, expected);
 }

@@ -15,5 +15,6 @@ mod operability;
 mod replicas;
 mod selfheal;
 mod support;
+mod totals;
 mod watch;
 mod web;

@@ -350,6 +350,39 @@ async fn more_than_the_available_balance_is_failed_precondition() {
 }
 
 #[tokio::test]
+async fn a_create_is_one_statement_and_a_subscriptions_history_counts_against_its_balance() {
+    let app = spawn_app().await;
+    // Worth 12 x 10.00 = 120.00, of which 100 one-share investments at 1.00 are allocated.
+    let investor = investor(&app, "10.00", "1.00").await;
+    app.fixtures
+        .history(&investor.subscription, &investor.deal, 100)
+        .await
+        .expect("history");
+    let mut client = app.client(investor.user_id).await;
+
+    let (created, statements) = app
+        .statements
+        .during(client.create_investment(create_request(&investor, 20, "")))
+        .await;
+    created.expect("exactly what is left");
+    assert_eq!(
+        statements, 1,
+        "lock, checks, insert and event in one statement"
+    );
+    let refused = client
+        .create_investment(create_request(&investor, 1, ""))
+        .await
+        .expect_err("nothing is left");
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert!(
+        refused.message().contains("insufficient available balance"),
+        "{}",
+        refused.message()
+    );
+    assert_eq!(investment_count(&app.db).await, 101);
+}
+
+#[tokio::test]
 async fn concurrent_creates_never_reserve_more_than_the_subscription_is_worth() {
     let app = spawn_app().await;
     // Worth 12 x 100.00 = 1200.00; each create asks for 3 x 10.00 = 30.00, so 40 fit.
