@@ -24,15 +24,24 @@ pub type Investments = InvestmentServiceClient<InterceptedService<Channel, Beare
 /// A client of allocation-svc calling as one user.
 pub type Allocations = AllocationServiceClient<InterceptedService<Channel, Bearer>>;
 
-/// A client of the allocation-svc at `addr` calling as `user`, on a connection of its own.
-pub async fn allocations(addr: std::net::SocketAddr, user: Uuid) -> anyhow::Result<Allocations> {
+/// A connection of its own to the service at `addr`, and the bearer token of `user`.
+async fn connect(addr: std::net::SocketAddr, user: Uuid) -> anyhow::Result<(Channel, Bearer)> {
     let channel = Channel::from_shared(format!("http://{addr}"))?
         .connect()
         .await?;
-    Ok(AllocationServiceClient::with_interceptor(
-        channel,
-        Bearer(Some(testkit::token(user))),
-    ))
+    Ok((channel, Bearer(Some(testkit::token(user)))))
+}
+
+/// A client of the allocation-svc at `addr` calling as `user`, on a connection of its own.
+pub async fn allocations(addr: std::net::SocketAddr, user: Uuid) -> anyhow::Result<Allocations> {
+    let (channel, bearer) = connect(addr, user).await?;
+    Ok(AllocationServiceClient::with_interceptor(channel, bearer))
+}
+
+/// A client of the investment-svc at `addr` calling as `user`, on a connection of its own.
+pub async fn investments(addr: std::net::SocketAddr, user: Uuid) -> anyhow::Result<Investments> {
+    let (channel, bearer) = connect(addr, user).await?;
+    Ok(InvestmentServiceClient::with_interceptor(channel, bearer))
 }
 
 /// investment-svc in process against a fresh database and NATS.
@@ -96,27 +105,15 @@ impl Stack {
         Ok(addr)
     }
 
-    /// The allocation-svc binary (built beside this one by scripts/bench) as its own process.
+    /// The allocation-svc binary (built beside this one by scripts/bench) as its own process,
+    /// serving watchers only.
     pub async fn spawn_allocation_svc(&self) -> anyhow::Result<testkit::process::Process> {
-        let bin = std::env::current_exe()?.with_file_name("allocation-svc");
-        let addr = testkit::process::free_addr();
-        let mut args = self.service_args("allocation-svc");
-        args.retain(|a| !a.starts_with("--listen-addr"));
-        args.push(format!("--listen-addr={addr}"));
-        args.push(format!("--database-url={}", self.test_db.url));
-        args.push("--allocate=false".into());
-        Ok(testkit::process::Process::spawn(&bin.to_string_lossy(), &args[1..], addr).await)
+        spawn_service(&self.infra, "allocation-svc", &["--allocate=false".into()]).await
     }
 
     /// A client of investment-svc calling as `user`.
     pub async fn investments(&self, user: Uuid) -> anyhow::Result<Investments> {
-        let channel = Channel::from_shared(format!("http://{}", self.investment_addr))?
-            .connect()
-            .await?;
-        Ok(InvestmentServiceClient::with_interceptor(
-            channel,
-            Bearer(Some(testkit::token(user))),
-        ))
+        investments(self.investment_addr, user).await
     }
 
     /// A user whose subscription can afford anything, and `pools` open deals with plenty of
@@ -148,6 +145,39 @@ impl Stack {
         }
         Ok((user, subscription.id, deals))
     }
+}
+
+/// The service binary `bin` (built beside this one by scripts/bench) as its own process on a
+/// free port against `infra`, with `extra` flags.
+pub async fn spawn_service(
+    infra: &Infra,
+    bin: &str,
+    extra: &[String],
+) -> anyhow::Result<testkit::process::Process> {
+    let path = std::env::current_exe()?.with_file_name(bin);
+    let addr = testkit::process::free_addr();
+    let mut args = infra.service_args(bin);
+    args.retain(|a| !a.starts_with("--listen-addr"));
+    args.push(format!("--listen-addr={addr}"));
+    args.push(format!("--database-url={}", infra.test_db.url));
+    args.extend_from_slice(extra);
+    Ok(testkit::process::Process::spawn(&path.to_string_lossy(), &args[1..], addr).await)
+}
+
+/// Linux's `USER_HZ`: the unit of `/proc/<pid>/stat` CPU times.
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// User plus system CPU time of `pid` so far, in seconds.
+pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').context("stat format")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> anyhow::Result<f64> {
+        Ok(fields.get(i).context("stat field")?.parse::<f64>()?)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    Ok((ticks(11)? + ticks(12)?) / TICKS_PER_SECOND)
 }
 
 /// A create of one share.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use api::v1 as pb;
-use bench::{Allocations, Stack, allocations, histogram, micros, request, rss_mib};
+use bench::{Allocations, Stack, allocations, cpu_seconds, histogram, micros, request, rss_mib};
 use clap::Parser;
 use futures::StreamExt;
 use hdrhistogram::Histogram;
@@ -41,22 +41,6 @@ struct Args {
 /// How long PostgreSQL may take to count a backend's transactions in `pg_stat_database`
 /// (PGSTAT_IDLE_INTERVAL is 10 s), with a margin.
 const STATS_FLUSH: Duration = Duration::from_secs(11);
-
-/// Linux's `USER_HZ`: the unit of `/proc/<pid>/stat` CPU times.
-const TICKS_PER_SECOND: f64 = 100.0;
-
-/// User plus system CPU time of `pid` so far, in seconds.
-fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let rest = stat.rsplit_once(')').context("stat format")?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| -> anyhow::Result<f64> {
-        Ok(fields.get(i).context("stat field")?.parse::<f64>()?)
-    };
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    Ok((ticks(11)? + ticks(12)?) / TICKS_PER_SECOND)
-}
 
 /// Transactions committed in the test database so far (each statement outside a
 /// transaction is one).
