@@ -3,7 +3,7 @@
 //! - `migrate`: creates the database if missing and applies every migration.
 //! - `seed`: loads the demo data (idempotent; fixed ids so the README's commands work).
 //! - `token`: mints a bearer token for local use.
-//! - `audit`: checks invariants 1, 2, 3, 5 and 6 (docs/invariants.md) over a live database.
+//! - `audit`: checks invariants 1, 2, 3, 5, 6 and 8 (docs/invariants.md) over a live database.
 
 use std::time::Duration;
 
@@ -167,7 +167,7 @@ async fn audit(url: &str, stuck_after: Duration) -> anyhow::Result<()> {
         println!("{v}");
     }
     if violations.is_empty() {
-        println!("audit: invariants 1, 2, 3, 5 and 6 hold");
+        println!("audit: invariants 1, 2, 3, 5, 6 and 8 hold");
         Ok(())
     } else {
         eprintln!("audit: {} violation(s)", violations.len());
