@@ -3,9 +3,12 @@
 //! - `migrate`: creates the database if missing and applies every migration.
 //! - `seed`: loads the demo data (idempotent; fixed ids so the README's commands work).
 //! - `token`: mints a bearer token for local use.
+//! - `dev-certs`: a development CA and certificates for TLS on this machine.
 //! - `audit`: checks invariants 1, 2, 3, 5, 6 and 8 (docs/invariants.md) over a live database.
 
-use std::time::Duration;
+mod dev_certs;
+
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
 use chrono::{Duration as Days, Utc};
@@ -70,6 +73,14 @@ enum Command {
         #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
         jwt_secret: Secret,
     },
+    /// Make a development CA with server certificates for localhost/127.0.0.1/::1 and a client
+    /// certificate (ca.pem, server.pem, server-key.pem, client.pem, client-key.pem), once: an
+    /// existing ca.pem in DIR is kept. Not for production certificates.
+    DevCerts {
+        /// Where to write them.
+        #[arg(long, default_value = ".dev/tls")]
+        dir: PathBuf,
+    },
 }
 
 /// The demo user of `seed`.
@@ -111,6 +122,7 @@ async fn main() -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
+        Command::DevCerts { dir } => dev_certs::make(&dir),
     }
 }
 
