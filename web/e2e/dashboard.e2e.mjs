@@ -250,6 +250,13 @@ try {
   const page = await context.newPage();
   page.setDefaultTimeout(WAIT);
   watchConsole(page);
+  const noDecoyNoViolation = () => {
+    if (decoyRequests.length > 0 || requested.has(decoyOrigin)) {
+      throw new Error(`the page called ${decoyOrigin}: ${JSON.stringify(decoyRequests)}`);
+    }
+    const violations = consoleErrors.filter((e) => /Content.Security.Policy/i.test(e));
+    if (violations.length > 0) throw new Error(`Content-Security-Policy violations:\n${violations.join("\n")}`);
+  };
 
   // A link naming other addresses for both services: they must be ignored.
   const signIn = (t) => `${origin}/#token=${t}&investment=${decoyOrigin}&allocation=${decoyOrigin}`;
@@ -266,7 +273,10 @@ try {
     `connect-src 'self' ${investOrigin} ${allocOrigin}; img-src 'self' data:; object-src 'none'; ` +
     "frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
   if (csp !== expectedCsp) throw new Error(`Content-Security-Policy ${JSON.stringify(csp)}, expected ${expectedCsp}`);
-  await live();
+  await until("the page live, having called no one else", async () => {
+    noDecoyNoViolation();
+    return page.locator('#link[data-state="live"]').isVisible();
+  });
   if (page.url() !== `${origin}/`) throw new Error(`the address bar kept ${page.url()}`);
   await page.locator(`#balances tbody tr[data-id="${ACTIVE}"]`).waitFor();
   const available = await page
@@ -394,11 +404,9 @@ try {
   await page.setViewportSize({ width: 390, height: 844 });
   await page.screenshot({ path: path.join(screenshots, "dashboard-390.png") });
 
+  step("the link's addresses got nothing, no CSP violation; the configured services got the calls");
+  noDecoyNoViolation();
   if (consoleErrors.length > 0) throw new Error(`console errors:\n${consoleErrors.join("\n")}`);
-  step("the link's addresses got nothing; the configured services got the calls");
-  if (decoyRequests.length > 0 || requested.has(decoyOrigin)) {
-    throw new Error(`the page called ${decoyOrigin}: ${JSON.stringify(decoyRequests)}`);
-  }
   for (const o of [investOrigin, allocOrigin]) if (!requested.has(o)) throw new Error(`no request to ${o}`);
   step("audit");
   execFileSync(path.join(bin, "investctl"), ["audit", "--stuck-after", "0s"], { env, stdio: "inherit" });
