@@ -196,6 +196,7 @@ impl App {
         let serving = async {
             let served = server::serve(
                 self.listener,
+                &PORT,
                 routes,
                 health,
                 shutdown.clone(),

@@ -121,6 +121,7 @@ impl App {
         tracing::info!(addr = %self.listener.local_addr()?, "investment-svc serving");
         let served = server::serve(
             self.listener,
+            &PORT,
             routes,
             health,
             shutdown.clone(),

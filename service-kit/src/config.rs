@@ -183,9 +183,30 @@ pub struct ServerArgs {
     /// A connection whose keepalive ping is not answered within this is closed.
     #[arg(long, env = "HTTP2_KEEPALIVE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub http2_keepalive_timeout: Duration,
-    /// A connection that sends nothing for this long after it is opened is closed.
+    /// A connection that has not completed its first request (TLS handshake, HTTP/2 preface and
+    /// the request's headers) this long after it was accepted is closed.
     #[arg(long, env = "CONNECTION_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub connection_handshake_timeout: Duration,
+    /// Connections still in their handshake at once; a new one closes the oldest, so sockets
+    /// that never speak cannot keep out clients that do.
+    #[arg(long, env = "MAX_HANDSHAKING_CONNECTIONS", default_value_t = 256)]
+    pub max_handshaking_connections: usize,
+    /// Open connections from one client address; more are closed at once. 0 turns the cap off
+    /// (callers behind one load balancer or NAT share an address).
+    #[arg(long, env = "MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 256)]
+    pub max_connections_per_address: usize,
+    /// A connection with no call in progress for this long is closed (0s: never). An open
+    /// watch stream is a call in progress.
+    #[arg(long, env = "CONNECTION_IDLE_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    pub connection_idle_timeout: Duration,
+    /// A connection this old is asked to go away (HTTP/2 GOAWAY), so load balancers can
+    /// rebalance long-lived clients; unset: connections never age.
+    #[arg(long, env = "MAX_CONNECTION_AGE", value_parser = parse_duration)]
+    pub max_connection_age: Option<Duration>,
+    /// After MAX_CONNECTION_AGE, how long calls may go on; then streams still open end with
+    /// UNAVAILABLE (clients resume on a new connection) and the connection is closed.
+    #[arg(long, env = "MAX_CONNECTION_AGE_GRACE", default_value = "30s", value_parser = parse_duration)]
+    pub max_connection_age_grace: Duration,
     /// Requests handled at once by this process (all connections); more are refused at once
     /// with RESOURCE_EXHAUSTED. A watch counts only until its stream has started.
     #[arg(long, env = "MAX_CONCURRENT_REQUESTS", default_value_t = 512)]
@@ -193,6 +214,39 @@ pub struct ServerArgs {
     /// Largest request message accepted, in bytes; larger ones get RESOURCE_EXHAUSTED.
     #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = 1024 * 1024)]
     pub max_message_bytes: usize,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub tls: TlsArgs,
+}
+
+/// TLS on the gRPC port (gRPC and grpc-web alike); off unless TLS_CERT_FILE is set.
+#[derive(Clone, Debug, Args)]
+pub struct TlsArgs {
+    /// Server certificate chain (PEM); with TLS_KEY_FILE turns TLS on for this port.
+    #[arg(long, env = "TLS_CERT_FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// Private key of TLS_CERT_FILE (PEM).
+    #[arg(long, env = "TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+    /// CA of the client certificates that callers must present (mutual TLS; every caller then
+    /// needs one, so leave it unset on a port that browsers call).
+    #[arg(long, env = "TLS_CLIENT_CA_FILE", requires = "tls_cert_file")]
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// How often the TLS files are checked for changes (a rotated certificate is used for new
+    /// connections without a restart).
+    #[arg(long, env = "TLS_RELOAD_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub tls_reload_interval: Duration,
+}
+
+impl TlsArgs {
+    /// The files to serve with, if TLS is on.
+    pub fn files(&self) -> Option<crate::tls::TlsFiles> {
+        Some(crate::tls::TlsFiles {
+            cert: self.tls_cert_file.clone()?,
+            key: self.tls_key_file.clone()?,
+            client_ca: self.tls_client_ca_file.clone(),
+        })
+    }
 }
 
 impl Default for ServerArgs {

@@ -1,17 +1,21 @@
 //! A tower layer around every gRPC call: a span continuing the caller's W3C trace context
 //! (`traceparent` metadata), and metrics counting calls by service, method and status code and
 //! timing them to the end of their response (the status of a gRPC call is in its trailers, so
-//! the body is watched to the end).
+//! the body is watched to the end). Only the methods a port serves get labels of their own:
+//! any other path a client sends is counted as `unknown`, so clients cannot grow the metrics.
 
 use std::{
+    collections::HashSet,
     future::Future,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
     time::Instant,
 };
 
 use http::{HeaderMap, Request, Response};
 use http_body::{Body, Frame, SizeHint};
+use prost::Message as _;
 use tonic::Code;
 use tower::{Layer, Service};
 use tracing::{Instrument as _, instrument::Instrumented};
@@ -19,15 +23,67 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::metrics::{COMMON, GrpcCall, GrpcMethod};
 
+/// The label of every call to something a port does not serve.
+const UNKNOWN: &str = "unknown";
+
+/// The paths (`/package.Service/Method`) a port serves, from the descriptors it registers for
+/// reflection.
+#[derive(Debug, Default)]
+pub struct Methods(HashSet<String>);
+
+impl Methods {
+    /// Every method of `services` described in `descriptor_sets` (encoded
+    /// `FileDescriptorSet`s; one that does not decode contributes nothing).
+    pub fn of(services: &[&str], descriptor_sets: &[&[u8]]) -> Self {
+        let mut paths = HashSet::new();
+        for set in descriptor_sets {
+            let Ok(set) = prost_types::FileDescriptorSet::decode(*set) else {
+                continue;
+            };
+            for file in set.file {
+                let package = file.package.unwrap_or_default();
+                for service in file.service {
+                    let name = format!("{package}.{}", service.name.unwrap_or_default());
+                    if !services.contains(&name.as_str()) {
+                        continue;
+                    }
+                    for method in service.method {
+                        paths.insert(format!("/{name}/{}", method.name.unwrap_or_default()));
+                    }
+                }
+            }
+        }
+        Self(paths)
+    }
+
+    fn contains(&self, path: &str) -> bool {
+        self.0.contains(path)
+    }
+}
+
 /// Adds [`Observe`] around a service.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct ObserveLayer;
+#[derive(Clone, Debug)]
+pub struct ObserveLayer {
+    methods: Arc<Methods>,
+}
+
+impl ObserveLayer {
+    /// Labels calls of `methods` by name, and any other as `unknown`.
+    pub fn new(methods: Methods) -> Self {
+        Self {
+            methods: Arc::new(methods),
+        }
+    }
+}
 
 impl<S> Layer<S> for ObserveLayer {
     type Service = Observe<S>;
 
     fn layer(&self, inner: S) -> Observe<S> {
-        Observe { inner }
+        Observe {
+            inner,
+            methods: Arc::clone(&self.methods),
+        }
     }
 }
 
@@ -35,6 +91,7 @@ impl<S> Layer<S> for ObserveLayer {
 #[derive(Clone, Debug)]
 pub struct Observe<S> {
     inner: S,
+    methods: Arc<Methods>,
 }
 
 /// One call being answered.
@@ -44,10 +101,11 @@ struct Call {
 }
 
 impl Call {
-    fn of(path: &str) -> Call {
-        let mut parts = path.trim_start_matches('/').splitn(2, '/');
-        let service = parts.next().unwrap_or_default();
-        let method = parts.next().unwrap_or_default();
+    fn of(path: &str, methods: &Methods) -> Call {
+        let (service, method) = match path.trim_start_matches('/').split_once('/') {
+            Some((service, method)) if methods.contains(path) => (service, method),
+            _ => (UNKNOWN, UNKNOWN),
+        };
         Call {
             method: GrpcMethod {
                 grpc_service: service.to_owned(),
@@ -118,7 +176,7 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let call = Call::of(request.uri().path());
+        let call = Call::of(request.uri().path(), &self.methods);
         let span = tracing::info_span!(
             "grpc",
             rpc.service = %call.method.grpc_service,
@@ -237,5 +295,27 @@ impl<B: Body> Body for ObservedBody<B> {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_served_methods_get_labels_of_their_own() {
+        let methods = Methods::of(
+            &["grpc.health.v1.Health"],
+            &[tonic_health::pb::FILE_DESCRIPTOR_SET, b"not a descriptor"],
+        );
+        let label = |path| Call::of(path, &methods).method;
+        assert_eq!(label("/grpc.health.v1.Health/Check").grpc_method, "Check");
+        for path in ["/grpc.health.v1.Health/Nope", "/x.Y/Check", "/", "no-slash"] {
+            let m = label(path);
+            assert_eq!(
+                (m.grpc_service.as_str(), m.grpc_method.as_str()),
+                (UNKNOWN, UNKNOWN)
+            );
+        }
     }
 }

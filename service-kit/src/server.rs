@@ -1,24 +1,22 @@
 //! The gRPC server around a service: health (`grpc.health.v1`), reflection v1 and v1alpha
 //! (older grpcurl builds only speak v1alpha), and graceful shutdown with a deadline.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::net::SocketAddr;
 
 use anyhow::Context as _;
-use futures::TryStreamExt as _;
 use sea_orm::DatabaseConnection;
-use tokio::{net::TcpListener, sync::Semaphore};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::{
-    service::Routes,
-    transport::{Server, server::TcpIncoming},
-};
+use tonic::{service::Routes, transport::Server};
 use tonic_health::{ServingStatus, server::HealthReporter};
 use tower::{limit::GlobalConcurrencyLimitLayer, load_shed::LoadShedLayer, util::MapResponseLayer};
 
 use crate::{
     config::{CommonArgs, ServerArgs},
-    db, messaging,
-    observe::ObserveLayer,
+    db,
+    listener::{self, ConnectionLayer},
+    messaging,
+    observe::{Methods, ObserveLayer},
     transport,
 };
 
@@ -41,6 +39,7 @@ impl Connections {
         listen_addr: SocketAddr,
         name: &str,
     ) -> anyhow::Result<Self> {
+        crate::tls::install_crypto_provider();
         let db = db::connect(&common.db)
             .await
             .context("connecting to PostgreSQL")?;
@@ -132,6 +131,29 @@ pub struct Port {
     pub elsewhere: &'static [(&'static str, &'static str)],
 }
 
+/// The services every port serves besides its own.
+const BASE_SERVICES: [&str; 3] = [
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+];
+
+impl Port {
+    /// Every method this port serves, for metric labels.
+    fn methods(&self) -> Methods {
+        let [health, v1, v1alpha] = BASE_SERVICES;
+        Methods::of(
+            &[self.serves, health, v1, v1alpha],
+            &[
+                api::FILE_DESCRIPTOR_SET,
+                tonic_health::pb::FILE_DESCRIPTOR_SET,
+                tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+            ],
+        )
+    }
+}
+
 /// Health and reflection routes for `port`; the caller adds its own service with
 /// [`Routes::add_service`]. Reflection lists only this port's service (plus health and
 /// reflection), and a call to anything else gets `UNIMPLEMENTED` naming the right place. The
@@ -139,15 +161,15 @@ pub struct Port {
 pub fn base_routes(port: &Port) -> Result<(Routes, HealthReporter), ReflectionError> {
     let (health, health_service) = tonic_health::server::health_reporter();
     let reflection = || {
-        tonic_reflection::server::Builder::configure()
+        let builder = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(api::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             // google.rpc error details, so grpcurl can show BadRequest & co. in errors.
             .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
-            .with_service_name(port.serves)
-            .with_service_name("grpc.health.v1.Health")
-            .with_service_name("grpc.reflection.v1.ServerReflection")
-            .with_service_name("grpc.reflection.v1alpha.ServerReflection")
+            .with_service_name(port.serves);
+        BASE_SERVICES
+            .into_iter()
+            .fold(builder, |builder, name| builder.with_service_name(name))
     };
     let routes = Routes::new(health_service)
         .add_service(reflection().build_v1()?)
@@ -181,38 +203,50 @@ pub enum ServeError {
     /// The browser (CORS) settings are unusable.
     #[error(transparent)]
     Cors(#[from] transport::CorsError),
+    /// The TLS files are unusable.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// The server failed.
     #[error(transparent)]
     Transport(#[from] tonic::transport::Error),
 }
 
-/// Serves `routes` on `listener` until `shutdown` is cancelled, then drains: health turns
-/// `NOT_SERVING`, no new connections are accepted, and calls still open after
+/// Serves `routes` for `port` on `listener` until `shutdown` is cancelled, then drains: health
+/// turns `NOT_SERVING`, no new connections are accepted, and calls still open after
 /// `SHUTDOWN_GRACE` are cut (tonic alone would wait forever on an open stream).
 ///
 /// Native gRPC and grpc-web (HTTP/1.1 or HTTP/2, with CORS for the configured origins) share
-/// the port. Limits: open connections, streams per connection, HTTP/2 keepalive, a handshake timeout, and a cap
-/// on requests in progress beyond which requests are refused at once (`RESOURCE_EXHAUSTED`).
+/// the port, over TLS when `TLS_CERT_FILE` is set. Limits: the connection bounds of
+/// [`listener`], streams per connection, HTTP/2 keepalive, and a cap on requests in progress
+/// beyond which requests are refused at once (`RESOURCE_EXHAUSTED`).
 pub async fn serve(
     listener: TcpListener,
+    port: &Port,
     routes: Routes,
     health: HealthReporter,
     shutdown: CancellationToken,
     args: &ServerArgs,
 ) -> Result<(), ServeError> {
     let cors = transport::cors(&args.cors_allowed_origins)?;
-    let handshake = args.connection_handshake_timeout;
-    // At the cap, accepting pauses: new connections wait in the listen backlog for a free slot.
-    let slots = Arc::new(Semaphore::new(args.max_connections));
-    let incoming = TcpIncoming::from(listener)
-        .with_nodelay(Some(true))
-        .and_then(move |stream| {
-            let slots = Arc::clone(&slots);
-            async move {
-                let slot = slots.acquire_owned().await.map_err(std::io::Error::other)?;
-                Ok(transport::Connection::new(stream, handshake, slot))
-            }
-        });
+    let tls = args
+        .tls
+        .files()
+        .map(|files| {
+            crate::tls::Acceptor::start(files, args.tls.tls_reload_interval, shutdown.child_token())
+        })
+        .transpose()?;
+    let max_age = args
+        .max_connection_age
+        .map(|age| (age, args.max_connection_age_grace));
+    let limits = listener::Limits {
+        max_connections: args.max_connections,
+        max_per_address: args.max_connections_per_address,
+        max_handshaking: args.max_handshaking_connections,
+        handshake_timeout: args.connection_handshake_timeout,
+        idle_timeout: Some(args.connection_idle_timeout).filter(|idle| !idle.is_zero()),
+        max_age,
+    };
+    let incoming = listener::incoming(listener, limits, tls, shutdown.child_token());
     let grace = args.shutdown_grace;
     let signal = {
         let shutdown = shutdown.clone();
@@ -223,14 +257,20 @@ pub async fn serve(
                 .await;
         }
     };
-    let server = Server::builder()
+    let mut server = Server::builder();
+    if let Some((age, _)) = max_age {
+        // GOAWAY at the age; the grace is ours (ConnectionLayer ends streams with UNAVAILABLE).
+        server = server.max_connection_age(age);
+    }
+    let server = server
         .accept_http1(true)
         .max_concurrent_streams(args.http2_max_concurrent_streams)
         .http2_keepalive_interval(Some(args.http2_keepalive_interval))
         .http2_keepalive_timeout(Some(args.http2_keepalive_timeout))
         .layer(cors)
         .layer(tonic_web::GrpcWebLayer::new())
-        .layer(ObserveLayer)
+        .layer(ConnectionLayer)
+        .layer(ObserveLayer::new(port.methods()))
         .layer(MapResponseLayer::new(transport::size_limit_status))
         .layer(LoadShedLayer::new())
         .layer(GlobalConcurrencyLimitLayer::new(

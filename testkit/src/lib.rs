@@ -8,10 +8,12 @@
 pub mod db;
 /// Row builders, shared with `investctl seed`.
 pub use fixtures;
+pub mod grpc_tls;
 pub mod grpc_web;
 pub mod metrics;
 pub mod nats;
 pub mod process;
+pub mod raw_h2;
 pub mod stack;
 
 use std::time::Duration;

@@ -3,6 +3,7 @@
 
 mod auth;
 mod balances;
+mod connections;
 mod create;
 mod deals;
 mod hostile;
@@ -11,4 +12,5 @@ mod operability;
 mod read;
 mod support;
 mod sweeper;
+mod tls;
 mod web;
