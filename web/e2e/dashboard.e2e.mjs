@@ -7,12 +7,22 @@
 //   CHROMIUM        the browser (default /usr/bin/chromium)
 //   SCREENSHOTS     where to save dashboard.png and dashboard-390.png (default web/e2e/screenshots,
 //                   git-ignored; `SCREENSHOTS=docs scripts/test-web` refreshes the README's)
-// Every wait is on a condition with a deadline; nothing sleeps to synchronize.
+//   E2E_TLS=1       everything over HTTPS: the page (vite preview) and both services (TLS_CERT_FILE /
+//                   TLS_KEY_FILE) with certificates of a development CA made here by
+//                   `investctl dev-certs`, which Chromium trusts through the NSS database of a
+//                   temporary HOME (certutil, Debian's libnss3-tools): no certificate error ignored.
+// The page is configured as a deployment would configure it (DASHBOARD_* for vite.config.ts) and
+// opened from a link naming other addresses, served by a decoy that must see no request at all;
+// any Content-Security-Policy violation fails the test. Every wait is on a condition with a
+// deadline; nothing sleeps to synchronize.
 
 import { execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import http from "node:http";
+import https from "node:https";
 import net from "node:net";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
@@ -28,6 +38,8 @@ const OPEN_DEAL = "d0000000-0000-4000-8000-000000000001";
 const SCARCE_DEAL = "d0000000-0000-4000-8000-000000000003";
 const WAIT = 30_000;
 const screenshots = path.resolve(root, process.env.SCREENSHOTS ?? "web/e2e/screenshots");
+const tls = process.env.E2E_TLS === "1";
+const scheme = tls ? "https" : "http";
 const started = Date.now();
 
 function step(what) {
@@ -69,7 +81,10 @@ const dbUrl = new URL(process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1
 dbUrl.pathname = `/web_e2e_${run}`;
 const secret = randomBytes(32).toString("hex");
 const [investPort, allocPort, webPort] = await Promise.all([freePort(), freePort(), freePort()]);
-const origin = `http://127.0.0.1:${webPort}`;
+const origin = `${scheme}://127.0.0.1:${webPort}`;
+const investOrigin = `${scheme}://127.0.0.1:${investPort}`;
+const allocOrigin = `${scheme}://127.0.0.1:${allocPort}`;
+const scratch = mkdtempSync(path.join(tmpdir(), "invest-web-e2e-"));
 const env = {
   ...process.env,
   DATABASE_URL: dbUrl.toString(),
@@ -88,6 +103,31 @@ investctl("migrate");
 investctl("seed");
 const token = investctl("token", "--user", DEMO_USER);
 const adminToken = investctl("token", "--user", DEMO_USER, "--admin");
+
+// HTTPS: a development CA, the services' and the page's certificate from it, and a HOME whose NSS
+// database trusts that CA, for Chromium alone (nothing of the machine's trust changes).
+const certs = path.join(scratch, "certs");
+const browserHome = path.join(scratch, "home");
+let ca;
+if (tls) {
+  step("HTTPS: development CA (investctl dev-certs), trusted by Chromium through its NSS database");
+  execFileSync(path.join(bin, "investctl"), ["dev-certs", "--dir", certs], { env, stdio: "ignore" });
+  const nssdb = `sql:${path.join(browserHome, ".pki/nssdb")}`;
+  mkdirSync(path.join(browserHome, ".pki/nssdb"), { recursive: true });
+  try {
+    execFileSync("certutil", ["-N", "-d", nssdb, "--empty-password"], { stdio: "inherit" });
+    execFileSync("certutil", ["-A", "-d", nssdb, "-t", "C,,", "-n", "invest-dev-ca", "-i", path.join(certs, "ca.pem")], {
+      stdio: "inherit",
+    });
+  } catch (err) {
+    throw new Error(`certutil failed (apt-get install libnss3-tools): ${err.message}`);
+  }
+  ca = readFileSync(path.join(certs, "ca.pem"));
+  Object.assign(env, {
+    TLS_CERT_FILE: path.join(certs, "server.pem"),
+    TLS_KEY_FILE: path.join(certs, "server-key.pem"),
+  });
+}
 
 const services = new Map();
 const logs = [];
@@ -111,23 +151,70 @@ async function stopService(name) {
   await s.exited;
 }
 
+// Where a link tries to send the dashboard: a server that only counts what reaches it.
+const decoyRequests = [];
+const decoyHandler = (req, res) => {
+  decoyRequests.push(`${req.method} ${req.url}`);
+  res.writeHead(404).end();
+};
+const decoy = tls
+  ? https.createServer(
+      { cert: readFileSync(env.TLS_CERT_FILE), key: readFileSync(env.TLS_KEY_FILE) },
+      decoyHandler,
+    )
+  : http.createServer(decoyHandler);
+await new Promise((resolve) => decoy.listen(0, "127.0.0.1", resolve));
+const decoyOrigin = `${scheme}://127.0.0.1:${decoy.address().port}`;
+
+/** Sends a request the page made to the real service from here, and reads the whole answer:
+ * the service acts on it while the page is told the connection broke. */
+async function deliverOnly(request) {
+  const url = new URL(request.url());
+  const headers = { ...request.headers() };
+  for (const h of ["host", "connection", "content-length"]) delete headers[h];
+  const body = request.postDataBuffer() ?? Buffer.alloc(0);
+  await new Promise((resolve, reject) => {
+    const req = (url.protocol === "https:" ? https : http).request(
+      url,
+      { method: request.method(), headers: { ...headers, "content-length": body.length }, ca },
+      (res) => {
+        res.on("data", () => {});
+        res.on("end", resolve);
+        res.on("error", reject);
+      },
+    );
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
 let browser;
 let server;
 async function cleanup() {
   await browser?.close().catch(() => {});
   await server?.close().catch(() => {});
+  decoy.close();
   for (const { child } of services.values()) if (child.exitCode === null) child.kill("SIGTERM");
   await Promise.all([...services.values()].map((s) => s.exited));
+  rmSync(scratch, { recursive: true, force: true });
 }
 
 // --- the test ------------------------------------------------------------------------------------
 
 const consoleErrors = [];
 let networkErrorsExpected = false;
+/** Every origin the pages sent a request to. */
+const requested = new Set();
 
 try {
   await startService("investment-svc", investPort);
   await startService("allocation-svc", allocPort);
+  // The dashboard's configuration, as scripts/up or a deployment gives it (vite.config.ts).
+  Object.assign(process.env, {
+    DASHBOARD_INVESTMENT_URL: investOrigin,
+    DASHBOARD_ALLOCATION_URL: allocOrigin,
+    ...(tls ? { DASHBOARD_TLS_CERT_FILE: env.TLS_CERT_FILE, DASHBOARD_TLS_KEY_FILE: env.TLS_KEY_FILE } : {}),
+  });
   server = await preview({
     root: path.resolve(here, ".."),
     logLevel: "warn",
@@ -136,29 +223,61 @@ try {
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
     args: ["--no-sandbox"],
+    // The development CA is trusted through this HOME's NSS database, and only there.
+    env: tls ? { ...process.env, HOME: browserHome } : process.env,
   });
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  // Every CSP violation is an error on the console (the test fails on those), also where the
+  // browser would report it only to a report-uri.
+  await context.addInitScript(() => {
+    document.addEventListener("securitypolicyviolation", (e) =>
+      console.error(`Content Security Policy violation: ${e.violatedDirective} blocked ${e.blockedURI}`),
+    );
+  });
+  context.on("request", (r) => requested.add(new URL(r.url()).origin));
+  const watchConsole = (p) => {
+    p.on("console", (m) => {
+      if (m.type() !== "error") return;
+      const text = m.text();
+      // A failed fetch is logged by the browser itself: expected only while we break the
+      // network; never one that the Content-Security-Policy refused.
+      const csp = /Content.Security.Policy|ERR_BLOCKED_BY_CSP/i.test(text);
+      if (!csp && networkErrorsExpected && /Failed to load resource|ERR_/.test(text)) return;
+      consoleErrors.push(text);
+    });
+    p.on("pageerror", (e) => consoleErrors.push(String(e)));
+  };
   const page = await context.newPage();
   page.setDefaultTimeout(WAIT);
-  page.on("console", (m) => {
-    if (m.type() !== "error") return;
-    // A failed fetch is logged by the browser itself: expected only while we break the network.
-    if (networkErrorsExpected && /Failed to load resource|ERR_/.test(m.text())) return;
-    consoleErrors.push(m.text());
-  });
-  page.on("pageerror", (e) => consoleErrors.push(String(e)));
+  watchConsole(page);
+  const noDecoyNoViolation = () => {
+    if (decoyRequests.length > 0 || requested.has(decoyOrigin)) {
+      throw new Error(`the page called ${decoyOrigin}: ${JSON.stringify(decoyRequests)}`);
+    }
+    const violations = consoleErrors.filter((e) => /Content.Security.Policy/i.test(e));
+    if (violations.length > 0) throw new Error(`Content-Security-Policy violations:\n${violations.join("\n")}`);
+  };
 
-  const signIn = (t) =>
-    `${origin}/#token=${t}&investment=http://127.0.0.1:${investPort}&allocation=http://127.0.0.1:${allocPort}`;
+  // A link naming other addresses for both services: they must be ignored.
+  const signIn = (t) => `${origin}/#token=${t}&investment=${decoyOrigin}&allocation=${decoyOrigin}`;
   const rows = () => page.locator("#investments tbody tr");
   const row = (id) => page.locator(`#investments tbody tr[data-id="${id}"]`);
   const ids = () => rows().evaluateAll((trs) => trs.map((tr) => tr.dataset.id));
   const live = () => page.waitForSelector('#link[data-state="live"]');
 
-  step("open the dashboard signed in from a scripts/up-style link");
-  await page.goto(signIn(token));
-  await live();
-  if (page.url().includes("token=")) throw new Error("the token stayed in the address bar");
+  step(`open the dashboard (${origin}) from a link naming ${decoyOrigin} for both services`);
+  const response = await page.goto(signIn(token));
+  const csp = response.headers()["content-security-policy"] ?? "";
+  const expectedCsp =
+    "default-src 'self'; script-src 'self'; style-src 'self'; " +
+    `connect-src 'self' ${investOrigin} ${allocOrigin}; img-src 'self' data:; object-src 'none'; ` +
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+  if (csp !== expectedCsp) throw new Error(`Content-Security-Policy ${JSON.stringify(csp)}, expected ${expectedCsp}`);
+  await until("the page live, having called no one else", async () => {
+    noDecoyNoViolation();
+    return page.locator('#link[data-state="live"]').isVisible();
+  });
+  if (page.url() !== `${origin}/`) throw new Error(`the address bar kept ${page.url()}`);
   await page.locator(`#balances tbody tr[data-id="${ACTIVE}"]`).waitFor();
   const available = await page
     .locator(`#balances tbody tr[data-id="${ACTIVE}"] [data-term="available"]`)
@@ -187,7 +306,7 @@ try {
   let lost = 0;
   await page.route("**/invest.v1.InvestmentService/CreateInvestment", async (route) => {
     if (lost++ === 0) {
-      await route.fetch(); // the server commits it...
+      await deliverOnly(route.request()); // the server commits it...
       await route.abort("connectionreset"); // ...and the browser never hears back
     } else {
       await route.continue();
@@ -261,8 +380,7 @@ try {
   step("as admin: queue figures, the failed allocation, Retry from the keyboard");
   const admin = await context.newPage();
   admin.setDefaultTimeout(WAIT);
-  admin.on("pageerror", (e) => consoleErrors.push(String(e)));
-  admin.on("console", (m) => m.type() === "error" && consoleErrors.push(m.text()));
+  watchConsole(admin);
   await admin.goto(signIn(adminToken));
   await admin.locator("#operator").waitFor();
   await admin.locator("#queue dd").first().waitFor();
@@ -286,12 +404,16 @@ try {
   await page.setViewportSize({ width: 390, height: 844 });
   await page.screenshot({ path: path.join(screenshots, "dashboard-390.png") });
 
+  step("the link's addresses got nothing, no CSP violation; the configured services got the calls");
+  noDecoyNoViolation();
   if (consoleErrors.length > 0) throw new Error(`console errors:\n${consoleErrors.join("\n")}`);
+  for (const o of [investOrigin, allocOrigin]) if (!requested.has(o)) throw new Error(`no request to ${o}`);
   step("audit");
   execFileSync(path.join(bin, "investctl"), ["audit", "--stuck-after", "0s"], { env, stdio: "inherit" });
   step(`passed in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 } catch (err) {
   console.error(`[e2e] FAILED: ${err.stack ?? err}`);
+  if (consoleErrors.length > 0) console.error(`[e2e] console errors so far:\n${consoleErrors.join("\n")}`);
   console.error(`[e2e] service logs (last 60 lines):\n${logs.join("").split("\n").slice(-60).join("\n")}`);
   process.exitCode = 1;
 } finally {

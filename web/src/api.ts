@@ -1,9 +1,11 @@
-// Clients of both services over grpc-web, each call with the session's bearer token.
+// Clients of both services over grpc-web, each call with the session's bearer token, at the
+// configured addresses only.
 
 import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import { AllocationService } from "./gen/invest/v1/allocation_pb.js";
 import { InvestmentService } from "./gen/invest/v1/investment_pb.js";
+import type { Config } from "./config.js";
 import type { Session } from "./session.js";
 
 export interface Api {
@@ -11,7 +13,7 @@ export interface Api {
   allocations: Client<typeof AllocationService>;
 }
 
-export function connect(session: Session): Api {
+export function connect(config: Config, session: Session): Api {
   const bearer: Interceptor = (next) => (req) => {
     req.header.set("authorization", `Bearer ${session.token}`);
     return next(req);
@@ -19,7 +21,7 @@ export function connect(session: Session): Api {
   const transport = (baseUrl: string) =>
     createGrpcWebTransport({ baseUrl, interceptors: [bearer] });
   return {
-    investments: createClient(InvestmentService, transport(session.investmentUrl)),
-    allocations: createClient(AllocationService, transport(session.allocationUrl)),
+    investments: createClient(InvestmentService, transport(config.investmentUrl)),
+    allocations: createClient(AllocationService, transport(config.allocationUrl)),
   };
 }

@@ -4,6 +4,7 @@
 
 import "./style.css";
 import { connect, type Api } from "./api.js";
+import { loadConfig, type Config } from "./config.js";
 import { Book, isFinished, statusName, type Row } from "./book.js";
 import { describe } from "./errors.js";
 import type { Deal, Investment, SubscriptionBalance } from "./gen/invest/v1/investment_pb.js";
@@ -91,7 +92,7 @@ function showSignIn(message = "") {
       hint.textContent = "That is not a JWT (three base64url parts separated by dots).";
       return;
     }
-    const s = { ...session.DEFAULTS, token };
+    const s = { token };
     session.save(sessionStorage, s);
     byId("sign-in").hidden = true;
     start(s);
@@ -108,7 +109,7 @@ function start(s: session.Session) {
   if (claims.exp !== undefined && claims.exp * 1000 < Date.now()) {
     return showSignIn("Your token has expired: sign in again.");
   }
-  const api = connect(s);
+  const api = connect(config, s);
   const stop = new AbortController();
   const admin = claims.roles.includes("admin");
   byId("app").hidden = false;
@@ -503,6 +504,21 @@ class Operator {
   }
 }
 
+/** Nothing works without the configuration: say so instead of guessing addresses. */
+function showFatal(message: string) {
+  const fatal = byId("fatal");
+  fatal.textContent = message;
+  fatal.hidden = false;
+}
+
+// The token leaves the address bar first, whatever happens next.
 const current = session.load(location, sessionStorage, history);
+let config: Config;
+try {
+  config = await loadConfig((input, init) => fetch(input, init));
+} catch (err) {
+  showFatal(`The dashboard's configuration could not be read: ${err instanceof Error ? err.message : String(err)}`);
+  throw err;
+}
 if (current) start(current);
 else showSignIn();

@@ -1,13 +1,12 @@
-// Who is signed in and where the services are. `scripts/up` prints URLs of the form
-// `/#token=<jwt>` (and `&investment=<url>&allocation=<url>` when not the defaults): the hash never
-// reaches a server, is moved into this tab's sessionStorage and removed from the address bar.
+// Who is signed in. `scripts/up` prints URLs of the form `/#token=<jwt>`: the hash never reaches a
+// server, the token is moved into this tab's sessionStorage and the hash removed from the address
+// bar. Only the token is taken from a link or from storage: where the services are comes from the
+// configuration (config.ts), so a link cannot send the token anywhere else.
 
 const KEY = "invest.session";
 
 export interface Session {
   token: string;
-  investmentUrl: string;
-  allocationUrl: string;
 }
 
 /** What the dashboard knows of the token without verifying it (the services do that). */
@@ -16,11 +15,6 @@ export interface Claims {
   roles: string[];
   exp?: number;
 }
-
-export const DEFAULTS = {
-  investmentUrl: "http://127.0.0.1:50051",
-  allocationUrl: "http://127.0.0.1:50052",
-};
 
 /** The claims of a JWT, or undefined if it is not one. */
 export function claims(token: string): Claims | undefined {
@@ -36,25 +30,32 @@ export function claims(token: string): Claims | undefined {
   }
 }
 
-/** Reads a session from the URL hash (then removes it) or from sessionStorage. */
+/** The token saved in this tab, if any (whatever else an older version saved is ignored). */
+function stored(storage: Storage): string | undefined {
+  try {
+    const s = JSON.parse(storage.getItem(KEY) ?? "null") as unknown;
+    const token = typeof s === "object" && s !== null ? (s as Record<string, unknown>).token : undefined;
+    return typeof token === "string" ? token : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Reads a session from the URL hash's `token` or from sessionStorage. Any hash is removed from
+ * the address bar; its other parameters (an `investment=` address, say) are ignored. */
 export function load(location: Location, storage: Storage, history: History): Session | undefined {
-  const hash = new URLSearchParams(location.hash.replace(/^#/, ""));
-  const stored = storage.getItem(KEY);
-  const previous = stored ? (JSON.parse(stored) as Partial<Session>) : {};
-  const token = hash.get("token") ?? previous.token;
-  if (hash.size > 0) history.replaceState(null, "", location.pathname + location.search);
+  const raw = location.hash.replace(/^#/, "");
+  const token = (new URLSearchParams(raw).get("token") ?? stored(storage))?.trim();
+  if (raw !== "") history.replaceState(null, "", location.pathname + location.search);
   if (!token) return undefined;
-  const session: Session = {
-    token: token.trim(),
-    investmentUrl: hash.get("investment") ?? previous.investmentUrl ?? DEFAULTS.investmentUrl,
-    allocationUrl: hash.get("allocation") ?? previous.allocationUrl ?? DEFAULTS.allocationUrl,
-  };
+  const session: Session = { token };
   save(storage, session);
   return session;
 }
 
+/** Saves the token, and only the token. */
 export function save(storage: Storage, session: Session): void {
-  storage.setItem(KEY, JSON.stringify(session));
+  storage.setItem(KEY, JSON.stringify({ token: session.token }));
 }
 
 export function clear(storage: Storage): void {
