@@ -11,6 +11,7 @@ pub mod db;
 pub mod health;
 pub mod messaging;
 pub mod metrics;
+pub mod nats_options;
 pub mod observe;
 pub mod page;
 pub mod server;
