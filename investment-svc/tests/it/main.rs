@@ -11,4 +11,5 @@ mod operability;
 mod read;
 mod support;
 mod sweeper;
+mod tls_links;
 mod web;
