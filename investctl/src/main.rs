@@ -141,13 +141,9 @@ async fn migrate(url: &str) -> anyhow::Result<()> {
 
 /// Connects to the server's `postgres` database and creates the target one if absent.
 async fn create_database_if_missing(url: &str) -> anyhow::Result<()> {
-    let (base, name) = url
-        .split('?')
-        .next()
-        .and_then(|u| u.rsplit_once('/'))
-        .filter(|(_, name)| !name.is_empty())
-        .context("DATABASE_URL has no database name")?;
-    let admin = Database::connect(format!("{base}/postgres"))
+    let (admin_url, name) =
+        postgres_database_url(url).context("DATABASE_URL has no database name")?;
+    let admin = Database::connect(admin_url)
         .await
         .context("connecting to the server's postgres database")?;
     let exists = admin
@@ -166,6 +162,21 @@ async fn create_database_if_missing(url: &str) -> anyhow::Result<()> {
         eprintln!("created database {name}");
     }
     Ok(())
+}
+
+/// `url` naming the server's `postgres` database instead of its own (returned second), with
+/// the same query: `sslmode=verify-full&sslrootcert=...` must hold for this connection too.
+fn postgres_database_url(url: &str) -> Option<(String, &str)> {
+    let (path, query) = match url.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (url, None),
+    };
+    let (base, name) = path.rsplit_once('/').filter(|(_, name)| !name.is_empty())?;
+    let admin = match query {
+        Some(query) => format!("{base}/postgres?{query}"),
+        None => format!("{base}/postgres"),
+    };
+    Some((admin, name))
 }
 
 async fn audit(url: &str, stuck_after: Duration) -> anyhow::Result<()> {
@@ -260,4 +271,28 @@ async fn seed(url: &str) -> anyhow::Result<()> {
 
     eprintln!("demo data loaded: user {DEMO_USER}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::postgres_database_url;
+
+    #[test]
+    fn the_postgres_database_url_keeps_the_tls_settings() {
+        let url =
+            "postgres://u@db.internal:5432/invest?sslmode=verify-full&sslrootcert=/etc/ca.pem";
+        assert_eq!(
+            postgres_database_url(url),
+            Some((
+                "postgres://u@db.internal:5432/postgres?sslmode=verify-full&sslrootcert=/etc/ca.pem"
+                    .to_owned(),
+                "invest"
+            ))
+        );
+        assert_eq!(
+            postgres_database_url("postgres://u@h/invest"),
+            Some(("postgres://u@h/postgres".to_owned(), "invest"))
+        );
+        assert_eq!(postgres_database_url("postgres://u@h/"), None);
+    }
 }

@@ -82,6 +82,32 @@ pub struct NatsArgs {
     /// Deadline for a JetStream API call or publish acknowledgement.
     #[arg(long, env = "NATS_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
     pub nats_timeout: Duration,
+    /// CA certificate(s) (PEM) the NATS server's certificate must chain to. Set: TLS is
+    /// required, and only this CA is trusted.
+    #[arg(long, env = "NATS_TLS_CA_FILE")]
+    pub nats_tls_ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for a server that verifies clients (`verify: true`); needs
+    /// NATS_TLS_KEY_FILE. Set: TLS is required.
+    #[arg(long, env = "NATS_TLS_CERT_FILE", requires = "nats_tls_key_file")]
+    pub nats_tls_cert_file: Option<PathBuf>,
+    /// Private key (PEM) of NATS_TLS_CERT_FILE.
+    #[arg(long, env = "NATS_TLS_KEY_FILE", requires = "nats_tls_cert_file")]
+    pub nats_tls_key_file: Option<PathBuf>,
+    /// NATS credentials file (`.creds`: user JWT and nkey seed), for servers with
+    /// decentralized auth. Not with NATS_USER.
+    #[arg(long, env = "NATS_CREDS_FILE", conflicts_with = "nats_user")]
+    pub nats_creds_file: Option<PathBuf>,
+    /// User name for a server with `authorization { user, password }`; needs NATS_PASSWORD.
+    #[arg(long, env = "NATS_USER", requires = "nats_password")]
+    pub nats_user: Option<String>,
+    /// Password of NATS_USER (prefer the environment variable: flags show in `ps`).
+    #[arg(
+        long,
+        env = "NATS_PASSWORD",
+        hide_env_values = true,
+        requires = "nats_user"
+    )]
+    pub nats_password: Option<Secret>,
 }
 
 /// Token verification settings (README, API).

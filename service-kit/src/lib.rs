@@ -12,6 +12,7 @@ pub mod health;
 pub mod listener;
 pub mod messaging;
 pub mod metrics;
+pub mod nats_options;
 pub mod observe;
 pub mod page;
 pub mod server;

@@ -75,17 +75,27 @@ impl Topology {
     }
 }
 
-/// Connects to NATS; the client reconnects by itself for as long as the process lives.
-pub async fn connect(
-    args: &NatsArgs,
-    name: &str,
-) -> Result<async_nats::Client, async_nats::ConnectError> {
-    async_nats::ConnectOptions::new()
+/// Why [`connect`] gave no client.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// A TLS or credentials setting is unusable (it names the setting and the file).
+    #[error(transparent)]
+    Settings(#[from] crate::nats_options::SettingsError),
+    /// The server is unreachable or refused the connection (TLS, authentication).
+    #[error(transparent)]
+    Connect(#[from] async_nats::ConnectError),
+}
+
+/// Connects to NATS, over TLS and with credentials when the settings ask for them
+/// ([`crate::nats_options`]); the client reconnects by itself for as long as the process lives.
+pub async fn connect(args: &NatsArgs, name: &str) -> Result<async_nats::Client, ConnectError> {
+    let client = crate::nats_options::options(args)?
         .name(name)
         .connection_timeout(args.nats_timeout)
         .max_reconnects(None)
         .connect(args.nats_url.expose())
-        .await
+        .await?;
+    Ok(client)
 }
 
 /// A JetStream context whose API calls and publish acks time out after `timeout`.

@@ -1,6 +1,7 @@
 //! Test support shared by every crate's integration tests: a fresh
 //! database per test cloned from a migrated template, private NATS names or a private
-//! nats-server process, tokens, a grpc-web client, and data fixtures.
+//! nats-server process, tokens, a grpc-web client, data fixtures, and for the TLS links a
+//! test CA with a TLS-only nats-server and PostgreSQL.
 //!
 //! Reads `DATABASE_URL` (a superuser URL; `scripts/test` provides one), `NATS_URL` and
 //! `NATS_SERVER_BIN`.
@@ -15,6 +16,9 @@ pub mod nats;
 pub mod process;
 pub mod raw_h2;
 pub mod stack;
+pub mod tls_certs;
+pub mod tls_nats;
+pub mod tls_pg;
 
 use std::time::Duration;
 

@@ -13,4 +13,5 @@ mod read;
 mod support;
 mod sweeper;
 mod tls;
+mod tls_links;
 mod web;

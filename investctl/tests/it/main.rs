@@ -1,0 +1,3 @@
+//! investctl as a process, against real servers.
+
+mod migrate_tls;
