@@ -13,6 +13,7 @@ pub mod messaging;
 pub mod metrics;
 pub mod observe;
 pub mod page;
+pub mod secret;
 pub mod server;
 pub mod status;
 pub mod telemetry;

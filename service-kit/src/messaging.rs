@@ -19,6 +19,7 @@ pub use crate::metrics::PublishPath;
 use crate::{
     config::NatsArgs,
     metrics::{Publish, PublishFailure},
+    secret::UrlCredentials,
 };
 
 /// Where allocation traffic lives: the stream and its subjects.
@@ -76,16 +77,26 @@ impl Topology {
 }
 
 /// Connects to NATS; the client reconnects by itself for as long as the process lives.
+///
+/// Credentials in NATS_URL are handed to the client as options and the URLs it gets hold
+/// none: it logs server addresses, and they must not carry a password.
 pub async fn connect(
     args: &NatsArgs,
     name: &str,
 ) -> Result<async_nats::Client, async_nats::ConnectError> {
-    async_nats::ConnectOptions::new()
+    let (urls, credentials) = args.nats_url.split_credentials();
+    let options = async_nats::ConnectOptions::new()
         .name(name)
         .connection_timeout(args.nats_timeout)
-        .max_reconnects(None)
-        .connect(args.nats_url.expose())
-        .await
+        .max_reconnects(None);
+    let options = match credentials {
+        Some(UrlCredentials::UserPassword { user, password }) => {
+            options.user_and_password(user, password)
+        }
+        Some(UrlCredentials::Token(token)) => options.token(token),
+        None => options,
+    };
+    options.connect(urls.as_str()).await
 }
 
 /// A JetStream context whose API calls and publish acks time out after `timeout`.

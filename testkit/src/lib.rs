@@ -1,6 +1,7 @@
 //! Test support shared by every crate's integration tests: a fresh
 //! database per test cloned from a migrated template, private NATS names or a private
-//! nats-server process, tokens, a grpc-web client, and data fixtures.
+//! nats-server process, tokens (HS256, or asymmetric keys in `keys`), a grpc-web client, data
+//! fixtures, and service binaries run to their end (`process`).
 //!
 //! Reads `DATABASE_URL` (a superuser URL; `scripts/test` provides one), `NATS_URL` and
 //! `NATS_SERVER_BIN`.
@@ -9,9 +10,11 @@ pub mod db;
 /// Row builders, shared with `investctl seed`.
 pub use fixtures;
 pub mod grpc_web;
+pub mod keys;
 pub mod metrics;
 pub mod nats;
 pub mod process;
+pub mod secrets;
 pub mod stack;
 
 use std::time::Duration;

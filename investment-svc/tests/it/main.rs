@@ -9,6 +9,8 @@ mod hostile;
 mod limits;
 mod operability;
 mod read;
+mod secrets;
 mod support;
 mod sweeper;
+mod tokens;
 mod web;
