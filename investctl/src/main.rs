@@ -124,7 +124,14 @@ const SCARCE_DEAL: Uuid = uuid!("d0000000-0000-4000-8000-000000000003");
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+    let command = Cli::parse().command;
+    if let Command::Migrate { database_url }
+    | Command::Seed { database_url }
+    | Command::Audit { database_url, .. } = &command
+    {
+        service_kit::db::check_url(database_url)?;
+    }
+    match command {
         Command::Migrate { database_url } => migrate(database_url.expose()).await,
         Command::Seed { database_url } => seed(database_url.expose()).await,
         Command::Audit {

@@ -68,6 +68,21 @@ async fn a_failed_migrate_prints_no_password() {
     assert!(!run.status.success(), "{}", run.output);
     assert!(run.output.contains("connecting"), "{}", run.output);
     assert_hidden("investctl migrate", &run);
+
+    let typo = format!(
+        "postgress://invest:{}@127.0.0.1/invest",
+        secrets::DB_PASSWORD
+    );
+    for command in ["migrate", "seed", "audit"] {
+        let run = investctl(&[command], &[("DATABASE_URL", typo.as_str())]).await;
+        assert!(!run.status.success(), "{}", run.output);
+        assert!(
+            run.output.contains("is not a PostgreSQL URL"),
+            "{}",
+            run.output
+        );
+        assert_hidden(command, &run);
+    }
 }
 
 #[tokio::test]

@@ -38,6 +38,26 @@ async fn a_failed_start_prints_no_password() {
     );
     assert_hidden("a start with PostgreSQL unreachable", &unreachable_db);
 
+    for bad in [
+        format!(
+            "postgres://invest:{}@127.0.0.1:port/invest",
+            secrets::DB_PASSWORD
+        ),
+        format!(
+            "postgress://invest:{}@127.0.0.1/invest",
+            secrets::DB_PASSWORD
+        ),
+    ] {
+        let run = secrets::start(BIN, &[("DATABASE_URL", &bad)]).await;
+        assert!(!run.status.success());
+        assert!(
+            run.output.contains("is not a PostgreSQL URL"),
+            "{}",
+            run.output
+        );
+        assert_hidden("a start with a malformed DATABASE_URL", &run);
+    }
+
     let db = TestDb::create().await.expect("database");
     let url = secrets::with_password(&db.url);
     let unreachable_nats = secrets::start(BIN, &[("DATABASE_URL", &url)]).await;

@@ -238,6 +238,8 @@ pub fn jwks_json(keys: &[Jwk]) -> String {
     let set = JwkSet {
         keys: keys.to_vec(),
     };
+    // Serializing plain strings and enums cannot fail; an empty document would be refused
+    // by any reader rather than trusted.
     serde_json::to_string_pretty(&set).unwrap_or_default()
 }
 
