@@ -2,13 +2,19 @@
 //!
 //! - `migrate`: creates the database if missing and applies every migration.
 //! - `seed`: loads the demo data (idempotent; fixed ids so the README's commands work).
-//! - `token`: mints a bearer token for local use.
+//! - `keygen`: makes an Ed25519 key pair for tokens (private PEM, public PEM, `jwks.json`).
+//! - `token`: mints a bearer token for local use, with that private key or an HS256 secret.
 //! - `dev-certs`: a development CA and certificates for TLS on this machine.
 //! - `audit`: checks invariants 1, 2, 3, 5, 6 and 8 (docs/invariants.md) over a live database.
 
 mod dev_certs;
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    fs,
+    io::Write as _,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use anyhow::Context as _;
 use chrono::{Duration as Days, Utc};
@@ -17,7 +23,10 @@ use entity::prelude::*;
 use fixtures::Fixtures;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, Database, DbBackend, EntityTrait, Statement};
-use service_kit::config::{Secret, parse_duration};
+use service_kit::{
+    auth::{Audience, Grant, Signer},
+    config::{Secret, SecretUrl, parse_duration},
+};
 use uuid::{Uuid, uuid};
 
 #[derive(Debug, Parser)]
@@ -35,30 +44,40 @@ struct Cli {
 enum Command {
     /// Create the database if it does not exist, then apply every pending migration.
     Migrate {
-        /// PostgreSQL URL of the invest database.
-        #[arg(long, env = "DATABASE_URL")]
-        database_url: Secret,
+        /// PostgreSQL URL of the invest database (never printed).
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: SecretUrl,
     },
     /// Load the demo data: a demo user with active and paused subscriptions, paid and unpaid
     /// payments, open and closed deals and their inventory. Safe to run twice.
     Seed {
-        /// PostgreSQL URL of the invest database.
-        #[arg(long, env = "DATABASE_URL")]
-        database_url: Secret,
+        /// PostgreSQL URL of the invest database (never printed).
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: SecretUrl,
     },
     /// Check invariants 1 (units conserved), 2 (completed = exactly allocated), 3 (nothing
     /// stranded), 5 (never over-reserved) and 6 (gapless event logs) over the whole database;
     /// prints each violation, exits 1 if any.
     Audit {
-        /// PostgreSQL URL of the invest database.
-        #[arg(long, env = "DATABASE_URL")]
-        database_url: Secret,
+        /// PostgreSQL URL of the invest database (never printed).
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: SecretUrl,
         /// An investment still pending or processing with no status change for this long is
         /// reported as stranded (the sweeper re-publishes after SWEEP_STUCK_AGE, 15m).
         #[arg(long, env = "AUDIT_STUCK_AFTER", default_value = "30m", value_parser = humantime::parse_duration)]
         stuck_after: Duration,
     },
-    /// Print a bearer token (HS256) for local use.
+    /// Make an Ed25519 key pair for tokens in DIR: `private.pem` (for `token --key-file`, kept
+    /// private), `public.pem` (for JWT_PUBLIC_KEY_FILE with JWT_ALGORITHM=EdDSA) and
+    /// `jwks.json` (for JWT_JWKS_FILE; its `kid` is the key's RFC 7638 thumbprint). Refuses to
+    /// overwrite an existing private key.
+    Keygen {
+        /// Directory to write the three files in (created if missing).
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Print a bearer token for local use, signed with a private key (`--key-file`, with its
+    /// `kid` in the header) or with the HS256 JWT_SECRET.
     Token {
         /// The user id the token names (`sub`).
         #[arg(long, default_value_t = DEMO_USER)]
@@ -69,9 +88,25 @@ enum Command {
         /// How long the token is valid.
         #[arg(long, default_value = "24h", value_parser = parse_duration)]
         ttl: Duration,
-        /// The services' HS256 secret.
+        /// PEM private key to sign with (e.g. `private.pem` from `keygen`); the algorithm follows
+        /// from the key (EdDSA, ES256, RS256) unless --algorithm says otherwise.
+        #[arg(long, env = "JWT_PRIVATE_KEY_FILE")]
+        key_file: Option<PathBuf>,
+        /// Algorithm for --key-file (e.g. ES384, PS256) when not the key's default.
+        #[arg(long, value_parser = parse_algorithm)]
+        algorithm: Option<jsonwebtoken::Algorithm>,
+        /// Key id for the header in place of the key's thumbprint.
+        #[arg(long)]
+        kid: Option<String>,
+        /// The services' HS256 secret, when signing without --key-file.
         #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
-        jwt_secret: Secret,
+        jwt_secret: Option<Secret>,
+        /// Issuer (`iss`), as the services' JWT_ISSUER expects.
+        #[arg(long, env = "JWT_ISSUER")]
+        issuer: Option<String>,
+        /// Audience (`aud`), as the services' JWT_AUDIENCE expects; repeat it for an array.
+        #[arg(long, env = "JWT_AUDIENCE")]
+        audience: Vec<String>,
     },
     /// Make a development CA with server certificates for localhost/127.0.0.1/::1 and a client
     /// certificate (ca.pem, server.pem, server-key.pem, client.pem, client-key.pem), once: an
@@ -81,6 +116,11 @@ enum Command {
         #[arg(long, default_value = ".dev/tls")]
         dir: PathBuf,
     },
+}
+
+fn parse_algorithm(s: &str) -> Result<jsonwebtoken::Algorithm, String> {
+    s.parse()
+        .map_err(|_| format!("unknown JWT algorithm `{s}`"))
 }
 
 /// The demo user of `seed`.
@@ -95,35 +135,99 @@ const SCARCE_DEAL: Uuid = uuid!("d0000000-0000-4000-8000-000000000003");
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+    let command = Cli::parse().command;
+    if let Command::Migrate { database_url }
+    | Command::Seed { database_url }
+    | Command::Audit { database_url, .. } = &command
+    {
+        service_kit::db::check_url(database_url)?;
+    }
+    match command {
         Command::Migrate { database_url } => migrate(database_url.expose()).await,
         Command::Seed { database_url } => seed(database_url.expose()).await,
         Command::Audit {
             database_url,
             stuck_after,
         } => audit(database_url.expose(), stuck_after).await,
+        Command::Keygen { dir } => keygen(&dir),
         Command::Token {
             user,
             admin,
             ttl,
+            key_file,
+            algorithm,
+            kid,
             jwt_secret,
+            issuer,
+            audience,
         } => {
-            let roles: &[&str] = if admin {
-                &[service_kit::auth::ADMIN_ROLE]
-            } else {
-                &[]
+            let signer = match (key_file, jwt_secret) {
+                (Some(_), Some(_)) => anyhow::bail!(
+                    "set one of --key-file (JWT_PRIVATE_KEY_FILE) or JWT_SECRET, not both"
+                ),
+                (Some(path), None) => {
+                    let pem =
+                        fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+                    let signer = Signer::from_pem(&pem, algorithm)
+                        .with_context(|| format!("using {} as a private key", path.display()))?;
+                    match kid {
+                        Some(kid) => signer.with_kid(Some(kid)),
+                        None => signer,
+                    }
+                }
+                (None, Some(secret)) => Signer::hs256(secret.expose().as_bytes()),
+                (None, None) => anyhow::bail!(
+                    "no signing key: pass --key-file (or JWT_PRIVATE_KEY_FILE), or set JWT_SECRET"
+                ),
             };
-            let token = service_kit::auth::mint_hs256(
-                jwt_secret.expose().as_bytes(),
-                UserId(user),
-                roles,
-                ttl,
-            )?;
-            println!("{token}");
+            let mut grant = Grant::new(UserId(user), ttl);
+            if admin {
+                grant.roles = vec![service_kit::auth::ADMIN_ROLE.to_owned()];
+            }
+            grant.issuer = issuer;
+            grant.audience = match <[String; 1]>::try_from(audience) {
+                Ok([one]) => Some(Audience::One(one)),
+                Err(many) if many.is_empty() => None,
+                Err(many) => Some(Audience::Many(many)),
+            };
+            println!("{}", signer.sign(&grant)?);
             Ok(())
         }
         Command::DevCerts { dir } => dev_certs::make(&dir),
     }
+}
+
+/// Writes a new key pair into `dir`; the private key readable by its owner only.
+fn keygen(dir: &Path) -> anyhow::Result<()> {
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let private = dir.join("private.pem");
+    anyhow::ensure!(
+        !private.exists(),
+        "{} exists: keygen never replaces a key (pick another --dir to rotate)",
+        private.display()
+    );
+    let pair = service_kit::auth::generate_ed25519()?;
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(&private)
+        .and_then(|mut f| f.write_all(pair.private_pem.as_bytes()))
+        .with_context(|| format!("writing {}", private.display()))?;
+    for (name, contents) in [
+        ("public.pem", pair.public_pem.clone()),
+        ("jwks.json", pair.jwks_json()),
+    ] {
+        let path = dir.join(name);
+        fs::write(&path, contents).with_context(|| format!("writing {}", path.display()))?;
+    }
+    eprintln!(
+        "key {} (EdDSA) written to {}: private.pem, public.pem, jwks.json",
+        pair.kid(),
+        dir.display()
+    );
+    Ok(())
 }
 
 async fn migrate(url: &str) -> anyhow::Result<()> {

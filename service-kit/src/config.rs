@@ -2,40 +2,12 @@
 //! flattens into its own `Config`. Every setting is an environment variable (and a flag), so
 //! `--help` lists them all with their defaults.
 
-use std::{fmt, path::PathBuf, str::FromStr, time::Duration};
+use std::{path::PathBuf, str::FromStr, time::Duration};
 
 use clap::{Args, Parser, ValueEnum};
 use jsonwebtoken::Algorithm;
 
-/// A setting that must never be printed (a secret, or a URL that may hold a password).
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    /// The secret itself, for the one place that needs it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret([redacted])")
-    }
-}
-
-impl FromStr for Secret {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Self(s.to_owned()))
-    }
-}
-
-impl From<String> for Secret {
-    fn from(s: String) -> Self {
-        Self(s)
-    }
-}
+pub use crate::secret::{Secret, SecretUrl};
 
 /// Parses durations such as `250ms`, `5s`, `2m`.
 pub fn parse_duration(s: &str) -> Result<Duration, humantime::DurationError> {
@@ -45,13 +17,15 @@ pub fn parse_duration(s: &str) -> Result<Duration, humantime::DurationError> {
 /// PostgreSQL settings.
 #[derive(Clone, Debug, Args)]
 pub struct DbArgs {
-    /// PostgreSQL URL of the invest database.
+    /// PostgreSQL URL of the invest database. Its value is never printed (`--help` hides it,
+    /// logs and errors show it with `***` for the password).
     #[arg(
         long,
         env = "DATABASE_URL",
+        hide_env_values = true,
         default_value = "postgres://postgres@127.0.0.1:5432/invest"
     )]
-    pub database_url: Secret,
+    pub database_url: SecretUrl,
     /// Most connections in the pool.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 20)]
     pub database_max_connections: u32,
@@ -63,9 +37,14 @@ pub struct DbArgs {
 /// NATS JetStream settings (docs/messaging.md).
 #[derive(Clone, Debug, Args)]
 pub struct NatsArgs {
-    /// NATS server URL(s), comma separated.
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    pub nats_url: Secret,
+    /// NATS server URL(s), comma separated; credentials in them are never printed.
+    #[arg(
+        long,
+        env = "NATS_URL",
+        hide_env_values = true,
+        default_value = "nats://127.0.0.1:4222"
+    )]
+    pub nats_url: SecretUrl,
     /// Name of the allocation stream.
     #[arg(long, env = "NATS_STREAM", default_value = "ALLOCATIONS")]
     pub nats_stream: String,
@@ -110,21 +89,50 @@ pub struct NatsArgs {
     pub nats_password: Option<Secret>,
 }
 
-/// Token verification settings (README, API).
+/// Token verification settings (README, Security). Exactly one key source is set:
+/// JWT_SECRET, JWT_PUBLIC_KEY_FILE or JWT_JWKS_FILE.
 #[derive(Clone, Debug, Args)]
 pub struct AuthArgs {
-    /// HS256 shared secret (at least 32 bytes). Ignored when JWT_PUBLIC_KEY_FILE is set.
+    /// HS256 shared secret (at least 32 bytes): one of the three key sources, for tests and
+    /// simple set-ups; an asymmetric key is better.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<Secret>,
-    /// PEM public key for asymmetric tokens (RS*, ES*, EdDSA); preferred over a shared secret.
+    /// PEM public key for asymmetric tokens (RS*, PS*, ES*, EdDSA, as JWT_ALGORITHM says): one
+    /// of the three key sources.
     #[arg(long, env = "JWT_PUBLIC_KEY_FILE")]
     pub jwt_public_key_file: Option<PathBuf>,
-    /// Algorithm of tokens signed with the key in JWT_PUBLIC_KEY_FILE.
+    /// Algorithm of tokens signed with the key in JWT_PUBLIC_KEY_FILE (a token naming another
+    /// one is refused).
     #[arg(long, env = "JWT_ALGORITHM", default_value = "RS256", value_parser = parse_algorithm)]
     pub jwt_algorithm: Algorithm,
-    /// Clock skew tolerated on a token's `exp` and `nbf` (whole seconds).
-    #[arg(long, env = "JWT_LEEWAY", default_value = "30s", value_parser = parse_duration)]
+    /// JWKS file (`{"keys": [...]}`, e.g. an identity provider's, fetched by the deployment): one
+    /// of the three key sources. A token's `kid` picks the key, whose type (or `alg`) fixes the
+    /// algorithm; the file is read again within a second of a change, so keys rotate without a
+    /// restart.
+    #[arg(long, env = "JWT_JWKS_FILE")]
+    pub jwt_jwks_file: Option<PathBuf>,
+    /// When set, tokens must carry this issuer (`iss`).
+    #[arg(long, env = "JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// When set, tokens must name this audience in `aud` (a string or an array). When unset, a
+    /// token carrying an `aud` is refused: it was meant for someone else.
+    #[arg(long, env = "JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// Clock skew tolerated on a token's `exp` and `nbf` (whole seconds, at most 5 minutes).
+    #[arg(long, env = "JWT_LEEWAY", default_value = "30s", value_parser = parse_leeway)]
     pub jwt_leeway: Duration,
+}
+
+/// The longest `JWT_LEEWAY`: more would keep expired tokens alive noticeably longer.
+pub const MAX_JWT_LEEWAY: Duration = Duration::from_secs(5 * 60);
+
+/// Parses `JWT_LEEWAY`, refusing more than [`MAX_JWT_LEEWAY`].
+pub fn parse_leeway(s: &str) -> Result<Duration, String> {
+    let leeway = parse_duration(s).map_err(|e| e.to_string())?;
+    if leeway > MAX_JWT_LEEWAY {
+        return Err("JWT_LEEWAY is at most 5m".to_owned());
+    }
+    Ok(leeway)
 }
 
 fn parse_algorithm(s: &str) -> Result<Algorithm, String> {

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod nats_options;
 pub mod observe;
 pub mod page;
+pub mod secret;
 pub mod server;
 pub mod status;
 pub mod telemetry;

@@ -19,6 +19,7 @@ pub use crate::metrics::PublishPath;
 use crate::{
     config::NatsArgs,
     metrics::{Publish, PublishFailure},
+    secret::UrlCredentials,
 };
 
 /// Where allocation traffic lives: the stream and its subjects.
@@ -88,14 +89,23 @@ pub enum ConnectError {
 
 /// Connects to NATS, over TLS and with credentials when the settings ask for them
 /// ([`crate::nats_options`]); the client reconnects by itself for as long as the process lives.
+///
+/// Credentials in NATS_URL are handed to the client as options and the URLs it gets hold
+/// none: it logs server addresses, and they must not carry a password.
 pub async fn connect(args: &NatsArgs, name: &str) -> Result<async_nats::Client, ConnectError> {
-    let client = crate::nats_options::options(args)?
+    let (urls, credentials) = args.nats_url.split_credentials();
+    let options = crate::nats_options::options(args)?
         .name(name)
         .connection_timeout(args.nats_timeout)
-        .max_reconnects(None)
-        .connect(args.nats_url.expose())
-        .await?;
-    Ok(client)
+        .max_reconnects(None);
+    let options = match credentials {
+        Some(UrlCredentials::UserPassword { user, password }) => {
+            options.user_and_password(user, password)
+        }
+        Some(UrlCredentials::Token(token)) => options.token(token),
+        None => options,
+    };
+    Ok(options.connect(urls.as_str()).await?)
 }
 
 /// A JetStream context whose API calls and publish acks time out after `timeout`.

@@ -33,13 +33,15 @@ pub struct Connections {
 
 impl Connections {
     /// Connects to PostgreSQL and NATS and binds `listen_addr`; `name` identifies the client
-    /// to NATS.
+    /// to NATS. The token settings are checked first: a process that could never verify a
+    /// token fails at once, naming the setting, before it waits on any connection.
     pub async fn open(
         common: &CommonArgs,
         listen_addr: SocketAddr,
         name: &str,
     ) -> anyhow::Result<Self> {
         crate::tls::install_crypto_provider();
+        crate::auth::Authenticator::from_args(&common.auth)?;
         let db = db::connect(&common.db)
             .await
             .context("connecting to PostgreSQL")?;

@@ -1,7 +1,8 @@
 //! Test support shared by every crate's integration tests: a fresh
 //! database per test cloned from a migrated template, private NATS names or a private
-//! nats-server process, tokens, a grpc-web client, data fixtures, and for the TLS links a
-//! test CA with a TLS-only nats-server and PostgreSQL.
+//! nats-server process, tokens (HS256, or asymmetric keys in `keys`), a grpc-web client, data
+//! fixtures, service binaries run to their end (`process`), and for the TLS links a test CA
+//! with a TLS-only nats-server and PostgreSQL.
 //!
 //! Reads `DATABASE_URL` (a superuser URL; `scripts/test` provides one), `NATS_URL` and
 //! `NATS_SERVER_BIN`.
@@ -11,10 +12,12 @@ pub mod db;
 pub use fixtures;
 pub mod grpc_tls;
 pub mod grpc_web;
+pub mod keys;
 pub mod metrics;
 pub mod nats;
 pub mod process;
 pub mod raw_h2;
+pub mod secrets;
 pub mod stack;
 pub mod tls_certs;
 pub mod tls_nats;

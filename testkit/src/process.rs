@@ -73,3 +73,47 @@ pub fn free_addr() -> SocketAddr {
         .and_then(|l| l.local_addr())
         .expect("a free port")
 }
+
+/// What a process that ran to its end printed.
+#[derive(Debug)]
+pub struct Finished {
+    /// How it ended.
+    pub status: ExitStatus,
+    /// Standard output and standard error, one after the other.
+    pub output: String,
+}
+
+/// Runs `bin` with `args` and only the environment `env` (plus `PATH`), waits at most
+/// `deadline` for it to exit, and returns what it printed: for checking a binary's `--help`
+/// and start-up failures, e.g. that no secret appears in them.
+pub async fn run_to_end(
+    bin: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    deadline: Duration,
+) -> Finished {
+    let dir = std::env::temp_dir().join(format!("invest-run-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("temporary directory");
+    // Files rather than pipes: a chatty process can never block on a full pipe.
+    let out = std::fs::File::create(dir.join("out")).expect("stdout file");
+    let err = std::fs::File::create(dir.join("err")).expect("stderr file");
+    let mut child = Command::new(bin)
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {bin}: {e}"));
+    let status = crate::eventually(deadline, "the process to exit", || {
+        let status = child.try_wait().expect("try_wait");
+        async move { status }
+    })
+    .await;
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+    let output = format!("{}{}", read("out"), read("err"));
+    let _ = std::fs::remove_dir_all(&dir);
+    Finished { status, output }
+}

@@ -13,6 +13,7 @@ mod lanes;
 mod metrics;
 mod operability;
 mod replicas;
+mod secrets;
 mod selfheal;
 mod support;
 mod totals;

@@ -9,7 +9,7 @@ use entity::prelude::*;
 use investment_svc::{App, Config};
 use prost::Message;
 use sea_orm::DatabaseConnection;
-use service_kit::config::ServerArgs;
+use service_kit::config::{AuthArgs, ServerArgs};
 use testkit::{
     Bearer,
     db::StatementCounter,
@@ -30,6 +30,8 @@ pub struct Options {
     pub sweeper: Option<(Duration, Duration)>,
     /// Server settings (transport limits) in place of the defaults.
     pub server: Option<ServerArgs>,
+    /// Token settings in place of the test secret (from `testkit::keys::auth_args()`).
+    pub auth: Option<AuthArgs>,
 }
 
 pub struct TestApp {
@@ -61,6 +63,11 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(options: Options) -> TestApp {
+    try_spawn_app_with(options).await.expect("app builds")
+}
+
+/// As [`spawn_app_with`], but a service that refuses to start is an error to look at.
+pub async fn try_spawn_app_with(options: Options) -> anyhow::Result<TestApp> {
     let infra = Infra::start(options.own_nats_server)
         .await
         .expect("database and NATS (run the tests with scripts/test)");
@@ -74,19 +81,20 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     if let Some(server) = options.server {
         config.common.server = server;
     }
+    if let Some(auth) = options.auth {
+        config.common.auth = auth;
+    }
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("port");
-    let app = App::from_parts(config, service_db, infra.nats.clone(), listener)
-        .await
-        .expect("app builds");
+    let app = App::from_parts(config, service_db, infra.nats.clone(), listener).await?;
     let addr = app.local_addr().expect("bound address");
     let service = Running::start(addr, |shutdown| app.run_until_stopped(shutdown));
-    TestApp {
+    Ok(TestApp {
         addr,
         statements,
         js: jetstream::new(infra.nats.clone()),
         service,
         infra,
-    }
+    })
 }
 
 impl TestApp {

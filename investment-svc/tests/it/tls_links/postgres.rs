@@ -5,6 +5,7 @@ use clap::Parser;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement};
 use service_kit::config::DbArgs;
+use service_kit::db::DbSetupError;
 use testkit::{tls_certs::TestCa, tls_pg::TlsPostgres};
 
 #[derive(Parser)]
@@ -18,7 +19,11 @@ async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
     let args = Db::try_parse_from(["test", &format!("--database-url={url}")])
         .expect("database settings")
         .db;
-    service_kit::db::connect(&args).await
+    match service_kit::db::connect(&args).await {
+        Ok(db) => Ok(db),
+        Err(DbSetupError::Db(e)) => Err(e),
+        Err(other) => panic!("not a database error: {other}"),
+    }
 }
 
 fn verify_full(ca: &TestCa) -> String {
