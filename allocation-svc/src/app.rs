@@ -20,6 +20,7 @@ use crate::{
     lanes::{Dispatcher, LaneArgs},
     service::Api,
     watch::{Hub, Watchers},
+    watch_limit::WatchLimit,
     worker::Allocator,
 };
 
@@ -156,6 +157,7 @@ impl App {
             watchers: Watchers {
                 db: self.db,
                 hub,
+                limit: WatchLimit::new(config.watch.watch_max_per_user),
                 shutdown: shutdown.child_token(),
             },
         };

@@ -88,6 +88,11 @@ pub struct WatchArgs {
     /// event log instead of growing memory.
     #[arg(long, env = "WATCH_BUFFER", default_value_t = 64)]
     pub watch_buffer: usize,
+    /// Watch streams (WatchAllocation and WatchAllocations together) one user may hold open on
+    /// this replica; more get RESOURCE_EXHAUSTED. The dashboard holds one WatchAllocations and
+    /// at most four short WatchAllocation per tab, so 100 leaves room for many tabs.
+    #[arg(long, env = "WATCH_MAX_PER_USER", default_value_t = 100)]
+    pub watch_max_per_user: usize,
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ mod retry;
 mod service;
 mod steps;
 pub mod watch;
+pub mod watch_limit;
 pub mod worker;
 
 pub use app::App;

@@ -108,7 +108,9 @@ impl Stack {
     /// The allocation-svc binary (built beside this one by scripts/bench) as its own process,
     /// serving watchers only.
     pub async fn spawn_allocation_svc(&self) -> anyhow::Result<testkit::process::Process> {
-        spawn_service(&self.infra, "allocation-svc", &["--allocate=false".into()]).await
+        // The bench holds up to 200 streams per user: the per-user cap is not what it measures.
+        let args = ["--allocate=false".into(), "--watch-max-per-user=100000".into()];
+        spawn_service(&self.infra, "allocation-svc", &args).await
     }
 
     /// A client of investment-svc calling as `user`.

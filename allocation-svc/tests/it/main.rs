@@ -17,4 +17,5 @@ mod selfheal;
 mod support;
 mod totals;
 mod watch;
+mod watch_cap;
 mod web;

@@ -42,6 +42,8 @@ pub struct Options {
     pub max_ack_pending: i64,
     /// Every service serves Prometheus metrics on a port of its own.
     pub metrics: bool,
+    /// More allocation-svc flags (pool sizes, `--watch-max-per-user`, ...).
+    pub extra_args: Vec<String>,
 }
 
 /// Any free loopback port.
@@ -72,6 +74,7 @@ impl Default for Options {
             sweep_stuck_age: secs(3600),
             max_ack_pending: 1000,
             metrics: false,
+            extra_args: Vec::new(),
         }
     }
 }
@@ -164,6 +167,7 @@ impl Stack {
             format!("--max-ack-pending={}", o.max_ack_pending),
             "--watch-resync=500ms".into(),
         ]);
+        args.extend(o.extra_args.iter().cloned());
         args
     }
 
