@@ -12,6 +12,7 @@ mod hostile;
 mod lanes;
 mod metrics;
 mod operability;
+mod pools;
 mod replicas;
 mod selfheal;
 mod support;

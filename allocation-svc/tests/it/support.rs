@@ -85,6 +85,8 @@ pub struct Stack {
     pub options: Options,
     pub investment_svc: Running,
     pub replicas: Vec<Running>,
+    /// Each replica's pools, by index, for tests that hold their connections.
+    pub pools: Vec<allocation_svc::Pools>,
     // Dropped last: the services stop before their database goes.
     pub infra: Infra,
 }
@@ -136,6 +138,7 @@ pub async fn stack_with(options: Options) -> Stack {
         options: options.clone(),
         investment_svc,
         replicas: Vec::new(),
+        pools: Vec::new(),
         infra,
     };
     for _ in 0..options.replicas {
@@ -171,10 +174,15 @@ impl Stack {
         args
     }
 
-    /// Starts one more allocation-svc replica; returns its index.
+    /// Starts one more allocation-svc replica with its three pools opened as configured;
+    /// returns its index.
     pub async fn add_replica(&mut self, allocate: bool) -> usize {
-        let pool = self.test_db.connect().await;
-        self.add_replica_on(allocate, pool).await
+        let mut config = self.replica_config(allocate);
+        config.common.db.database_url = self.test_db.url.clone().into();
+        let pools = allocation_svc::Pools::open(&config.common.db, &config.pools)
+            .await
+            .expect("pools");
+        self.add_replica_on(allocate, pools).await
     }
 
     /// Starts one more replica whose statements are counted; returns its index and the count.
@@ -183,16 +191,18 @@ impl Stack {
         allocate: bool,
     ) -> (usize, testkit::db::StatementCounter) {
         let (pool, statements) = self.test_db.connect_counting().await;
-        (self.add_replica_on(allocate, pool).await, statements)
+        let pools = allocation_svc::Pools::shared(pool);
+        (self.add_replica_on(allocate, pools).await, statements)
     }
 
-    async fn add_replica_on(&mut self, allocate: bool, pool: DatabaseConnection) -> usize {
+    async fn add_replica_on(&mut self, allocate: bool, pools: allocation_svc::Pools) -> usize {
         let mut config = self.replica_config(allocate);
         if self.options.metrics {
             config.common.telemetry.metrics_addr = Some(LOCAL_PORT);
         }
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("port");
-        let app = allocation_svc::App::from_parts(config, pool, self.nats.clone(), listener)
+        self.pools.push(pools.clone());
+        let app = allocation_svc::App::from_parts(config, pools, self.nats.clone(), listener)
             .await
             .expect("allocation-svc builds");
         let addr = app.local_addr().expect("addr");
