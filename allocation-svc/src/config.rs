@@ -118,7 +118,8 @@ pub struct AllocatorArgs {
     /// Requests pulled per fetch; small, since a fetched request is already on its ack clock.
     #[arg(long, env = "FETCH_BATCH", default_value_t = 64)]
     pub fetch_batch: usize,
-    /// Attempts in all before a transiently failing allocation becomes FAILED.
+    /// Failed attempts (lock timeout, serialization failure, other database error) before an
+    /// allocation becomes FAILED; the database out of reach or the pool exhausted never counts.
     #[arg(long, env = "MAX_ATTEMPTS", default_value_t = 3)]
     pub max_attempts: i32,
     /// Delays before each retry (comma separated; the last repeats).

@@ -16,10 +16,11 @@ pub struct Outcome {
     pub outcome: &'static str,
 }
 
-/// Why an attempt is retried (or, out of attempts, failed).
+/// Why an attempt is retried (or, out of attempts, failed), or a request sent back uncounted.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Retry {
-    /// `lock_timeout`, `database_unavailable` or `database_error`.
+    /// Attempts: `lock_timeout` or `database_error`; requeues: `pool_timeout` or
+    /// `database_unavailable`.
     pub cause: &'static str,
 }
 
@@ -65,6 +66,8 @@ pub struct Metrics {
     pub micro_batch_size: Histogram,
     /// Failed attempts, by cause.
     pub retries: Family<Retry, Counter>,
+    /// Requests sent back without counting an attempt (the database out of reach), by cause.
+    pub requeues: Family<Retry, Counter>,
     /// Pools with a lane alive.
     pub lanes_active: Gauge,
     /// Requests in the stream not yet delivered (sampled).
@@ -85,6 +88,7 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     allocations: Family::default(),
     micro_batch_size: Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]),
     retries: Family::default(),
+    requeues: Family::default(),
     lanes_active: Gauge::default(),
     consumer_pending: Gauge::default(),
     consumer_ack_pending: Gauge::default(),
@@ -115,6 +119,11 @@ pub fn register(registry: &mut Registry) {
         "allocation_retries",
         "Failed allocation attempts, by cause",
         m.retries.clone(),
+    );
+    registry.register(
+        "allocation_requeues",
+        "Allocation requests sent back without counting an attempt (database out of reach), by cause",
+        m.requeues.clone(),
     );
     registry.register(
         "allocation_lanes_active",

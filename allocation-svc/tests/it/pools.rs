@@ -1,4 +1,6 @@
-//! Readers cannot starve the allocator (issue 17): the allocator has a pool of its own.
+//! Readers cannot starve the allocator (issue 17): the allocator has a pool of its own, and
+//! the database out of reach (a pool acquire timeout, an outage) sends a request back without
+//! spending an attempt, while real failed attempts still count.
 
 use std::time::Duration;
 
@@ -15,6 +17,31 @@ async fn hold_connections(pool: &DatabaseConnection, n: usize) -> Vec<DatabaseTr
         held.push(pool.begin().await.expect("a connection of the pool"));
     }
     held
+}
+
+/// How many times the stack's consumer has delivered requests (redeliveries included).
+async fn deliveries(stack: &Stack) -> u64 {
+    let js = async_nats::jetstream::new(stack.nats.clone());
+    let Ok(stream) = js.get_stream(&stack.names.stream).await else {
+        return 0;
+    };
+    let consumer: Result<async_nats::jetstream::consumer::PullConsumer, _> =
+        stream.get_consumer("allocator").await;
+    match consumer {
+        Ok(mut consumer) => consumer
+            .info()
+            .await
+            .map_or(0, |info| info.delivered.consumer_sequence),
+        Err(_) => 0,
+    }
+}
+
+/// Waits until the request was delivered at least `n` times.
+async fn delivered_at_least(stack: &Stack, n: u64) {
+    testkit::eventually(Duration::from_secs(30), "redeliveries", || async {
+        (deliveries(stack).await >= n).then_some(())
+    })
+    .await;
 }
 
 /// Waits until the investment's row satisfies `done`.
@@ -57,5 +84,129 @@ async fn readers_and_watchers_holding_all_their_connections_do_not_stop_allocati
     })
     .await;
     assert_eq!(done.allocation_attempts, 0);
+    check_invariants(&stack.db).await;
+}
+
+#[tokio::test]
+async fn an_allocator_pool_timeout_sends_the_request_back_without_counting_an_attempt() {
+    let stack = stack_with(Options {
+        max_attempts: 2,
+        backoff: vec![ms(100)],
+        lock_timeout: ms(300),
+        extra_args: vec![
+            "--database-allocator-connections=1".into(),
+            "--database-acquire-timeout=300ms".into(),
+        ],
+        ..Options::default()
+    })
+    .await;
+    let investor = stack.investor("12000.00", "1.00", &[100]).await;
+    // The allocator's only connection, held: every allocation times out waiting for it.
+    let held = stack.pools[0].allocator.begin().await.expect("held");
+    let created = stack.create(&investor, 5).await;
+    delivered_at_least(&stack, 3).await;
+    let waiting = stack.investment(&created.id).await;
+    assert_eq!(
+        (waiting.allocation_status, waiting.allocation_attempts),
+        (AllocationStatus::Pending, 0),
+        "pool timeouts are not attempts"
+    );
+
+    // A real failed attempt next (the deal row locked) counts one, not the deliveries.
+    let lock = hold(&stack, &investor, Hold::Deal).await;
+    held.rollback().await.expect("release the pool");
+    let retried = row_until(&stack, &created.id, "a lock timeout counted", |row| {
+        row.allocation_attempts > 0
+    })
+    .await;
+    lock.rollback().await.expect("release the deal");
+    assert_eq!(
+        (retried.allocation_status, retried.allocation_attempts),
+        (AllocationStatus::Pending, 1),
+        "{retried:?}"
+    );
+
+    let done = row_until(&stack, &created.id, "the investment to finish", |row| {
+        row.allocation_status.is_terminal()
+    })
+    .await;
+    assert_eq!(
+        done.allocation_status,
+        AllocationStatus::Completed,
+        "{done:?}"
+    );
+    assert_eq!(done.allocation_attempts, 1, "only the lock timeout counted");
+    check_invariants(&stack.db).await;
+}
+
+#[tokio::test]
+async fn a_database_outage_longer_than_max_attempts_deliveries_does_not_fail_an_investment() {
+    let stack = stack_with(Options {
+        max_attempts: 2,
+        backoff: vec![ms(100)],
+        lock_timeout: secs(3),
+        ..Options::default()
+    })
+    .await;
+    let investor = stack.investor("12000.00", "1.00", &[100]).await;
+    // The allocation waits on the deal row the test holds, so the outage cuts it mid-attempt;
+    // the holding session is spared and keeps the lock through the outage.
+    let lock = hold(&stack, &investor, Hold::Deal).await;
+    let created = stack.create(&investor, 5).await;
+    stack.test_db.lock_waiter().await;
+    let spare = backend_pid(&lock).await;
+    let before = deliveries(&stack).await;
+    stack.test_db.set_reachable(false, Some(spare)).await;
+    delivered_at_least(&stack, before + 3).await;
+    stack.test_db.set_reachable(true, None).await;
+
+    // The database back, the lock still held: that attempt counts, the outage's did not.
+    let retried = row_until(&stack, &created.id, "a lock timeout counted", |row| {
+        row.allocation_attempts > 0
+    })
+    .await;
+    lock.rollback().await.expect("release the deal");
+    assert_eq!(
+        (retried.allocation_status, retried.allocation_attempts),
+        (AllocationStatus::Pending, 1),
+        "{retried:?}"
+    );
+    let done = row_until(&stack, &created.id, "the investment to finish", |row| {
+        row.allocation_status.is_terminal()
+    })
+    .await;
+    assert_eq!(
+        done.allocation_status,
+        AllocationStatus::Completed,
+        "{done:?}"
+    );
+    assert_eq!(done.allocation_attempts, 1);
+    check_invariants(&stack.db).await;
+}
+
+#[tokio::test]
+async fn a_lock_timeout_still_counts_and_fails_the_investment_after_max_attempts() {
+    let stack = stack_with(Options {
+        max_attempts: 2,
+        backoff: vec![ms(50)],
+        lock_timeout: ms(200),
+        ..Options::default()
+    })
+    .await;
+    let investor = stack.investor("12000.00", "1.00", &[100]).await;
+    let lock = hold(&stack, &investor, Hold::Deal).await;
+    let created = stack.create(&investor, 5).await;
+    let failed = row_until(&stack, &created.id, "the investment to finish", |row| {
+        row.allocation_status.is_terminal()
+    })
+    .await;
+    lock.rollback().await.expect("release the deal");
+    assert_eq!(failed.allocation_status, AllocationStatus::Failed);
+    assert_eq!(failed.allocation_attempts, 2);
+    let error = failed.allocation_error.clone().unwrap_or_default();
+    assert!(
+        error.starts_with("permanent failure after 2 attempts: ") && error.contains("lock"),
+        "{error}"
+    );
     check_invariants(&stack.db).await;
 }

@@ -434,3 +434,17 @@ pub async fn hold(stack: &Stack, investor: &Investor, what: Hold) -> sea_orm::Da
     txn.execute_unprepared(&sql).await.expect("lock");
     txn
 }
+
+/// The server process id behind a transaction's connection (to spare it in an outage).
+pub async fn backend_pid(txn: &sea_orm::DatabaseTransaction) -> i32 {
+    use sea_orm::ConnectionTrait;
+    let row = txn
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT pg_backend_pid() AS pid",
+        ))
+        .await
+        .expect("pid")
+        .expect("a row");
+    row.try_get("", "pid").expect("pid column")
+}
