@@ -210,3 +210,100 @@ async fn a_lock_timeout_still_counts_and_fails_the_investment_after_max_attempts
     );
     check_invariants(&stack.db).await;
 }
+
+/// The before/after figure of issue 17: allocations while readers keep every connection of
+/// the read and watch pools busy, with one pool for everything (the old layout) and with the
+/// separate pools. A measurement, not a check:
+/// `cargo test -p allocation-svc --test it -- --ignored --nocapture pools::measure`
+/// (with the old attempt rule, `git show 2678d06:allocation-svc/src/retry.rs` with
+/// `record_failure` renamed `on_fault`, the one-pool run fails investments).
+#[tokio::test]
+#[ignore = "a measurement: run it with --ignored --nocapture"]
+async fn measure_allocations_while_readers_saturate_the_pools() {
+    println!(
+        "{READERS} readers looping on {READ_SECONDS} s queries, {INVESTMENTS} investments over {DEALS} pools, acquire timeout 1s, MAX_ATTEMPTS 3"
+    );
+    for shared in [true, false] {
+        let layout = if shared {
+            "one pool of 20 (the old layout)"
+        } else {
+            "allocator 10 / read 5 / watch 5 (now)"
+        };
+        let run = saturated_run(shared).await;
+        println!(
+            "{layout:<40} all terminal after {:>6.1} s, {:>4} requests sent back, {:>3} completed, {:>3} failed, attempts charged {}",
+            run.seconds, run.sent_back, run.completed, run.failed, run.attempts
+        );
+    }
+}
+
+const READERS: usize = 300;
+const READ_SECONDS: f64 = 0.2;
+const INVESTMENTS: usize = 100;
+const DEALS: usize = 4;
+
+struct Run {
+    seconds: f64,
+    sent_back: u64,
+    completed: usize,
+    failed: usize,
+    attempts: i32,
+}
+
+async fn saturated_run(shared: bool) -> Run {
+    use sea_orm::ConnectionTrait;
+
+    let mut stack = stack_with(Options {
+        replicas: 0,
+        extra_args: vec!["--database-acquire-timeout=1s".into()],
+        ..Options::default()
+    })
+    .await;
+    let pools = if shared {
+        let config = stack.replica_config(true);
+        let mut db = config.common.db.clone();
+        db.database_url = stack.test_db.url.clone().into();
+        allocation_svc::Pools::shared(service_kit::db::connect(&db).await.expect("pool"))
+    } else {
+        let mut config = stack.replica_config(true);
+        config.common.db.database_url = stack.test_db.url.clone().into();
+        allocation_svc::Pools::open(&config.common.db, &config.pools)
+            .await
+            .expect("pools")
+    };
+    stack.add_replica_on(true, pools.clone()).await;
+    let mut readers = tokio::task::JoinSet::new();
+    for i in 0..READERS {
+        let pool = if i % 2 == 0 {
+            pools.read.clone()
+        } else {
+            pools.watch.clone()
+        };
+        readers.spawn(async move {
+            loop {
+                // A timed-out acquire is a reader turned away; it tries again.
+                let _ = pool
+                    .execute_unprepared(&format!("SELECT pg_sleep({READ_SECONDS})"))
+                    .await;
+            }
+        });
+    }
+    let mut investors = Vec::new();
+    for _ in 0..DEALS {
+        investors.push(stack.investor("1200000.00", "1.00", &[100_000]).await);
+    }
+    let started = tokio::time::Instant::now();
+    futures::future::join_all((0..INVESTMENTS).map(|i| stack.create(&investors[i % DEALS], 1)))
+        .await;
+    let all = stack.all_terminal(Duration::from_secs(600)).await;
+    let seconds = started.elapsed().as_secs_f64();
+    readers.abort_all();
+    let count = |status| all.iter().filter(|i| i.allocation_status == status).count();
+    Run {
+        seconds,
+        sent_back: deliveries(&stack).await.saturating_sub(INVESTMENTS as u64),
+        completed: count(AllocationStatus::Completed),
+        failed: count(AllocationStatus::Failed),
+        attempts: all.iter().map(|i| i.allocation_attempts).sum(),
+    }
+}

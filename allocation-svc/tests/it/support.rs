@@ -195,7 +195,8 @@ impl Stack {
         (self.add_replica_on(allocate, pools).await, statements)
     }
 
-    async fn add_replica_on(&mut self, allocate: bool, pools: allocation_svc::Pools) -> usize {
+    /// Starts one more replica on pools made by the caller; returns its index.
+    pub async fn add_replica_on(&mut self, allocate: bool, pools: allocation_svc::Pools) -> usize {
         let mut config = self.replica_config(allocate);
         if self.options.metrics {
             config.common.telemetry.metrics_addr = Some(LOCAL_PORT);
