@@ -147,6 +147,10 @@ impl App {
         };
 
         if self.metrics.is_some() {
+            tokio::spawn(pools.clone().sample(
+                config.common.telemetry.metrics_sample_interval,
+                shutdown.child_token(),
+            ));
             tokio::spawn(crate::admin::sample(
                 pools.read.clone(),
                 js.clone(),

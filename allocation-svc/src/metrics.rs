@@ -31,6 +31,15 @@ pub struct Unfinished {
     pub status: &'static str,
 }
 
+/// Connections of one of the replica's pools in one state.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolConnections {
+    /// `allocator`, `read` or `watch`.
+    pub pool: &'static str,
+    /// `open` or `in_use`.
+    pub state: &'static str,
+}
+
 /// A watch RPC.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Rpc {
@@ -70,6 +79,8 @@ pub struct Metrics {
     pub requeues: Family<Retry, Counter>,
     /// Pools with a lane alive.
     pub lanes_active: Gauge,
+    /// Connections of each PostgreSQL pool, open and in use (sampled).
+    pub pool_connections: Family<PoolConnections, Gauge>,
     /// Requests in the stream not yet delivered (sampled).
     pub consumer_pending: Gauge,
     /// Requests delivered and not yet acknowledged (sampled).
@@ -90,6 +101,7 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     retries: Family::default(),
     requeues: Family::default(),
     lanes_active: Gauge::default(),
+    pool_connections: Family::default(),
     consumer_pending: Gauge::default(),
     consumer_ack_pending: Gauge::default(),
     consumer_redelivered: Gauge::default(),
@@ -129,6 +141,11 @@ pub fn register(registry: &mut Registry) {
         "allocation_lanes_active",
         "Pools with an allocation lane alive",
         m.lanes_active.clone(),
+    );
+    registry.register(
+        "allocation_db_pool_connections",
+        "Connections of each of the replica's PostgreSQL pools, open or in use (sampled)",
+        m.pool_connections.clone(),
     );
     registry.register(
         "jetstream_consumer_pending",

@@ -60,6 +60,40 @@ impl Pools {
         })
     }
 
+    /// Samples each pool's open and in-use connections into `allocation_db_pool_connections`
+    /// every `every` until `shutdown`; takes no connection to do it.
+    pub(crate) async fn sample(
+        self,
+        every: std::time::Duration,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        use crate::metrics::{METRICS, PoolConnections};
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            for (pool, db) in [
+                ("allocator", &self.allocator),
+                ("read", &self.read),
+                ("watch", &self.watch),
+            ] {
+                let sqlx = db.get_postgres_connection_pool();
+                let open = i64::from(sqlx.size());
+                let idle = i64::try_from(sqlx.num_idle()).unwrap_or(i64::MAX);
+                let gauge = |state| {
+                    METRICS
+                        .pool_connections
+                        .get_or_create(&PoolConnections { pool, state })
+                        .clone()
+                };
+                gauge("open").set(open);
+                gauge("in_use").set((open - idle).max(0));
+            }
+        }
+    }
+
     /// One pool for every kind of work: for tests that count every statement of a replica on
     /// one connection, not for production (readers could starve the allocator again).
     pub fn shared(db: DatabaseConnection) -> Pools {
