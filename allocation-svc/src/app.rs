@@ -1,16 +1,12 @@
-//! Assembly: connections, stream and consumer, lanes, watchers, gRPC server, and their
-//! shutdown in order (stop pulling, finish transactions in flight, end streams).
+//! Assembly: connections (three PostgreSQL pools: [`Pools`]), stream and consumer, lanes,
+//! watchers, gRPC server, and their shutdown in order (stop pulling, finish transactions in
+//! flight, end streams).
 
 use std::net::SocketAddr;
 
 use anyhow::Context as _;
 use api::v1::allocation_service_server::AllocationServiceServer;
-use sea_orm::DatabaseConnection;
-use service_kit::{
-    auth::Authenticator,
-    messaging,
-    server::{self, Connections},
-};
+use service_kit::{auth::Authenticator, messaging, server};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
@@ -18,8 +14,10 @@ use tonic::service::interceptor::InterceptedService;
 use crate::{
     Config, consumer,
     lanes::{Dispatcher, LaneArgs},
+    pools::Pools,
     service::Api,
     watch::{Hub, Watchers},
+    watch_limit::WatchLimit,
     worker::Allocator,
 };
 
@@ -38,31 +36,41 @@ pub struct App {
     listener: TcpListener,
     /// The bound `METRICS_ADDR`, if set.
     metrics: Option<TcpListener>,
-    db: DatabaseConnection,
+    pools: Pools,
     nats: async_nats::Client,
     auth: Authenticator,
 }
 
 impl App {
-    /// Connects to PostgreSQL and NATS as configured and binds `LISTEN_ADDR`.
+    /// Opens the three PostgreSQL pools and connects to NATS as configured, and binds
+    /// `LISTEN_ADDR`.
     pub async fn build(config: Config) -> anyhow::Result<App> {
-        let c = Connections::open(&config.common, config.listen_addr, "allocation-svc").await?;
-        Self::from_parts(config, c.db, c.nats, c.listener).await
+        let pools = Pools::open(&config.common.db, &config.pools)
+            .await
+            .context("connecting to PostgreSQL")?;
+        let nats = messaging::connect(&config.common.nats, "allocation-svc")
+            .await
+            .context("connecting to NATS")?;
+        let listener = TcpListener::bind(config.listen_addr)
+            .await
+            .with_context(|| format!("binding {}", config.listen_addr))?;
+        Self::from_parts(config, pools, nats, listener).await
     }
 
-    /// From connections and a listener made by the caller (tests bind port 0).
+    /// From pools, a NATS client and a listener made by the caller (tests bind port 0).
     pub async fn from_parts(
         config: Config,
-        db: DatabaseConnection,
+        pools: Pools,
         nats: async_nats::Client,
         listener: TcpListener,
     ) -> anyhow::Result<App> {
-        let server::Prepared { auth, metrics } = server::prepare(&db, &config.common).await?;
+        let server::Prepared { auth, metrics } =
+            server::prepare(&pools.read, &config.common).await?;
         Ok(App {
             config,
             listener,
             metrics,
-            db,
+            pools,
             nats,
             auth,
         })
@@ -87,9 +95,10 @@ impl App {
         messaging::ensure_stream(&js, &topology)
             .await
             .with_context(|| format!("ensuring stream {}", topology.stream))?;
+        let pools = self.pools;
         let hub = Hub::start(
             &self.nats,
-            self.db.clone(),
+            pools.watch.clone(),
             &topology,
             &config.watch,
             shutdown.child_token(),
@@ -109,7 +118,7 @@ impl App {
                 .map_err(|e| anyhow::anyhow!(e))
                 .with_context(|| format!("ensuring consumer {}", config.allocator.consumer_name))?;
             let allocator = Allocator::new(
-                self.db.clone(),
+                pools.allocator.clone(),
                 self.nats.clone(),
                 topology.clone(),
                 config.allocator.clone(),
@@ -138,8 +147,12 @@ impl App {
         };
 
         if self.metrics.is_some() {
+            tokio::spawn(pools.clone().sample(
+                config.common.telemetry.metrics_sample_interval,
+                shutdown.child_token(),
+            ));
             tokio::spawn(crate::admin::sample(
-                self.db.clone(),
+                pools.read.clone(),
                 js.clone(),
                 topology.clone(),
                 config.allocator.clone(),
@@ -148,14 +161,15 @@ impl App {
             ));
         }
         let api = Api {
-            db: self.db.clone(),
+            db: pools.read.clone(),
             nats: self.nats,
             js,
             topology,
             allocator: config.allocator.clone(),
             watchers: Watchers {
-                db: self.db,
+                db: pools.watch,
                 hub,
+                limit: WatchLimit::new(config.watch.watch_max_per_user),
                 shutdown: shutdown.child_token(),
             },
         };

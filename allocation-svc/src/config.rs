@@ -21,10 +21,83 @@ pub struct Config {
     pub common: CommonArgs,
     #[command(flatten)]
     #[allow(missing_docs)]
+    pub pools: PoolArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
     pub allocator: AllocatorArgs,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub watch: WatchArgs,
+}
+
+/// The sizes of the replica's three PostgreSQL pools ([`Pools`](crate::pools::Pools)), so that
+/// no number of readers or watchers can take the allocator's connections. Together they open at
+/// most `DATABASE_MAX_CONNECTIONS` (the number to budget against PostgreSQL's
+/// `max_connections`); each one left unset takes its share of it.
+#[derive(Clone, Debug, Args)]
+pub struct PoolArgs {
+    /// Connections of the allocator's pool (lanes, retries); nothing else uses them. Give it at
+    /// least MAX_LANES: each lane at work holds one [default: half of DATABASE_MAX_CONNECTIONS].
+    #[arg(long, env = "DATABASE_ALLOCATOR_CONNECTIONS")]
+    pub database_allocator_connections: Option<u32>,
+    /// Connections for the API's reads and writes (admin RPCs, queue stats, readiness, sampled
+    /// metrics) [default: a quarter of DATABASE_MAX_CONNECTIONS].
+    #[arg(long, env = "DATABASE_READ_CONNECTIONS")]
+    pub database_read_connections: Option<u32>,
+    /// Connections for watchers (snapshots, gap fills, resyncs) [default: what the other two
+    /// leave of DATABASE_MAX_CONNECTIONS].
+    #[arg(long, env = "DATABASE_WATCH_CONNECTIONS")]
+    pub database_watch_connections: Option<u32>,
+}
+
+/// How many connections each pool may open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolSizes {
+    /// The allocator's.
+    pub allocator: u32,
+    /// The API's.
+    pub read: u32,
+    /// The watchers'.
+    pub watch: u32,
+}
+
+/// Pool sizes that do not fit `DATABASE_MAX_CONNECTIONS`.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "DATABASE_ALLOCATOR_CONNECTIONS ({}) + DATABASE_READ_CONNECTIONS ({}) + \
+     DATABASE_WATCH_CONNECTIONS ({}) must be at most DATABASE_MAX_CONNECTIONS ({total}), \
+     and each at least 1",
+    sizes.allocator, sizes.read, sizes.watch
+)]
+pub struct PoolSizeError {
+    /// What was asked for.
+    pub sizes: PoolSizes,
+    /// `DATABASE_MAX_CONNECTIONS`.
+    pub total: u32,
+}
+
+impl PoolArgs {
+    /// The sizes within `total` (`DATABASE_MAX_CONNECTIONS`): the ones set as given, the others
+    /// their share (allocator 1/2, read 1/4, watch the rest; 10, 5 and 5 of the default 20).
+    pub fn sizes(&self, total: u32) -> Result<PoolSizes, PoolSizeError> {
+        let allocator = self
+            .database_allocator_connections
+            .unwrap_or((total / 2).max(1));
+        let read = self.database_read_connections.unwrap_or((total / 4).max(1));
+        let watch = self
+            .database_watch_connections
+            .unwrap_or(total.saturating_sub(allocator + read).max(1));
+        let sizes = PoolSizes {
+            allocator,
+            read,
+            watch,
+        };
+        let sum = u64::from(allocator) + u64::from(read) + u64::from(watch);
+        if allocator == 0 || read == 0 || watch == 0 || sum > u64::from(total) {
+            return Err(PoolSizeError { sizes, total });
+        }
+        Ok(sizes)
+    }
 }
 
 /// The consumer, the lanes and the retry policy.
@@ -45,7 +118,8 @@ pub struct AllocatorArgs {
     /// Requests pulled per fetch; small, since a fetched request is already on its ack clock.
     #[arg(long, env = "FETCH_BATCH", default_value_t = 64)]
     pub fetch_batch: usize,
-    /// Attempts in all before a transiently failing allocation becomes FAILED.
+    /// Failed attempts (lock timeout, serialization failure, other database error) before an
+    /// allocation becomes FAILED; the database out of reach or the pool exhausted never counts.
     #[arg(long, env = "MAX_ATTEMPTS", default_value_t = 3)]
     pub max_attempts: i32,
     /// Delays before each retry (comma separated; the last repeats).
@@ -88,11 +162,54 @@ pub struct WatchArgs {
     /// event log instead of growing memory.
     #[arg(long, env = "WATCH_BUFFER", default_value_t = 64)]
     pub watch_buffer: usize,
+    /// Watch streams (WatchAllocation and WatchAllocations together) one user may hold open on
+    /// this replica; more get RESOURCE_EXHAUSTED. The dashboard holds one WatchAllocations and
+    /// at most four short WatchAllocation per tab, so 100 leaves room for many tabs.
+    #[arg(long, env = "WATCH_MAX_PER_USER", default_value_t = 100)]
+    pub watch_max_per_user: usize,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sizes(args: &[&str]) -> Result<PoolSizes, PoolSizeError> {
+        let config =
+            Config::try_parse_from(std::iter::once("allocation-svc").chain(args.iter().copied()))
+                .expect("parses");
+        config
+            .pools
+            .sizes(config.common.db.database_max_connections)
+    }
+
+    #[test]
+    fn pools_share_database_max_connections_unless_set() {
+        let at = |allocator, read, watch| PoolSizes {
+            allocator,
+            read,
+            watch,
+        };
+        assert_eq!(sizes(&[]).expect("fits"), at(10, 5, 5));
+        assert_eq!(
+            sizes(&["--database-max-connections=40"]).expect("fits"),
+            at(20, 10, 10)
+        );
+        assert_eq!(
+            sizes(&["--database-allocator-connections=14"]).expect("fits"),
+            at(14, 5, 1)
+        );
+        assert_eq!(
+            sizes(&["--database-max-connections=3"]).expect("fits"),
+            at(1, 1, 1)
+        );
+        let over = sizes(&["--database-read-connections=12"]).expect_err("over 20");
+        assert!(
+            over.to_string().contains("DATABASE_MAX_CONNECTIONS (20)"),
+            "{over}"
+        );
+        assert!(sizes(&["--database-max-connections=2"]).is_err());
+        assert!(sizes(&["--database-watch-connections=0"]).is_err());
+    }
 
     #[test]
     fn backoff_follows_the_list_and_repeats_the_last() {

@@ -33,6 +33,12 @@ pub enum Error {
     /// PostgreSQL failed.
     #[error("database error")]
     Db(#[from] DbErr),
+    /// The user holds `WATCH_MAX_PER_USER` watch streams on this replica already.
+    #[error(
+        "too many open watch streams: at most {0} per user; close one (or wait for one to end) \
+         before opening another"
+    )]
+    TooManyWatches(usize),
     /// NATS failed; the client may retry.
     #[error("NATS unavailable: {0}")]
     Nats(String),
@@ -49,6 +55,7 @@ impl From<Error> for Status {
                 message,
             } => service_kit::status::precondition(kind, subject, message),
             Error::Refused(refusal) => refusal.into(),
+            Error::TooManyWatches(_) => Status::resource_exhausted(error.to_string()),
             Error::Db(e) => service_kit::status::database_status(&e),
             Error::Nats(e) => {
                 tracing::warn!(error = %e, "NATS unavailable");

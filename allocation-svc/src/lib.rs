@@ -13,12 +13,15 @@ pub mod consumer;
 pub mod error;
 pub mod lanes;
 mod metrics;
+pub mod pools;
 mod retry;
 mod service;
 mod steps;
 pub mod watch;
+pub mod watch_limit;
 pub mod worker;
 
 pub use app::App;
 pub use config::Config;
 pub use error::{Error, Result};
+pub use pools::Pools;

@@ -16,10 +16,11 @@ pub struct Outcome {
     pub outcome: &'static str,
 }
 
-/// Why an attempt is retried (or, out of attempts, failed).
+/// Why an attempt is retried (or, out of attempts, failed), or a request sent back uncounted.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Retry {
-    /// `lock_timeout`, `database_unavailable` or `database_error`.
+    /// Attempts: `lock_timeout` or `database_error`; requeues: `pool_timeout` or
+    /// `database_unavailable`.
     pub cause: &'static str,
 }
 
@@ -28,6 +29,15 @@ pub struct Retry {
 pub struct Unfinished {
     /// `pending` or `processing`.
     pub status: &'static str,
+}
+
+/// Connections of one of the replica's pools in one state.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolConnections {
+    /// `allocator`, `read` or `watch`.
+    pub pool: &'static str,
+    /// `open` or `in_use`.
+    pub state: &'static str,
 }
 
 /// A watch RPC.
@@ -65,8 +75,12 @@ pub struct Metrics {
     pub micro_batch_size: Histogram,
     /// Failed attempts, by cause.
     pub retries: Family<Retry, Counter>,
+    /// Requests sent back without counting an attempt (the database out of reach), by cause.
+    pub requeues: Family<Retry, Counter>,
     /// Pools with a lane alive.
     pub lanes_active: Gauge,
+    /// Connections of each PostgreSQL pool, open and in use (sampled).
+    pub pool_connections: Family<PoolConnections, Gauge>,
     /// Requests in the stream not yet delivered (sampled).
     pub consumer_pending: Gauge,
     /// Requests delivered and not yet acknowledged (sampled).
@@ -85,7 +99,9 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     allocations: Family::default(),
     micro_batch_size: Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]),
     retries: Family::default(),
+    requeues: Family::default(),
     lanes_active: Gauge::default(),
+    pool_connections: Family::default(),
     consumer_pending: Gauge::default(),
     consumer_ack_pending: Gauge::default(),
     consumer_redelivered: Gauge::default(),
@@ -117,9 +133,19 @@ pub fn register(registry: &mut Registry) {
         m.retries.clone(),
     );
     registry.register(
+        "allocation_requeues",
+        "Allocation requests sent back without counting an attempt (database out of reach), by cause",
+        m.requeues.clone(),
+    );
+    registry.register(
         "allocation_lanes_active",
         "Pools with an allocation lane alive",
         m.lanes_active.clone(),
+    );
+    registry.register(
+        "allocation_db_pool_connections",
+        "Connections of each of the replica's PostgreSQL pools, open or in use (sampled)",
+        m.pool_connections.clone(),
     );
     registry.register(
         "jetstream_consumer_pending",

@@ -1,15 +1,21 @@
-//! Transient faults: the attempt count and the backoff.
+//! Faults of an allocation, and which of them spend its budget (`MAX_ATTEMPTS`).
 //!
-//! A fault of the pool or the database (lock timeout, serialization failure, database out of
-//! reach) sends the investment back to `pending` with the attempt counted and the error kept,
-//! and the request is NAKed with the delay of `RETRY_BACKOFF` for that attempt (a plain NAK
-//! would redeliver at once). After `MAX_ATTEMPTS` it is `FAILED` with "permanent failure after
-//! N attempts: <cause>".
+//! - **The database out of reach** (no pooled connection within `DATABASE_ACQUIRE_TIMEOUT`,
+//!   a connection refused or cut, PostgreSQL shutting down or out of resources) says nothing
+//!   about the request: nothing is counted and nothing is written. The request is NAKed with the
+//!   `RETRY_BACKOFF` delay for its NATS delivery count, and the row keeps its status
+//!   (`pending`, or `processing` if the first step committed) and its attempts. An outage or
+//!   an exhausted pool alone therefore never fails an investment: its requests come back with
+//!   backoff until PostgreSQL answers (`allocation_requeues_total`).
+//! - **A failed attempt** (lock timeout, serialization failure or deadlock, any other database
+//!   error while allocating) is counted on the row, durably: `allocation_attempts + 1` in the
+//!   transaction that sends it back to `pending` with the error, and the request is NAKed with
+//!   the delay for that attempt (a plain NAK would redeliver at once). After `MAX_ATTEMPTS`
+//!   it is `FAILED` with "permanent failure after N attempts: <cause>".
 //!
-//! The attempt count is durable: the larger of the attempts recorded on the row plus one and
-//! NATS's delivery count. So the deliveries an outage kept from being recorded count as soon
-//! as a failure can be written, and nothing is remembered in the process. An outage alone
-//! never fails an investment: its requests come back with backoff until PostgreSQL answers.
+//! The count lives only on the row: nothing is remembered in the process, and NATS's delivery
+//! count only picks a delay. A failed attempt that cannot be written (the database went away
+//! meanwhile) is not counted: the request comes back like an outage's.
 
 use entity::prelude::*;
 use ledger::events;
@@ -23,18 +29,36 @@ use crate::worker::{Allocator, Job, Verdict};
 /// Lock waits, lost races and lost connections hit every job of a batch alike: retrying the
 /// jobs one by one would only repeat the wait per job.
 pub(crate) fn is_pool_wide(error: &DbErr) -> bool {
-    matches!(error, DbErr::ConnectionAcquire(_) | DbErr::Conn(_))
-        || service_kit::status::is_contention(error)
-        || service_kit::status::is_unavailable(error)
+    out_of_reach(error).is_some() || service_kit::status::is_contention(error)
+}
+
+/// The cause, if `error` means the database cannot be reached (rather than that the attempt
+/// failed): `pool_timeout` when no pooled connection came in time, else `database_unavailable`.
+pub(crate) fn out_of_reach(error: &DbErr) -> Option<&'static str> {
+    match error {
+        DbErr::ConnectionAcquire(sea_orm::error::ConnAcquireErr::Timeout) => Some("pool_timeout"),
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => Some("database_unavailable"),
+        _ if service_kit::status::is_unavailable(error) => Some("database_unavailable"),
+        _ => None,
+    }
 }
 
 impl Allocator {
-    /// Records a failed attempt of `job` and says when NATS should bring it back.
-    pub(crate) async fn record_failure(&self, job: Job, error: &DbErr) -> Verdict {
+    /// Says when NATS should bring `job` back after `error`, counting the attempt on the row
+    /// if `error` is a failed attempt rather than the database out of reach.
+    pub(crate) async fn on_fault(&self, job: Job, error: &DbErr) -> Verdict {
+        let delivered = i32::try_from(job.delivered).unwrap_or(i32::MAX);
+        if let Some(cause) = out_of_reach(error) {
+            crate::metrics::METRICS
+                .requeues
+                .get_or_create(&crate::metrics::Retry { cause })
+                .inc();
+            let delay = self.args.backoff(delivered);
+            tracing::warn!(investment_id = %job.investment_id, error = %error, cause, ?delay, "database out of reach; request sent back, no attempt counted");
+            return Verdict::Retry(delay);
+        }
         let kind = if service_kit::status::is_contention(error) {
             "lock_timeout"
-        } else if service_kit::status::is_unavailable(error) {
-            "database_unavailable"
         } else {
             "database_error"
         };
@@ -43,11 +67,7 @@ impl Allocator {
             .get_or_create(&crate::metrics::Retry { cause: kind })
             .inc();
         let cause = error.to_string();
-        let delivered = i32::try_from(job.delivered).unwrap_or(i32::MAX);
-        match self
-            .try_record_failure(job.investment_id, delivered, &cause)
-            .await
-        {
+        match self.try_record_failure(job.investment_id, &cause).await {
             Ok(Some(row)) if row.allocation_status == AllocationStatus::Failed => {
                 tracing::error!(investment_id = %row.id, error = %cause, attempts = row.allocation_attempts, "allocation failed permanently");
                 Verdict::Ack
@@ -59,21 +79,19 @@ impl Allocator {
             }
             // Finished meanwhile, or gone: nothing left to retry.
             Ok(None) => Verdict::Ack,
-            // The database cannot even record the attempt: the delivery count will.
+            // The attempt cannot be written, so it is not counted.
             Err(e) => {
                 let delay = self.args.backoff(delivered);
-                tracing::warn!(investment_id = %job.investment_id, error = %e, ?delay, "cannot record the failed attempt; will retry");
+                tracing::warn!(investment_id = %job.investment_id, error = %e, ?delay, "cannot record the failed attempt; sent back uncounted");
                 Verdict::Retry(delay)
             }
         }
     }
 
-    /// Counts the attempt (at least `delivered`): back to `pending`, or `FAILED` once the
-    /// budget is spent.
+    /// Counts one attempt on the row: back to `pending`, or `FAILED` once the budget is spent.
     async fn try_record_failure(
         &self,
         id: InvestmentId,
-        delivered: i32,
         cause: &str,
     ) -> Result<Option<investment::Model>, DbErr> {
         let txn = self.db.begin().await?;
@@ -87,7 +105,7 @@ impl Allocator {
         if row.allocation_status.is_terminal() {
             return Ok(None);
         }
-        let attempts = (row.allocation_attempts + 1).max(delivered);
+        let attempts = row.allocation_attempts.saturating_add(1);
         let (status, error) = if attempts >= self.args.max_attempts {
             (
                 AllocationStatus::Failed,
@@ -104,5 +122,23 @@ impl Allocator {
         txn.commit().await?;
         self.settle(&updated).await;
         Ok(updated.into_iter().next())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{RuntimeErr, error::ConnAcquireErr};
+
+    use super::*;
+
+    #[test]
+    fn an_unreachable_database_is_not_an_attempt_and_other_errors_are() {
+        let timeout = DbErr::ConnectionAcquire(ConnAcquireErr::Timeout);
+        assert_eq!(out_of_reach(&timeout), Some("pool_timeout"));
+        let refused = DbErr::Conn(RuntimeErr::Internal("refused".into()));
+        assert_eq!(out_of_reach(&refused), Some("database_unavailable"));
+        let other = DbErr::Custom("constraint".into());
+        assert_eq!(out_of_reach(&other), None);
+        assert!(!is_pool_wide(&other));
     }
 }

@@ -44,7 +44,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::Status;
 use uuid::Uuid;
 
-use crate::{Error, config::WatchArgs, metrics::OpenStream};
+use crate::{Error, config::WatchArgs, metrics::OpenStream, watch_limit::WatchLimit};
 
 /// Unfinished investments a WatchAllocations snapshot reads per statement; it reads them all,
 /// page after page.
@@ -423,6 +423,8 @@ pub struct Watchers {
     pub db: DatabaseConnection,
     /// Where updates come from.
     pub hub: Hub,
+    /// Open streams per user, capped.
+    pub limit: WatchLimit,
     /// Ends every stream when the server stops.
     pub shutdown: CancellationToken,
 }
@@ -488,6 +490,7 @@ impl Watchers {
         user_id: Uuid,
         investment_id: Uuid,
     ) -> Result<UpdateStream<pb::WatchAllocationResponse>, Error> {
+        let slot = self.limit.take(user_id)?;
         // Register before reading, so no change slips between the read and the first update.
         let registration = self.hub.register(Key::Investment(investment_id));
         let row = investment::find_owned(UserId(user_id), InvestmentId(investment_id))
@@ -499,7 +502,7 @@ impl Watchers {
         let producer = self.clone().produce_one(row, registration, Outbox { tx });
         tokio::spawn(async move {
             let _ = producer.await;
-            drop(open);
+            drop((open, slot));
         });
         Ok(UpdateStream::new(rx))
     }
@@ -563,6 +566,7 @@ impl Watchers {
         &self,
         user_id: Uuid,
     ) -> Result<UpdateStream<pb::WatchAllocationsResponse>, Error> {
+        let slot = self.limit.take(user_id)?;
         let registration = self.hub.register(Key::User(user_id));
         let started = events::now(&self.db).await?;
         let (tx, rx) = mpsc::channel(16);
@@ -572,7 +576,7 @@ impl Watchers {
             .produce_all(user_id, started, registration, Outbox { tx });
         tokio::spawn(async move {
             let _ = producer.await;
-            drop(stream);
+            drop((stream, slot));
         });
         Ok(UpdateStream::new(rx))
     }

@@ -36,8 +36,8 @@ pub enum Verdict {
 pub struct Job {
     /// The investment to allocate.
     pub investment_id: InvestmentId,
-    /// How many times NATS has delivered it (1 the first time): counts the attempts an
-    /// outage kept from being recorded (see [`retry`](crate::retry)).
+    /// How many times NATS has delivered it (1 the first time): picks the delay while the
+    /// database is out of reach; attempts are counted on the row (see [`retry`](crate::retry)).
     pub delivered: i64,
 }
 
@@ -68,9 +68,10 @@ impl Allocator {
 
     /// Allocates `jobs` of pool `deal_id`, in arrival order; one verdict per job.
     ///
-    /// If the batch fails with a fault of the whole pool or database, every job records a
-    /// failed attempt; with any other error its jobs are tried one by one, so one bad request
-    /// cannot fail its neighbours.
+    /// If the batch fails with a fault of the whole pool or database, every job has it (a
+    /// failed attempt, or sent back uncounted while the database is out of reach); with any
+    /// other error its jobs are tried one by one, so one bad request cannot fail its
+    /// neighbours.
     pub async fn run_batch(&self, deal_id: DealId, jobs: &[Job]) -> Vec<Verdict> {
         let Some(first) = jobs.first() else {
             return Vec::new();
@@ -83,7 +84,7 @@ impl Allocator {
             Err(e) if retry::is_pool_wide(&e) => {
                 let mut verdicts = Vec::with_capacity(jobs.len());
                 for job in jobs {
-                    verdicts.push(self.record_failure(*job, &e).await);
+                    verdicts.push(self.on_fault(*job, &e).await);
                 }
                 verdicts
             }
@@ -93,13 +94,13 @@ impl Allocator {
                 for job in jobs {
                     let verdict = match self.try_batch(deal_id, std::slice::from_ref(job)).await {
                         Ok(v) => v.first().copied().unwrap_or(Verdict::Ack),
-                        Err(e) => self.record_failure(*job, &e).await,
+                        Err(e) => self.on_fault(*job, &e).await,
                     };
                     verdicts.push(verdict);
                 }
                 verdicts
             }
-            Err(e) => vec![self.record_failure(*first, &e).await],
+            Err(e) => vec![self.on_fault(*first, &e).await],
         }
     }
 

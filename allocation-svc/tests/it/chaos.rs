@@ -5,22 +5,9 @@ use std::time::Duration;
 
 use entity::prelude::*;
 use futures::future::join_all;
-use sea_orm::{ConnectionTrait, EntityTrait};
+use sea_orm::EntityTrait;
 
 use crate::support::*;
-
-/// The server process id behind a transaction's connection.
-async fn backend_pid(txn: &sea_orm::DatabaseTransaction) -> i32 {
-    let row = txn
-        .query_one_raw(sea_orm::Statement::from_string(
-            sea_orm::DbBackend::Postgres,
-            "SELECT pg_backend_pid() AS pid",
-        ))
-        .await
-        .expect("pid")
-        .expect("a row");
-    row.try_get("", "pid").expect("pid column")
-}
 
 #[tokio::test]
 async fn allocator_killed_mid_load_then_restarted_loses_nothing_and_allocates_nothing_twice() {
@@ -106,10 +93,10 @@ async fn nats_outage_creates_still_accepted_every_investment_allocated_and_watch
 
 #[tokio::test]
 async fn database_unreachable_during_allocation_retries_then_succeeds() {
-    // A budget the outage does not exhaust (the next test spends it).
+    // One attempt in all: the outage spends none of it.
     let stack = stack_with(Options {
         backoff: vec![ms(300)],
-        max_attempts: 100,
+        max_attempts: 1,
         lock_timeout: secs(5),
         ..Options::default()
     })
@@ -170,12 +157,12 @@ async fn sigterm_under_load_drains_within_the_grace_period_and_loses_nothing() {
     check_invariants(&stack.db).await;
 }
 
-/// The unit of work itself, called while PostgreSQL refuses connections: attempts that cannot
-/// be recorded are counted by NATS's delivery count (nothing is remembered in the process), so
-/// they spend the budget as soon as a failure can be written.
+/// The unit of work itself, called while PostgreSQL refuses connections: deliveries that find
+/// the database out of reach come back without spending an attempt (nothing is remembered in
+/// the process, and the delivery count only picks the delay), so the next real failure counts
+/// one and the investment still completes.
 #[tokio::test]
-async fn database_unreachable_spends_the_retry_budget_by_delivery_count_and_inventory_is_untouched()
-{
+async fn database_unreachable_spends_no_attempt_and_the_next_real_failure_counts_one() {
     use allocation_svc::worker::{Allocator, Job, Verdict};
 
     let stack = stack_with(Options {
@@ -198,51 +185,60 @@ async fn database_unreachable_spends_the_retry_budget_by_delivery_count_and_inve
         investment_id: created.id.parse().expect("uuid"),
         delivered,
     };
+    let (allocator, deal) = (&allocator, DealId(investor.deal.id));
+    let run = |delivered| {
+        let job = delivery(delivered);
+        async move { allocator.run_batch(deal, &[job]).await }
+    };
 
-    // Deliveries 1 to 3 while the database is unreachable: each comes back later.
+    // Deliveries 1 to 4, more than MAX_ATTEMPTS, while the database is unreachable: each
+    // comes back later, and none is counted.
     stack.test_db.set_reachable(false, None).await;
-    for delivered in 1..=3 {
-        let verdicts = allocator
-            .run_batch(DealId(investor.deal.id), &[delivery(delivered)])
-            .await;
+    for delivered in 1..=4 {
+        let verdicts = run(delivered).await;
         assert!(
             matches!(verdicts[..], [Verdict::Retry(_)]),
             "delivery {delivered}: {verdicts:?}"
         );
     }
     stack.test_db.set_reachable(true, None).await;
+    let waiting = stack.investment(&created.id).await;
     assert_eq!(
-        stack.investment(&created.id).await.allocation_attempts,
-        0,
-        "nothing could be recorded"
+        (waiting.allocation_status, waiting.allocation_attempts),
+        (AllocationStatus::Pending, 0)
     );
 
-    // Delivery 4, the database back but the pool's deal locked: that failure is recorded,
-    // counting every delivery, and the spent budget fails the investment.
+    // Delivery 5, the database back but the pool's deal locked: a real failure, counted once.
     let lock = hold(&stack, &investor, Hold::Deal).await;
-    let verdicts = allocator
-        .run_batch(DealId(investor.deal.id), &[delivery(4)])
-        .await;
+    let verdicts = run(5).await;
     drop(lock);
-
-    assert_eq!(verdicts, [Verdict::Ack]);
-    let failed = stack.investment(&created.id).await;
+    assert!(matches!(verdicts[..], [Verdict::Retry(_)]), "{verdicts:?}");
+    let retried = stack.investment(&created.id).await;
     assert_eq!(
-        failed.allocation_status,
-        AllocationStatus::Failed,
-        "{failed:?}"
+        (retried.allocation_status, retried.allocation_attempts),
+        (AllocationStatus::Pending, 1),
+        "{retried:?}"
     );
-    assert_eq!(failed.allocation_attempts, 4);
-    let error = failed.allocation_error.clone().unwrap_or_default();
     assert!(
-        error.starts_with("permanent failure after 4 attempts: ") && error.contains("lock"),
-        "{error}"
+        retried
+            .allocation_error
+            .as_deref()
+            .is_some_and(|e| e.contains("lock")),
+        "{retried:?}"
+    );
+
+    // Delivery 6 allocates it.
+    assert_eq!(run(6).await, [Verdict::Ack]);
+    let done = stack.investment(&created.id).await;
+    assert_eq!(
+        (done.allocation_status, done.allocation_attempts),
+        (AllocationStatus::Completed, 1)
     );
     let batch = BulkPurchase::find_by_id(investor.batches[0].id)
         .one(&stack.db)
         .await
         .expect("q")
         .expect("batch");
-    assert_eq!(batch.units_remaining, 100, "inventory untouched");
+    assert_eq!(batch.units_remaining, 97);
     check_invariants(&stack.db).await;
 }

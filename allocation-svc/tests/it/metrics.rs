@@ -75,6 +75,8 @@ async fn a_create_and_its_allocation_move_the_counters_of_both_services() {
     }
     for sampled in [
         "db_pool_connections_open",
+        "allocation_db_pool_connections{pool=\"allocator\",state=\"open\"}",
+        "allocation_db_pool_connections{pool=\"watch\",state=\"in_use\"}",
         "jetstream_consumer_pending",
         "watch_streams_open{",
     ] {

@@ -42,6 +42,8 @@ pub struct Options {
     pub max_ack_pending: i64,
     /// Every service serves Prometheus metrics on a port of its own.
     pub metrics: bool,
+    /// More allocation-svc flags (pool sizes, `--watch-max-per-user`, ...).
+    pub extra_args: Vec<String>,
 }
 
 /// Any free loopback port.
@@ -72,6 +74,7 @@ impl Default for Options {
             sweep_stuck_age: secs(3600),
             max_ack_pending: 1000,
             metrics: false,
+            extra_args: Vec::new(),
         }
     }
 }
@@ -82,6 +85,8 @@ pub struct Stack {
     pub options: Options,
     pub investment_svc: Running,
     pub replicas: Vec<Running>,
+    /// Each replica's pools, by index, for tests that hold their connections.
+    pub pools: Vec<allocation_svc::Pools>,
     // Dropped last: the services stop before their database goes.
     pub infra: Infra,
 }
@@ -133,6 +138,7 @@ pub async fn stack_with(options: Options) -> Stack {
         options: options.clone(),
         investment_svc,
         replicas: Vec::new(),
+        pools: Vec::new(),
         infra,
     };
     for _ in 0..options.replicas {
@@ -164,13 +170,19 @@ impl Stack {
             format!("--max-ack-pending={}", o.max_ack_pending),
             "--watch-resync=500ms".into(),
         ]);
+        args.extend(o.extra_args.iter().cloned());
         args
     }
 
-    /// Starts one more allocation-svc replica; returns its index.
+    /// Starts one more allocation-svc replica with its three pools opened as configured;
+    /// returns its index.
     pub async fn add_replica(&mut self, allocate: bool) -> usize {
-        let pool = self.test_db.connect().await;
-        self.add_replica_on(allocate, pool).await
+        let mut config = self.replica_config(allocate);
+        config.common.db.database_url = self.test_db.url.clone().into();
+        let pools = allocation_svc::Pools::open(&config.common.db, &config.pools)
+            .await
+            .expect("pools");
+        self.add_replica_on(allocate, pools).await
     }
 
     /// Starts one more replica whose statements are counted; returns its index and the count.
@@ -179,16 +191,19 @@ impl Stack {
         allocate: bool,
     ) -> (usize, testkit::db::StatementCounter) {
         let (pool, statements) = self.test_db.connect_counting().await;
-        (self.add_replica_on(allocate, pool).await, statements)
+        let pools = allocation_svc::Pools::shared(pool);
+        (self.add_replica_on(allocate, pools).await, statements)
     }
 
-    async fn add_replica_on(&mut self, allocate: bool, pool: DatabaseConnection) -> usize {
+    /// Starts one more replica on pools made by the caller; returns its index.
+    pub async fn add_replica_on(&mut self, allocate: bool, pools: allocation_svc::Pools) -> usize {
         let mut config = self.replica_config(allocate);
         if self.options.metrics {
             config.common.telemetry.metrics_addr = Some(LOCAL_PORT);
         }
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("port");
-        let app = allocation_svc::App::from_parts(config, pool, self.nats.clone(), listener)
+        self.pools.push(pools.clone());
+        let app = allocation_svc::App::from_parts(config, pools, self.nats.clone(), listener)
             .await
             .expect("allocation-svc builds");
         let addr = app.local_addr().expect("addr");
@@ -419,4 +434,18 @@ pub async fn hold(stack: &Stack, investor: &Investor, what: Hold) -> sea_orm::Da
     let txn = stack.db.begin().await.expect("begin");
     txn.execute_unprepared(&sql).await.expect("lock");
     txn
+}
+
+/// The server process id behind a transaction's connection (to spare it in an outage).
+pub async fn backend_pid(txn: &sea_orm::DatabaseTransaction) -> i32 {
+    use sea_orm::ConnectionTrait;
+    let row = txn
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT pg_backend_pid() AS pid",
+        ))
+        .await
+        .expect("pid")
+        .expect("a row");
+    row.try_get("", "pid").expect("pid column")
 }

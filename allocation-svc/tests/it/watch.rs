@@ -131,9 +131,11 @@ async fn a_client_that_goes_away_ends_its_producer_and_a_slow_one_still_sees_eve
     )
     .await
     .expect("hub");
+    let limit = allocation_svc::watch_limit::WatchLimit::new(10);
     let watchers = allocation_svc::watch::Watchers {
         db: stack.db.clone(),
         hub: hub.clone(),
+        limit: limit.clone(),
         shutdown,
     };
 
@@ -153,7 +155,8 @@ async fn a_client_that_goes_away_ends_its_producer_and_a_slow_one_still_sees_eve
     testkit::eventually(
         Duration::from_secs(5),
         "the producer of the client that left to end",
-        || async { (hub.watchers() == 1).then_some(()) },
+        // Its watch slot comes back with it.
+        || async { (hub.watchers() == 1 && limit.open(investor.user_id) == 1).then_some(()) },
     )
     .await;
     lock.rollback().await.expect("release");
@@ -177,7 +180,7 @@ async fn a_client_that_goes_away_ends_its_producer_and_a_slow_one_still_sees_eve
         "no gap: {versions:?}"
     );
     testkit::eventually(Duration::from_secs(5), "both producers to end", || async {
-        (hub.watchers() == 0).then_some(())
+        (hub.watchers() == 0 && limit.open(investor.user_id) == 0).then_some(())
     })
     .await;
 }
