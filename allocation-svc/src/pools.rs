@@ -2,8 +2,9 @@
 //! hold every connection, so allocations waited on them and timed out: the allocator has its
 //! own pool, the API and the watchers one each, sized by [`PoolArgs`].
 
-use sea_orm::{DatabaseConnection, DbErr};
+use sea_orm::DatabaseConnection;
 use service_kit::config::DbArgs;
+use service_kit::db::DbSetupError;
 
 use crate::config::{PoolArgs, PoolSizeError, PoolSizes};
 
@@ -20,7 +21,7 @@ pub enum PoolsError {
         pool: &'static str,
         /// What PostgreSQL said.
         #[source]
-        source: DbErr,
+        source: DbSetupError,
     },
 }
 
