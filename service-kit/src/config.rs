@@ -221,8 +221,8 @@ pub struct ServerArgs {
     /// the request's headers) this long after it was accepted is closed.
     #[arg(long, env = "CONNECTION_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub connection_handshake_timeout: Duration,
-    /// Connections still in their handshake at once; a new one closes the oldest, so sockets
-    /// that never speak cannot keep out clients that do.
+    /// Connections still in their handshake at once; when full, a new one closes the oldest of
+    /// the address holding the most, so sockets that never speak cannot keep out clients that do.
     #[arg(long, env = "MAX_HANDSHAKING_CONNECTIONS", default_value_t = 256)]
     pub max_handshaking_connections: usize,
     /// Open connections from one client address; more are closed at once. 0 turns the cap off

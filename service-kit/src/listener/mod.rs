@@ -1,8 +1,9 @@
 //! Accepting connections so that holding one costs a client something: a cap on open
 //! connections, a cap per client address, a handshake deadline that holds until the first
 //! complete request (TLS, HTTP/2 preface and headers), a bounded set of connections still in
-//! their handshake (a new one closes the oldest, so silent sockets cannot fill the slots that
-//! working clients need), an idle timeout, and a maximum age.
+//! their handshake (a new one closes the oldest of the address holding the most, so silent
+//! sockets cannot fill the slots that working clients need), an idle timeout, and a maximum
+//! age.
 //!
 //! The accept loop only accepts and counts; each connection's TLS handshake runs in a task of
 //! its own, so a slow handshake never delays the next accept.
@@ -101,7 +102,7 @@ async fn accept_loop(
             continue;
         };
         let _ = tcp.set_nodelay(true);
-        let handshake = handshakes.register();
+        let handshake = handshakes.register(remote.ip());
         let evicted = handshake.evicted.clone();
         let accepted_at = Instant::now();
         let deadlines = Deadlines {

@@ -22,36 +22,70 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Connections that have not yet made a request, at most `cap`: a new one closes the oldest
-/// when full, so sockets that never speak cannot keep out a client that does.
+/// Connections that have not yet made a request, at most `cap`. When full, a new one closes
+/// the oldest of the address holding the most, so sockets that never speak cannot keep out a
+/// client that does, however many the flood (behind one load balancer: the oldest overall).
 pub(super) struct Handshakes {
     cap: usize,
-    queue: Mutex<(u64, VecDeque<(u64, CancellationToken)>)>,
+    waiting: Mutex<Waiting>,
+}
+
+#[derive(Default)]
+struct Waiting {
+    next: u64,
+    len: usize,
+    by_address: HashMap<IpAddr, VecDeque<(u64, CancellationToken)>>,
+}
+
+impl Waiting {
+    /// Closes the oldest connection of the address with the most (the oldest such address on
+    /// a tie).
+    fn evict_one(&mut self) {
+        let crowded = self
+            .by_address
+            .iter()
+            .filter_map(|(ip, queue)| Some((*ip, queue.len(), queue.front()?.0)))
+            .max_by_key(|&(_, len, oldest)| (len, std::cmp::Reverse(oldest)))
+            .map(|(ip, _, _)| ip);
+        let Some(ip) = crowded else { return };
+        if let Some(queue) = self.by_address.get_mut(&ip)
+            && let Some((_, evicted)) = queue.pop_front()
+        {
+            evicted.cancel();
+            self.len -= 1;
+            if queue.is_empty() {
+                self.by_address.remove(&ip);
+            }
+        }
+    }
 }
 
 impl Handshakes {
     pub(super) fn new(cap: usize) -> Arc<Self> {
         Arc::new(Self {
             cap: cap.max(1),
-            queue: Mutex::new((0, VecDeque::new())),
+            waiting: Mutex::new(Waiting::default()),
         })
     }
 
-    /// A slot for a new connection; the returned token is cancelled if it is evicted.
-    pub(super) fn register(self: &Arc<Self>) -> Handshake {
-        let mut queue = lock(&self.queue);
-        let (next, waiting) = &mut *queue;
-        if waiting.len() >= self.cap
-            && let Some((_, oldest)) = waiting.pop_front()
-        {
-            oldest.cancel();
+    /// A slot for a new connection from `ip`; its token is cancelled if it is evicted.
+    pub(super) fn register(self: &Arc<Self>, ip: IpAddr) -> Handshake {
+        let mut waiting = lock(&self.waiting);
+        if waiting.len >= self.cap {
+            waiting.evict_one();
         }
-        let id = *next;
-        *next += 1;
+        let id = waiting.next;
+        waiting.next += 1;
+        waiting.len += 1;
         let evicted = CancellationToken::new();
-        waiting.push_back((id, evicted.clone()));
+        waiting
+            .by_address
+            .entry(ip)
+            .or_default()
+            .push_back((id, evicted.clone()));
         Handshake {
             id,
+            ip,
             evicted,
             registry: Arc::clone(self),
         }
@@ -61,16 +95,25 @@ impl Handshakes {
 /// A connection's place among those in their handshake; leaves it when dropped.
 pub(super) struct Handshake {
     id: u64,
+    ip: IpAddr,
     pub(super) evicted: CancellationToken,
     registry: Arc<Handshakes>,
 }
 
 impl Drop for Handshake {
     fn drop(&mut self) {
-        let mut queue = lock(&self.registry.queue);
-        if let Some(at) = queue.1.iter().position(|(id, _)| *id == self.id) {
-            queue.1.remove(at);
+        let mut waiting = lock(&self.registry.waiting);
+        let Some(queue) = waiting.by_address.get_mut(&self.ip) else {
+            return;
+        };
+        let Some(at) = queue.iter().position(|(id, _)| *id == self.id) else {
+            return;
+        };
+        queue.remove(at);
+        if queue.is_empty() {
+            waiting.by_address.remove(&self.ip);
         }
+        waiting.len -= 1;
     }
 }
 
@@ -185,16 +228,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_full_handshake_queue_evicts_its_oldest_connection() {
-        let handshakes = Handshakes::new(2);
-        let first = handshakes.register();
-        let second = handshakes.register();
-        let third = handshakes.register();
-        assert!(first.evicted.is_cancelled());
-        assert!(!second.evicted.is_cancelled() && !third.evicted.is_cancelled());
-        drop(second);
-        let fourth = handshakes.register();
-        assert!(!third.evicted.is_cancelled() && !fourth.evicted.is_cancelled());
+    fn a_full_handshake_set_evicts_the_oldest_of_the_most_crowded_address() {
+        let ip = |last| IpAddr::from([127, 0, 0, last]);
+        let handshakes = Handshakes::new(3);
+        let client = handshakes.register(ip(1));
+        let flood: Vec<_> = (0..2).map(|_| handshakes.register(ip(2))).collect();
+        let more = handshakes.register(ip(2));
+        assert!(
+            flood[0].evicted.is_cancelled(),
+            "the flood's oldest goes first"
+        );
+        assert!(!client.evicted.is_cancelled(), "the lone client stays");
+        assert!(!flood[1].evicted.is_cancelled() && !more.evicted.is_cancelled());
+        drop(flood);
+        // One each: the oldest overall goes.
+        let _b = handshakes.register(ip(3));
+        let _c = handshakes.register(ip(4));
+        assert!(client.evicted.is_cancelled());
+        assert!(!more.evicted.is_cancelled());
     }
 
     #[test]
