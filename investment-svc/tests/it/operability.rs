@@ -316,3 +316,22 @@ async fn sigterm_under_load_exits_within_its_grace_and_loses_no_accepted_investm
         "every accepted investment is stored, and only those"
     );
 }
+
+#[tokio::test]
+async fn nats_url_may_list_several_servers() {
+    use clap::Parser as _;
+    #[derive(clap::Parser)]
+    struct Nats {
+        #[command(flatten)]
+        nats: service_kit::config::NatsArgs,
+    }
+    // Nothing listens on the first; the client goes on to the next.
+    let urls = format!("nats://127.0.0.1:1,{}", testkit::nats::url());
+    let args = Nats::try_parse_from(["test", &format!("--nats-url={urls}")])
+        .expect("settings")
+        .nats;
+    let client = service_kit::messaging::connect(&args, "list-test")
+        .await
+        .expect("connects through the list");
+    client.flush().await.expect("a round trip to the server");
+}
