@@ -7,7 +7,12 @@
 //! address dialled (`127.0.0.1` in a pod) is not a name in the server's certificate. There
 //! are no built-in system roots: a TLS check always names its CA.
 
-use std::{fs, path::PathBuf, time::Duration};
+use std::{
+    fs,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    path::PathBuf,
+    time::Duration,
+};
 
 use anyhow::Context as _;
 use service_kit::config::parse_duration;
@@ -16,39 +21,64 @@ use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
-/// What to check and how to reach it.
+/// What to check and how to reach it. Every option can come from the environment too, so a
+/// container's HEALTHCHECK (exec form, no shell) is just `investctl health`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The gRPC port: `host:port` (TLS when --ca-file is given, else plaintext),
-    /// `http://host:port` or `https://host:port`.
-    #[arg(long, default_value = "127.0.0.1:50051")]
-    addr: String,
+    /// `http://host:port` or `https://host:port`. Default: the port of LISTEN_ADDR on loopback
+    /// (the container's own service), else 127.0.0.1:50051.
+    #[arg(long, env = "HEALTH_ADDR")]
+    addr: Option<String>,
+    /// The service's listen address, whose port is checked when --addr is not given.
+    #[arg(long, env = "LISTEN_ADDR")]
+    listen_addr: Option<SocketAddr>,
     /// The service to ask about: "" (the default) is liveness; the service's own name
     /// (`invest.v1.InvestmentService`, `invest.v1.AllocationService`) is readiness.
-    #[arg(long, default_value = "")]
+    #[arg(long, env = "HEALTH_SERVICE", default_value = "")]
     service: String,
     /// PEM CA the server's certificate must chain to (turns TLS on).
-    #[arg(long)]
+    #[arg(long, env = "HEALTH_CA_FILE")]
     ca_file: Option<PathBuf>,
     /// PEM client certificate, for a port that requires one (mutual TLS); with --key-file.
-    #[arg(long, requires = "key_file")]
+    #[arg(long, env = "HEALTH_CERT_FILE", requires = "key_file")]
     cert_file: Option<PathBuf>,
     /// The client certificate's PEM private key; with --cert-file.
-    #[arg(long, requires = "cert_file")]
+    #[arg(long, env = "HEALTH_KEY_FILE", requires = "cert_file")]
     key_file: Option<PathBuf>,
-    /// Name to verify the server's certificate against, when not the host of --addr.
-    #[arg(long)]
+    /// Name to verify the server's certificate against, when not the host of --addr (e.g. the
+    /// Service's DNS name when the probe dials 127.0.0.1).
+    #[arg(long, env = "HEALTH_SERVER_NAME")]
     server_name: Option<String>,
     /// Deadline for connecting and answering together.
-    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    #[arg(long, env = "HEALTH_TIMEOUT", default_value = "3s", value_parser = parse_duration)]
     timeout: Duration,
+}
+
+impl Args {
+    /// --addr, else loopback at LISTEN_ADDR's port, else the investment port.
+    fn addr(&self) -> String {
+        match (&self.addr, self.listen_addr) {
+            (Some(addr), _) => addr.clone(),
+            (None, Some(listen)) => {
+                let ip = match listen.ip() {
+                    IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                    IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+                    ip => ip,
+                };
+                SocketAddr::new(ip, listen.port()).to_string()
+            }
+            (None, None) => "127.0.0.1:50051".to_owned(),
+        }
+    }
 }
 
 /// Checks once; exits 1 with the reason unless the answer is `SERVING`.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     service_kit::tls::install_crypto_provider();
-    let what = format!("{} service {:?}", args.addr, args.service);
-    let outcome = tokio::time::timeout(args.timeout, check(&args))
+    let addr = args.addr();
+    let what = format!("{addr} service {:?}", args.service);
+    let outcome = tokio::time::timeout(args.timeout, check(&args, &addr))
         .await
         .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within {:?}", args.timeout)));
     match outcome {
@@ -68,8 +98,8 @@ fn fail(reason: &str) -> ! {
 }
 
 /// The status the server reports for `args.service`.
-async fn check(args: &Args) -> anyhow::Result<ServingStatus> {
-    let endpoint = endpoint(args)?.connect_timeout(args.timeout);
+async fn check(args: &Args, addr: &str) -> anyhow::Result<ServingStatus> {
+    let endpoint = endpoint(args, addr)?.connect_timeout(args.timeout);
     let channel = endpoint.connect().await.context("unreachable")?;
     let answer = HealthClient::new(channel)
         .check(HealthCheckRequest {
@@ -87,22 +117,21 @@ async fn check(args: &Args) -> anyhow::Result<ServingStatus> {
     ServingStatus::try_from(status).with_context(|| format!("unknown serving status {status}"))
 }
 
-/// The endpoint for `--addr`, with the TLS settings when TLS is on.
-fn endpoint(args: &Args) -> anyhow::Result<Endpoint> {
-    let (tls, authority) = match args.addr.split_once("://") {
+/// The endpoint for `addr`, with the TLS settings when TLS is on.
+fn endpoint(args: &Args, addr: &str) -> anyhow::Result<Endpoint> {
+    let (tls, authority) = match addr.split_once("://") {
         Some(("https", rest)) => (true, rest),
         Some(("http", rest)) => (false, rest),
         Some((scheme, _)) => anyhow::bail!("--addr: unknown scheme {scheme:?} (http or https)"),
-        None => (args.ca_file.is_some(), args.addr.as_str()),
+        None => (args.ca_file.is_some(), addr),
     };
     let scheme = if tls { "https" } else { "http" };
     let endpoint = Endpoint::from_shared(format!("{scheme}://{authority}"))
-        .with_context(|| format!("--addr {:?} is not host:port or a URL", args.addr))?;
+        .with_context(|| format!("--addr {addr:?} is not host:port or a URL"))?;
     if !tls {
         anyhow::ensure!(
             args.ca_file.is_none() && args.cert_file.is_none(),
-            "--addr {} is plaintext (http://) but TLS files were given",
-            args.addr
+            "--addr {addr} is plaintext (http://) but TLS files were given"
         );
         return Ok(endpoint);
     }

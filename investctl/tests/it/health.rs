@@ -69,12 +69,16 @@ fn tls(ca: &TestCa, client_ca: Option<&TestCa>) -> TlsArgs {
 }
 
 async fn health(args: &[&str]) -> Finished {
+    health_with_env(args, &[]).await
+}
+
+async fn health_with_env(args: &[&str], env: &[(&str, &str)]) -> Finished {
     let mut all = vec!["health"];
     all.extend_from_slice(args);
     run_to_end(
         env!("CARGO_BIN_EXE_investctl"),
         &all,
-        &[],
+        env,
         Duration::from_secs(30),
     )
     .await
@@ -122,6 +126,11 @@ async fn serving_exits_0_and_not_serving_exits_1() {
         .await;
     let url = format!("http://{addr}");
     assert_serving(&health(&["--addr", &url, "--service", READY]).await);
+
+    // A container's HEALTHCHECK: no flags; the port of the service's LISTEN_ADDR on loopback.
+    let listen = format!("0.0.0.0:{}", server.addr.port());
+    let env = [("LISTEN_ADDR", listen.as_str()), ("HEALTH_SERVICE", READY)];
+    assert_serving(&health_with_env(&[], &env).await);
 
     // Shutdown begins: liveness turns NOT_SERVING too.
     server
