@@ -106,15 +106,31 @@ async fn check(args: &Args, addr: &str) -> anyhow::Result<ServingStatus> {
             service: args.service.clone(),
         })
         .await
-        .map_err(|status| {
-            anyhow::anyhow!(
-                "Check failed: {:?}: {}",
-                status.code(),
-                status.message().trim()
-            )
-        })?;
+        .map_err(|status| anyhow::anyhow!("Check failed: {}", call_failure(args, &status)))?;
     let status = answer.into_inner().status;
     ServingStatus::try_from(status).with_context(|| format!("unknown serving status {status}"))
+}
+
+/// Why the call failed, on one line: the code, the message, what the transport said, and a
+/// hint when a TLS port may have refused a caller with no client certificate (with TLS 1.3 the
+/// refusal comes after the handshake, as a failed call).
+fn call_failure(args: &Args, status: &tonic::Status) -> String {
+    let mut reason = format!("{:?}: {}", status.code(), status.message().trim());
+    let mut source = std::error::Error::source(status);
+    while let Some(cause) = source {
+        reason.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    let transport = matches!(
+        status.code(),
+        tonic::Code::Cancelled | tonic::Code::Unavailable | tonic::Code::Unknown
+    );
+    if transport && args.ca_file.is_some() && args.cert_file.is_none() {
+        reason.push_str(
+            " (if the port requires client certificates, TLS_CLIENT_CA_FILE: pass --cert-file and --key-file)",
+        );
+    }
+    reason
 }
 
 /// The endpoint for `addr`, with the TLS settings when TLS is on.
