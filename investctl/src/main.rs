@@ -6,8 +6,10 @@
 //! - `token`: mints a bearer token for local use, with that private key or an HS256 secret.
 //! - `dev-certs`: a development CA and certificates for TLS on this machine.
 //! - `audit`: checks invariants 1, 2, 3, 5, 6 and 8 (docs/invariants.md) over a live database.
+//! - `health`: one `grpc.health.v1` check (container probes), over TLS and mutual TLS too.
 
 mod dev_certs;
+mod health;
 
 use std::{
     fs,
@@ -116,6 +118,9 @@ enum Command {
         #[arg(long, default_value = ".dev/tls")]
         dir: PathBuf,
     },
+    /// Ask a service's gRPC port for its health (`grpc.health.v1.Health/Check`): exit 0 when
+    /// SERVING, else 1 with the reason. `--service ""` is liveness, the service's name readiness.
+    Health(health::Args),
 }
 
 fn parse_algorithm(s: &str) -> Result<jsonwebtoken::Algorithm, String> {
@@ -194,6 +199,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::DevCerts { dir } => dev_certs::make(&dir),
+        Command::Health(args) => health::run(args).await,
     }
 }
 

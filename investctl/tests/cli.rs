@@ -45,6 +45,7 @@ async fn help_of_every_command_shows_no_password_or_secret() {
         &["audit", "--help"],
         &["token", "--help"],
         &["keygen", "--help"],
+        &["health", "--help"],
     ] {
         let help = investctl(command, &env).await;
         assert!(help.status.success(), "{command:?}: {}", help.output);

@@ -1,3 +1,4 @@
 //! investctl as a process, against real servers.
 
+mod health;
 mod migrate_tls;
