@@ -165,6 +165,20 @@ pub async fn assert_indexed(
         .into_iter()
         .filter(|(table, _)| !whole.contains(&table.as_str()))
         .collect();
+    // What each statement scans, for `--nocapture` runs.
+    let first = statement
+        .sql
+        .split_whitespace()
+        .take(8)
+        .collect::<Vec<_>>()
+        .join(" ");
+    eprintln!("[plan] {what}: {first} ...");
+    for line in plan.iter().filter(|l| l.contains(" Scan ")) {
+        eprintln!(
+            "[plan]     {}",
+            line.split("  (cost").next().unwrap_or(line).trim()
+        );
+    }
     assert!(
         scans.is_empty(),
         "{what}: the generic plan scans {scans:?} sequentially\n{}\n{}",
