@@ -5,7 +5,7 @@
 //! `main.rs` only parses [`Config`] and runs an [`App`]; everything else is here so tests can
 //! run replicas in process on port 0.
 
-pub(crate) mod admin;
+pub mod admin;
 pub mod allocate;
 mod app;
 pub mod config;

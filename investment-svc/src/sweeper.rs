@@ -61,6 +61,20 @@ WHERE id IN (
 RETURNING id
 "#;
 
+/// The claim a pass runs with `args` (its plan is checked under a generic plan in the tests).
+pub fn claim_statement(args: &SweeperArgs) -> Statement {
+    let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        CLAIM,
+        [
+            Value::from(ms(args.sweep_min_age)),
+            Value::from(args.sweep_batch as i64),
+            Value::from(ms(args.sweep_stuck_age)),
+        ],
+    )
+}
+
 impl Sweeper {
     /// A sweeper over `db`, publishing through `js`.
     pub fn new(
@@ -106,16 +120,7 @@ impl Sweeper {
         if self.nats.connection_state() != State::Connected {
             return Ok(Pass::default());
         }
-        let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-        let claim = Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            CLAIM,
-            [
-                Value::from(ms(self.args.sweep_min_age)),
-                Value::from(self.args.sweep_batch as i64),
-                Value::from(ms(self.args.sweep_stuck_age)),
-            ],
-        );
+        let claim = claim_statement(&self.args);
         let claimed: Vec<Uuid> = self
             .db
             .query_all_raw(claim)

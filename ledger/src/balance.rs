@@ -15,7 +15,7 @@ use entity::{
 };
 use rust_decimal::Decimal;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, FromQueryResult,
+    ConnectionTrait, DbErr, FromQueryResult,
     prelude::DateTimeUtc,
     sea_query::{
         Asterisk, Expr, ExprTrait, Func, IntoColumnRef, IntoIden, LockType, Order, Query,
@@ -24,6 +24,8 @@ use sea_orm::{
 };
 use service_kit::page::{self, Cursor};
 use uuid::Uuid;
+
+use crate::sql::{constant, constants};
 
 /// One subscription with the raw aggregates its balance is computed from.
 #[derive(Clone, Debug, PartialEq, Eq, FromQueryResult)]
@@ -180,7 +182,9 @@ fn sum(column: impl IntoColumnRef) -> Expr {
 /// Each subscription with its plan and the four aggregates of [`Aggregates`], in one statement.
 fn select() -> SelectStatement {
     use entity::{investment as i, payment as pay, plan, subscription as s, user_investment as ui};
-    let paid = || pay::Column::Status.eq(PaymentStatus::Paid);
+    // Constants, not bound values: each filter must prove its partial index's predicate under
+    // a generic plan too (crate::sql).
+    let paid = || Expr::col((pay::Entity, pay::Column::Status)).eq(constant(PaymentStatus::Paid));
     Query::select()
         .expr_as(Expr::col((s::Entity, s::Column::Id)), "subscription_id")
         .expr_as(Expr::col((s::Entity, s::Column::PlanId)), "plan_id")
@@ -227,7 +231,7 @@ fn select() -> SelectStatement {
                 ui::Entity,
                 sum(ui::Column::ValueAllocated),
                 ui::Column::SubscriptionId,
-                ui::Column::IsReversed.eq(false),
+                Expr::col((ui::Entity, ui::Column::IsReversed)).not(),
             ),
             "total_invested",
         )
@@ -236,8 +240,10 @@ fn select() -> SelectStatement {
                 i::Entity,
                 sum(i::Column::TotalAmount),
                 i::Column::SubscriptionId,
-                i::Column::AllocationStatus
-                    .is_in([AllocationStatus::Pending, AllocationStatus::Processing]),
+                Expr::col((i::Entity, i::Column::AllocationStatus)).is_in(constants([
+                    AllocationStatus::Pending,
+                    AllocationStatus::Processing,
+                ])),
             ),
             "reserved_amount",
         )
@@ -266,14 +272,28 @@ pub async fn page(
     after: Option<Cursor>,
     size: u64,
 ) -> Result<(Vec<Balance>, Option<Cursor>), DbErr> {
+    let query = page_statement(scope, after, size);
+    let mut rows = Aggregates::find_by_statement(db.get_database_backend().build(&query))
+        .all(db)
+        .await?;
+    let next = page::split(&mut rows, size, |r| Cursor {
+        created_at: r.created_at,
+        id: r.subscription_id,
+    });
+    Ok((rows.into_iter().map(Balance::from).collect(), next))
+}
+
+/// The statement [`page`] runs (one row more than `size`), for the bench and plan checks.
+pub fn page_statement(scope: Scope, after: Option<Cursor>, size: u64) -> SelectStatement {
     use entity::subscription as s;
     let mut query = select();
     if let Scope::User(user_id) = scope {
         query
             .and_where(Expr::col((s::Entity, s::Column::UserId)).eq(user_id.uuid()))
-            .and_where(
-                s::Column::Status.is_in([SubscriptionStatus::Active, SubscriptionStatus::Paused]),
-            );
+            .and_where(Expr::col((s::Entity, s::Column::Status)).is_in(constants([
+                SubscriptionStatus::Active,
+                SubscriptionStatus::Paused,
+            ])));
     }
     if let Some(cursor) = after {
         query.and_where(
@@ -292,14 +312,7 @@ pub async fn page(
         .order_by((s::Entity, s::Column::CreatedAt), Order::Asc)
         .order_by((s::Entity, s::Column::Id), Order::Asc)
         .limit(size + 1);
-    let mut rows = Aggregates::find_by_statement(db.get_database_backend().build(&query))
-        .all(db)
-        .await?;
-    let next = page::split(&mut rows, size, |r| Cursor {
-        created_at: r.created_at,
-        id: r.subscription_id,
-    });
-    Ok((rows.into_iter().map(Balance::from).collect(), next))
+    query
 }
 
 #[cfg(test)]

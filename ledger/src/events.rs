@@ -84,9 +84,15 @@ pub async fn allocations(
     db: &impl ConnectionTrait,
     investment_ids: impl IntoIterator<Item = InvestmentId>,
 ) -> Result<Vec<user_investment::Model>, DbErr> {
+    let investment_ids: Vec<InvestmentId> = investment_ids.into_iter().collect();
+    // No statement for nothing: `IN ()` is sent as a bound `$1 = $2`, which a generic plan
+    // cannot see is false.
+    if investment_ids.is_empty() {
+        return Ok(Vec::new());
+    }
     UserInvestment::find()
         .filter(user_investment::Column::InvestmentId.is_in(investment_ids))
-        .filter(user_investment::Column::IsReversed.eq(false))
+        .filter(Expr::col(user_investment::Column::IsReversed).not())
         .order_by_asc(user_investment::Column::CreatedAt)
         .order_by_asc(user_investment::Column::Id)
         .all(db)

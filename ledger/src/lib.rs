@@ -8,3 +8,4 @@ pub mod deals;
 pub mod events;
 pub mod listing;
 pub mod rules;
+pub mod sql;

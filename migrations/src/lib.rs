@@ -10,6 +10,7 @@ mod m20261125_000001_failed_investment_status;
 mod m20261125_000002_deal_reserved_index;
 mod m20261125_000003_event_time_index;
 mod m20261201_000001_subscription_totals;
+mod m20261201_000002_plan_indexes;
 
 /// A fingerprint of every migration's SQL: test templates are rebuilt when it changes, so a
 /// schema edited during development never leaves a stale template behind.
@@ -21,6 +22,7 @@ pub fn fingerprint() -> u64 {
     m20261125_000002_deal_reserved_index::UP.hash(&mut hasher);
     m20261125_000003_event_time_index::UP.hash(&mut hasher);
     m20261201_000001_subscription_totals::UP.hash(&mut hasher);
+    m20261201_000002_plan_indexes::UP.hash(&mut hasher);
     hasher.finish()
 }
 
@@ -36,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000002_deal_reserved_index::Migration),
             Box::new(m20261125_000003_event_time_index::Migration),
             Box::new(m20261201_000001_subscription_totals::Migration),
+            Box::new(m20261201_000002_plan_indexes::Migration),
         ]
     }
 }

@@ -15,6 +15,7 @@ pub mod grpc_web;
 pub mod keys;
 pub mod metrics;
 pub mod nats;
+pub mod plans;
 pub mod process;
 pub mod raw_h2;
 pub mod secrets;

@@ -12,6 +12,7 @@ mod hostile;
 mod lanes;
 mod metrics;
 mod operability;
+mod plans;
 mod pools;
 mod replicas;
 mod secrets;

@@ -9,6 +9,7 @@ mod deals;
 mod hostile;
 mod limits;
 mod operability;
+mod plans;
 mod read;
 mod secrets;
 mod support;
