@@ -7,4 +7,5 @@ pub mod balance;
 pub mod deals;
 pub mod events;
 pub mod listing;
+pub mod outcomes;
 pub mod rules;

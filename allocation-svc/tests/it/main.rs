@@ -16,6 +16,7 @@ mod pools;
 mod replicas;
 mod secrets;
 mod selfheal;
+mod statements;
 mod support;
 mod totals;
 mod watch;
