@@ -123,8 +123,7 @@ impl Allocator {
         let updated = outcomes::apply(&txn, &[change]).await?;
         txn.commit().await?;
         self.announce(&updated, Vec::new()).await;
-        let updated = updated.into_iter().map(|c| c.row);
-        Ok(updated.last())
+        Ok(updated.into_iter().next().map(|c| c.row))
     }
 }
 

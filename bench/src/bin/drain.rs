@@ -96,7 +96,12 @@ async fn reference_pool(stack: &Stack, n: usize) -> anyhow::Result<(Uuid, Uuid, 
              INSERT INTO allocation_events (investment_id, version, user_id, deal_id, \
              allocation_status, attempt) \
              SELECT id, 1, user_id, deal_id, allocation_status, 0 FROM i",
-            vec![ids.clone().into(), user.into(), subscription.into(), deal.into()],
+            vec![
+                ids.clone().into(),
+                user.into(),
+                subscription.into(),
+                deal.into(),
+            ],
         ))
         .await?;
     Ok((deal, batch, ids))
@@ -182,28 +187,25 @@ async fn drain(stack: &Stack, args: &Args, pools: usize, limit: f64) -> anyhow::
         count(&stack.create_statements),
     );
     let started = Instant::now();
-    let created = join_all(
-        clients
-            .into_iter()
-            .enumerate()
-            .map(|(c, (mut client, subscription))| {
-                let deals = deals.clone();
-                async move {
-                    let mut ok = 0;
-                    for i in 0..per_client {
-                        let deal = deals[(c + i) % deals.len()];
-                        if client
-                            .create_investment(request(subscription, deal))
-                            .await
-                            .is_ok()
-                        {
-                            ok += 1;
-                        }
+    let created = join_all(clients.into_iter().enumerate().map(
+        |(c, (mut client, subscription))| {
+            let deals = deals.clone();
+            async move {
+                let mut ok = 0;
+                for i in 0..per_client {
+                    let deal = deals[(c + i) % deals.len()];
+                    if client
+                        .create_investment(request(subscription, deal))
+                        .await
+                        .is_ok()
+                    {
+                        ok += 1;
                     }
-                    ok
                 }
-            }),
-    )
+                ok
+            }
+        },
+    ))
     .await
     .into_iter()
     .sum::<usize>();

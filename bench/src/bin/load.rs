@@ -21,9 +21,7 @@ use std::{
 
 use anyhow::Context as _;
 use api::v1 as pb;
-use bench::{
-    Investments, PgSample, cpu_seconds, histogram, investments, micros, spawn_service,
-};
+use bench::{Investments, PgSample, cpu_seconds, histogram, investments, micros, spawn_service};
 use chrono::Utc;
 use clap::Parser;
 use entity::prelude::*;
