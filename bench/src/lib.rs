@@ -232,6 +232,22 @@ pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     Ok((ticks(11)? + ticks(12)?) / TICKS_PER_SECOND)
 }
 
+/// CPU seconds used so far by every process named `name` (what `/proc/<pid>/comm` says).
+pub fn cpu_of(name: &str) -> f64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim_end() == name)
+        })
+        .filter_map(|pid| cpu_seconds(pid).ok())
+        .sum()
+}
+
 /// A create of one share.
 pub fn request(subscription: Uuid, deal: Uuid) -> pb::CreateInvestmentRequest {
     pb::CreateInvestmentRequest {

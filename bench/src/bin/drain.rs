@@ -18,7 +18,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use bench::{PgSample, Stack, count, request};
+use bench::{PgSample, Stack, count, cpu_of, cpu_seconds, request};
 use chrono::Utc;
 use clap::Parser;
 use futures::future::join_all;
@@ -223,6 +223,7 @@ async fn drain(stack: &Stack, args: &Args, pools: usize, limit: f64) -> anyhow::
 
     let queued = unfinished(&stack.db).await?;
     let stop = CancellationToken::new();
+    let own_before = (cpu_seconds(std::process::id())?, cpu_of("nats-server"));
     let before = PgSample::take(&stack.db).await?;
     let started = Instant::now();
     let (statements, running) = stack.start_counted_allocator(stop.clone()).await?;
@@ -235,6 +236,10 @@ async fn drain(stack: &Stack, args: &Args, pools: usize, limit: f64) -> anyhow::
     }
     let elapsed = started.elapsed();
     let cost = PgSample::take(&stack.db).await?.since(&before);
+    let own = (
+        cpu_seconds(std::process::id())? - own_before.0,
+        cpu_of("nats-server") - own_before.1,
+    );
     let sent = count(&statements);
     stop.cancel();
     running.await??;
@@ -250,6 +255,12 @@ async fn drain(stack: &Stack, args: &Args, pools: usize, limit: f64) -> anyhow::
         cost.per(n),
         verdict(cost.cpu_micros_per(n) <= 200.0),
         sent as f64 / n.max(1) as f64
+    );
+    println!(
+        "{:<44} CPU µs per allocation: this process (allocator, bench, investment-svc idle) {:.0}, nats-server {:.0}",
+        "",
+        own.0 * 1e6 / n.max(1) as f64,
+        own.1 * 1e6 / n.max(1) as f64
     );
     Ok(())
 }

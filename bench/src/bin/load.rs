@@ -21,7 +21,7 @@ use std::{
 
 use anyhow::Context as _;
 use api::v1 as pb;
-use bench::{Investments, PgSample, cpu_seconds, histogram, investments, micros, spawn_service};
+use bench::{Investments, PgSample, cpu_of, histogram, investments, micros, spawn_service};
 use chrono::Utc;
 use clap::Parser;
 use entity::prelude::*;
@@ -208,22 +208,6 @@ const PROCESSES: [&str; 5] = [
     "nats-server",
     "load",
 ];
-
-/// CPU seconds used so far by every process named `name` (what `/proc/<pid>/comm` says).
-fn cpu_of(name: &str) -> f64 {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return 0.0;
-    };
-    entries
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .is_ok_and(|comm| comm.trim_end() == name)
-        })
-        .filter_map(|pid| cpu_seconds(pid).ok())
-        .sum()
-}
 
 fn cpu_sample() -> Vec<f64> {
     PROCESSES.iter().map(|p| cpu_of(p)).collect()
