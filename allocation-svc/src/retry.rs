@@ -4,12 +4,13 @@
 //!   a connection refused or cut, PostgreSQL shutting down or out of resources) says nothing
 //!   about the request: nothing is counted and nothing is written. The request is NAKed with the
 //!   `RETRY_BACKOFF` delay for its NATS delivery count, and the row keeps its status
-//!   (`pending`, or `processing` if the first step committed) and its attempts. An outage or
+//!   (`pending`: an attempt commits nothing until its outcome) and its attempts. An outage or
 //!   an exhausted pool alone therefore never fails an investment: its requests come back with
 //!   backoff until PostgreSQL answers (`allocation_requeues_total`).
 //! - **A failed attempt** (lock timeout, serialization failure or deadlock, any other database
 //!   error while allocating) is counted on the row, durably: `allocation_attempts + 1` in the
-//!   transaction that sends it back to `pending` with the error, and the request is NAKed with
+//!   transaction that logs the attempt (`processing`) and sends it back to `pending` with the
+//!   error, and the request is NAKed with
 //!   the delay for that attempt (a plain NAK would redeliver at once). After `MAX_ATTEMPTS`
 //!   it is `FAILED` with "permanent failure after N attempts: <cause>".
 //!
@@ -18,11 +19,8 @@
 //! meanwhile) is not counted: the request comes back like an outage's.
 
 use entity::prelude::*;
-use ledger::events;
-use sea_orm::{
-    DbErr, EntityTrait, QuerySelect, TransactionTrait,
-    sea_query::{Expr, LockType},
-};
+use ledger::outcomes;
+use sea_orm::{DbErr, EntityTrait, QuerySelect, TransactionTrait, sea_query::LockType};
 
 use crate::worker::{Allocator, Job, Verdict};
 
@@ -114,14 +112,18 @@ impl Allocator {
         } else {
             (AllocationStatus::Pending, cause.to_owned())
         };
-        let extra = vec![
-            (investment::Column::AllocationAttempts, Expr::val(attempts)),
-            (investment::Column::AllocationError, Expr::val(error)),
-        ];
-        let updated = events::change_status(&txn, &[row.investment_id()], status, extra).await?;
+        // The attempt passed through `processing` (logged before its outcome, as a successful
+        // one is): watchers see every attempt.
+        let change = outcomes::Change {
+            row,
+            status,
+            error: Some(error),
+            attempts,
+        };
+        let updated = outcomes::apply(&txn, &[change]).await?;
         txn.commit().await?;
-        self.settle(&updated).await;
-        Ok(updated.into_iter().next())
+        self.announce(&updated, Vec::new()).await;
+        Ok(updated.into_iter().next().map(|c| c.row))
     }
 }
 

@@ -1,18 +1,18 @@
-//! The steps of the unit of work ([`worker`](crate::worker)): mark processing, allocate and
-//! persist, settle. Lock order in every transaction: deal -> investments (by id) -> batches
-//! (FIFO) -> subscriptions of failing investments (by id).
+//! The steps of the unit of work ([`worker`](crate::worker)): allocate and persist in one
+//! transaction, then announce. Lock order in every transaction: deal -> investments (by id)
+//! -> batches (FIFO) -> subscriptions of failing investments (by id).
+//!
+//! Every statement covers the whole micro-batch (arrays, `unnest`, `= ANY`), so a batch of N
+//! requests sends the same statements as a batch of one, and each is one prepared statement
+//! whatever N is. Filter constants a partial index predicate must prove are written inline,
+//! so the statements keep their index access under a generic plan.
 
 use std::collections::{BTreeSet, HashMap};
 
 use api::v1 as pb;
 use entity::prelude::*;
-use ledger::events;
-use sea_orm::{
-    ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Statement, Value,
-    sea_query::{Expr, LockType},
-};
+use ledger::outcomes::{self, Change, Changed};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, EntityTrait, Statement};
 use service_kit::messaging;
 use uuid::Uuid;
 
@@ -21,143 +21,124 @@ use crate::{
     worker::{Allocator, Verdict, Verdicts},
 };
 
-/// What marking a batch `processing` found.
-pub(crate) struct Marked {
-    /// Settled already: unknown or misrouted requests (rejected), finished ones (acked).
+/// What an allocation transaction did.
+#[derive(Default)]
+pub(crate) struct Done {
+    /// Verdicts of requests settled without allocating: unknown or misrouted requests
+    /// (rejected), finished ones (acked).
     pub verdicts: Verdicts,
-    /// The investments to allocate, in arrival order, each once.
-    pub active: Vec<InvestmentId>,
-    /// Those this step moved to `processing`.
-    pub marked: Vec<investment::Model>,
+    /// Investments allocated or failed in this transaction, to announce after its commit.
+    pub changed: Vec<Changed>,
+    /// Their new allocations.
+    pub allocations: Vec<user_investment::Model>,
     /// Those finished before (a redelivery): their last status is announced again.
     pub finished: Vec<investment::Model>,
 }
 
+const LOCK_DEAL: &str = "SELECT id FROM deals WHERE id = $1 FOR NO KEY UPDATE";
+const LOCK_INVESTMENTS: &str =
+    "SELECT * FROM investments WHERE id = ANY($1::uuid[]) ORDER BY id FOR NO KEY UPDATE";
+/// `units_remaining > 0` inline: it proves `bulk_purchases_fifo_idx`'s predicate.
+const LOCK_BATCHES: &str = "SELECT id, units_remaining FROM bulk_purchases \
+     WHERE deal_id = $1 AND units_remaining > 0 \
+     ORDER BY purchased_at, id FOR NO KEY UPDATE";
+const LOCK_SUBSCRIPTIONS: &str =
+    "SELECT id FROM subscriptions WHERE id = ANY($1::uuid[]) ORDER BY id FOR NO KEY UPDATE";
+const UPDATE_REMAINING: &str = "UPDATE bulk_purchases b SET units_remaining = v.remaining \
+     FROM unnest($1::uuid[], $2::bigint[]) AS v(id, remaining) \
+     WHERE b.id = ANY($1::uuid[]) AND b.id = v.id";
+const INSERT_ALLOCATIONS: &str = "INSERT INTO user_investments (id, user_id, subscription_id, \
+     investment_id, deal_id, bulk_purchase_id, units_allocated, value_allocated) \
+     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], \
+     $6::uuid[], $7::bigint[], $8::numeric[]) RETURNING *";
+
+fn statement(sql: &str, values: Vec<sea_orm::Value>) -> Statement {
+    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
+}
+
 impl Allocator {
-    /// Step 1: locks the deal and the investments, settles what is not to be allocated, and
-    /// moves the `pending` ones to `processing`. `None` if the deal does not exist.
-    pub(crate) async fn mark_processing(
+    /// Locks the deal and the investments, settles what is not to be allocated, takes the
+    /// deal's batches FIFO for the `pending` and `processing` ones and writes the outcome.
+    /// `None` if the deal does not exist.
+    pub(crate) async fn allocate_batch(
         &self,
         txn: &DatabaseTransaction,
         deal_id: DealId,
         ids: &[InvestmentId],
-    ) -> Result<Option<Marked>, DbErr> {
+    ) -> Result<Option<Done>, DbErr> {
         let Some(rows) = lock(txn, deal_id, ids).await? else {
             return Ok(None);
         };
-        let mut verdicts = HashMap::new();
-        let mut active = Vec::new();
-        let mut to_mark = Vec::new();
-        let mut finished = Vec::new();
+        let mut done = Done::default();
+        let mut active: Vec<&investment::Model> = Vec::new();
         for id in ids {
             match rows.get(id) {
                 None => {
                     tracing::warn!(investment_id = %id, "request for an unknown investment rejected");
-                    verdicts.insert(*id, Verdict::Reject);
+                    done.verdicts.insert(*id, Verdict::Reject);
                 }
                 Some(row) if row.deal() != deal_id => {
                     tracing::warn!(investment_id = %id, %deal_id, "request on another deal's subject rejected");
-                    verdicts.insert(*id, Verdict::Reject);
+                    done.verdicts.insert(*id, Verdict::Reject);
                 }
                 Some(row) if row.allocation_status.is_terminal() => {
                     tracing::info!(investment_id = %id, "already allocated; redelivery ignored");
-                    verdicts.insert(*id, Verdict::Ack);
-                    finished.push(row.clone());
+                    done.verdicts.insert(*id, Verdict::Ack);
+                    done.finished.push(row.clone());
                 }
                 Some(row) => {
-                    if row.allocation_status == AllocationStatus::Pending {
-                        to_mark.push(row.investment_id());
-                    }
-                    if !active.contains(id) {
-                        active.push(*id);
+                    if !active.iter().any(|a| a.id == row.id) {
+                        active.push(row);
                     }
                 }
             }
         }
-        let marked =
-            events::change_status(txn, &to_mark, AllocationStatus::Processing, Vec::new()).await?;
-        Ok(Some(Marked {
-            verdicts,
-            active,
-            marked,
-            finished,
-        }))
-    }
-
-    /// Step 2: locks the deal, the investments and the deal's batches, runs the pure step
-    /// over the `processing` ones and writes its result; returns the investments whose status
-    /// changed.
-    pub(crate) async fn allocate_and_persist(
-        &self,
-        txn: &DatabaseTransaction,
-        deal_id: DealId,
-        active: &[InvestmentId],
-    ) -> Result<Vec<investment::Model>, DbErr> {
-        let rows = lock(txn, deal_id, active).await?.unwrap_or_default();
+        if active.is_empty() {
+            return Ok(Some(done));
+        }
         let requests: Vec<_> = active
             .iter()
-            .filter_map(|id| rows.get(id))
-            .filter(|row| row.allocation_status == AllocationStatus::Processing)
             .map(|row| allocate::Request {
                 investment_id: row.id,
                 shares: row.shares,
                 price_per_share: row.price_per_share,
             })
             .collect();
-        if requests.is_empty() {
-            return Ok(Vec::new());
-        }
-        let stored = BulkPurchase::find()
-            .filter(bulk_purchase::Column::DealId.eq(deal_id))
-            .filter(bulk_purchase::Column::UnitsRemaining.gt(0))
-            .order_by_asc(bulk_purchase::Column::PurchasedAt)
-            .order_by_asc(bulk_purchase::Column::Id)
-            .lock(LockType::NoKeyUpdate)
-            .all(txn)
-            .await?;
+        let stored: Vec<(Uuid, i64)> = txn
+            .query_all_raw(statement(LOCK_BATCHES, vec![deal_id.uuid().into()]))
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get("", "id")?, r.try_get("", "units_remaining")?)))
+            .collect::<Result<_, DbErr>>()?;
         let mut batches: Vec<_> = stored
             .iter()
-            .map(|b| allocate::Batch {
-                id: b.id,
-                remaining: b.units_remaining,
-            })
+            .map(|&(id, remaining)| allocate::Batch { id, remaining })
             .collect();
         let outcomes = allocate::allocate(&mut batches, &requests);
-        let failing = requests
+        let failing = active
             .iter()
             .zip(&outcomes)
             .filter(|(_, outcome)| matches!(outcome, Outcome::Insufficient { .. }))
-            .map(|(r, _)| rows[&InvestmentId(r.investment_id)].subscription_id);
+            .map(|(row, _)| row.subscription_id);
         lock_subscriptions(txn, failing.collect()).await?;
 
         let changed_batches: Vec<_> = batches
             .iter()
             .zip(&stored)
-            .filter(|(now, before)| now.remaining != before.units_remaining)
+            .filter(|(now, before)| now.remaining != before.1)
             .map(|(now, _)| now)
             .collect();
         update_remaining(txn, &changed_batches).await?;
 
-        let mut pieces = Vec::new();
-        let mut completed = Vec::new();
-        let mut changed = Vec::new();
-        for (request, outcome) in requests.iter().zip(outcomes) {
-            let row = &rows[&InvestmentId(request.investment_id)];
-            match outcome {
+        let mut pieces = Pieces::default();
+        let mut changes = Vec::with_capacity(active.len());
+        for (row, outcome) in active.iter().zip(outcomes) {
+            let (status, error) = match outcome {
                 Outcome::Allocated(allocated) => {
-                    completed.push(row.investment_id());
-                    pieces.extend(allocated.into_iter().map(|p| user_investment::ActiveModel {
-                        id: Set(Uuid::now_v7()),
-                        user_id: Set(row.user_id),
-                        subscription_id: Set(row.subscription_id),
-                        investment_id: Set(row.id),
-                        deal_id: Set(row.deal_id),
-                        bulk_purchase_id: Set(p.batch_id),
-                        units_allocated: Set(p.units),
-                        value_allocated: Set(p.value),
-                        is_reversed: Set(false),
-                        ..Default::default()
-                    }));
+                    for piece in allocated {
+                        pieces.push(row, piece);
+                    }
+                    (AllocationStatus::Completed, None)
                 }
                 Outcome::Insufficient {
                     requested,
@@ -167,60 +148,50 @@ impl Allocator {
                         "insufficient inventory: {requested} shares requested, {available} units left in the pool"
                     );
                     tracing::info!(investment_id = %row.id, %error, "allocation failed");
-                    let failed = events::change_status(
-                        txn,
-                        &[row.investment_id()],
-                        AllocationStatus::Failed,
-                        vec![(investment::Column::AllocationError, Expr::val(error))],
-                    )
-                    .await?;
-                    changed.extend(failed);
+                    (AllocationStatus::Failed, Some(error))
                 }
-            }
+            };
+            changes.push(Change {
+                row: (*row).clone(),
+                status,
+                error,
+                attempts: row.allocation_attempts,
+            });
         }
-        if !pieces.is_empty() {
-            UserInvestment::insert_many(pieces).exec(txn).await?;
-        }
-        let completed = events::change_status(
-            txn,
-            &completed,
-            AllocationStatus::Completed,
-            vec![
-                (investment::Column::AllocatedAt, Expr::cust("now()")),
-                (
-                    investment::Column::AllocationError,
-                    Expr::val(Option::<String>::None),
-                ),
-            ],
-        )
-        .await?;
-        changed.extend(completed);
-        Ok(changed)
+        done.allocations = pieces.insert(txn).await?;
+        done.changed = outcomes::apply(txn, &changes).await?;
+        Ok(Some(done))
     }
 
-    /// Step 3, after each commit: publishes the status events of `rows`, each the complete
-    /// update (allocations included once completed). A lost event only delays watchers until
-    /// they repair from the event log.
+    /// After each commit: publishes the status events of `changed` (`processing` first where
+    /// the row passed through it), each the complete update (allocations included once
+    /// completed). A lost event only delays watchers until they repair from the event log.
+    pub(crate) async fn announce(
+        &self,
+        changed: &[Changed],
+        allocations: Vec<user_investment::Model>,
+    ) {
+        let mut allocations = wire::allocations(allocations);
+        for Changed { via, row } in changed {
+            count(row);
+            if let Some(processing) = via {
+                self.publish(processing, Vec::new()).await;
+            }
+            self.publish(row, allocations.remove(&row.id).unwrap_or_default())
+                .await;
+        }
+    }
+
+    /// Publishes the status events of `rows` again, reading the allocations of completed ones.
     pub(crate) async fn settle(&self, rows: &[investment::Model]) {
         if rows.is_empty() {
             return;
-        }
-        for row in rows {
-            let outcome = match row.allocation_status {
-                AllocationStatus::Completed => "completed",
-                AllocationStatus::Failed => "failed",
-                AllocationStatus::Pending | AllocationStatus::Processing => continue,
-            };
-            crate::metrics::METRICS
-                .allocations
-                .get_or_create(&crate::metrics::Outcome { outcome })
-                .inc();
         }
         let completed = rows
             .iter()
             .filter(|r| r.allocation_status == AllocationStatus::Completed)
             .map(investment::Model::investment_id);
-        let mut allocations = match events::allocations(&self.db, completed).await {
+        let mut allocations = match ledger::events::allocations(&self.db, completed).await {
             Ok(rows) => wire::allocations(rows),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read allocations for status events");
@@ -228,17 +199,81 @@ impl Allocator {
             }
         };
         for row in rows {
-            let event: pb::AllocationStatusEvent =
-                wire::status_event(row, allocations.remove(&row.id).unwrap_or_default());
-            messaging::announce_status(
-                &self.nats,
-                &self.topology,
-                row.owner(),
-                row.investment_id(),
-                &event,
-            )
-            .await;
+            self.publish(row, allocations.remove(&row.id).unwrap_or_default())
+                .await;
         }
+    }
+
+    async fn publish(&self, row: &investment::Model, allocations: Vec<pb::Allocation>) {
+        let event: pb::AllocationStatusEvent = wire::status_event(row, allocations);
+        messaging::announce_status(
+            &self.nats,
+            &self.topology,
+            row.owner(),
+            row.investment_id(),
+            &event,
+        )
+        .await;
+    }
+}
+
+/// Counts a finished allocation in `allocations_total`.
+pub(crate) fn count(row: &investment::Model) {
+    let outcome = match row.allocation_status {
+        AllocationStatus::Completed => "completed",
+        AllocationStatus::Failed => "failed",
+        AllocationStatus::Pending | AllocationStatus::Processing => return,
+    };
+    crate::metrics::METRICS
+        .allocations
+        .get_or_create(&crate::metrics::Outcome { outcome })
+        .inc();
+}
+
+/// The allocation rows of one batch, column by column.
+#[derive(Default)]
+struct Pieces {
+    id: Vec<Uuid>,
+    user: Vec<Uuid>,
+    subscription: Vec<Uuid>,
+    investment: Vec<Uuid>,
+    deal: Vec<Uuid>,
+    batch: Vec<Uuid>,
+    units: Vec<i64>,
+    value: Vec<rust_decimal::Decimal>,
+}
+
+impl Pieces {
+    fn push(&mut self, row: &investment::Model, piece: allocate::Piece) {
+        self.id.push(Uuid::now_v7());
+        self.user.push(row.user_id);
+        self.subscription.push(row.subscription_id);
+        self.investment.push(row.id);
+        self.deal.push(row.deal_id);
+        self.batch.push(piece.batch_id);
+        self.units.push(piece.units);
+        self.value.push(piece.value);
+    }
+
+    /// Inserts them in one statement; returns the rows as stored.
+    async fn insert(self, txn: &DatabaseTransaction) -> Result<Vec<user_investment::Model>, DbErr> {
+        if self.id.is_empty() {
+            return Ok(Vec::new());
+        }
+        let values = vec![
+            self.id.into(),
+            self.user.into(),
+            self.subscription.into(),
+            self.investment.into(),
+            self.deal.into(),
+            self.batch.into(),
+            self.units.into(),
+            self.value.into(),
+        ];
+        UserInvestment::find()
+            .from_raw_sql(statement(INSERT_ALLOCATIONS, values))
+            .all(txn)
+            .await
     }
 }
 
@@ -251,18 +286,16 @@ async fn lock(
 ) -> Result<Option<HashMap<InvestmentId, investment::Model>>, DbErr> {
     // NO KEY UPDATE, not UPDATE: it still serializes allocators, but does not wait for (or
     // deadlock with) creates, whose foreign keys take KEY SHARE locks on the deal row.
-    if Deal::find_by_id(deal_id.uuid())
-        .lock(LockType::NoKeyUpdate)
-        .one(txn)
+    if txn
+        .query_one_raw(statement(LOCK_DEAL, vec![deal_id.uuid().into()]))
         .await?
         .is_none()
     {
         return Ok(None);
     }
+    let ids: Vec<Uuid> = ids.iter().map(|id| id.uuid()).collect();
     let rows = Investment::find()
-        .filter(investment::Column::Id.is_in(ids.iter().copied()))
-        .order_by_asc(investment::Column::Id)
-        .lock(LockType::NoKeyUpdate)
+        .from_raw_sql(statement(LOCK_INVESTMENTS, vec![ids.into()]))
         .all(txn)
         .await?;
     Ok(Some(
@@ -278,14 +311,8 @@ async fn lock_subscriptions(txn: &DatabaseTransaction, ids: BTreeSet<Uuid>) -> R
     if ids.is_empty() {
         return Ok(());
     }
-    Subscription::find()
-        .select_only()
-        .column(subscription::Column::Id)
-        .filter(subscription::Column::Id.is_in(ids))
-        .order_by_asc(subscription::Column::Id)
-        .lock(LockType::NoKeyUpdate)
-        .into_tuple::<Uuid>()
-        .all(txn)
+    let ids: Vec<Uuid> = ids.into_iter().collect();
+    txn.query_all_raw(statement(LOCK_SUBSCRIPTIONS, vec![ids.into()]))
         .await?;
     Ok(())
 }
@@ -298,25 +325,11 @@ async fn update_remaining(
     if batches.is_empty() {
         return Ok(());
     }
-    let mut values = Vec::with_capacity(batches.len() * 2);
-    let rows: Vec<String> = batches
-        .iter()
-        .enumerate()
-        .map(|(i, b)| {
-            values.push(Value::from(b.id));
-            values.push(Value::from(b.remaining));
-            format!("(${}::uuid, ${}::bigint)", 2 * i + 1, 2 * i + 2)
-        })
-        .collect();
-    let sql = format!(
-        "UPDATE bulk_purchases b SET units_remaining = v.remaining \
-         FROM (VALUES {}) AS v(id, remaining) WHERE b.id = v.id",
-        rows.join(", ")
-    );
-    txn.execute_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        sql,
-        values,
+    let ids: Vec<Uuid> = batches.iter().map(|b| b.id).collect();
+    let remaining: Vec<i64> = batches.iter().map(|b| b.remaining).collect();
+    txn.execute_raw(statement(
+        UPDATE_REMAINING,
+        vec![ids.into(), remaining.into()],
     ))
     .await?;
     Ok(())

@@ -1,13 +1,14 @@
 //! One unit of work: allocate a micro-batch of one pool's requests. The lane loop only feeds
 //! it ([`Allocator::run_batch`]); tests call it directly.
 //!
-//! The work is three named steps ([`steps`](crate::steps)), each status change logged in
-//! `allocation_events` in its transaction:
-//! 1. **mark processing**: lock the deal, lock the investments (by id), `pending -> processing`;
-//! 2. **allocate and persist**: lock the deal, the investments and the deal's batches (FIFO),
-//!    run the pure [`allocate`](crate::allocate) step, write batches, `user_investments` and
-//!    outcomes;
-//! 3. **settle**: after each commit, publish the status events; the lane acks after that.
+//! The work is one transaction and its announcements ([`steps`](crate::steps)):
+//! 1. **allocate and persist**: lock the deal, the investments (by id) and the deal's batches
+//!    (FIFO), run the pure [`allocate`](crate::allocate) step, write batches,
+//!    `user_investments` and outcomes. Each investment's row is updated once, from `pending`
+//!    straight to its outcome, and both of its status changes (`processing`, then the outcome)
+//!    are logged in `allocation_events` in that transaction ([`ledger::outcomes`]);
+//! 2. **announce**: after the commit, publish the status events, `processing` first; the
+//!    lane acks after that.
 //!
 //! A redelivered request for a finished investment changes nothing (invariant 4). Transient
 //! faults are [`retry`](crate::retry)'s business.
@@ -15,10 +16,13 @@
 use std::{collections::HashMap, time::Duration};
 
 use entity::prelude::{DealId, InvestmentId};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, Statement,
+    TransactionTrait,
+};
 use service_kit::messaging::Topology;
 
-use crate::{config::AllocatorArgs, retry, steps::Marked};
+use crate::{config::AllocatorArgs, retry, steps::Done};
 
 /// What to tell NATS about one request once its batch is done.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,33 +108,26 @@ impl Allocator {
         }
     }
 
-    /// The three steps over `jobs`; an error means nothing of step 2 was committed.
+    /// The allocation transaction over `jobs`, then its announcements; an error means
+    /// nothing was committed.
     async fn try_batch(&self, deal_id: DealId, jobs: &[Job]) -> Result<Vec<Verdict>, DbErr> {
         let ids: Vec<InvestmentId> = jobs.iter().map(|j| j.investment_id).collect();
 
         let txn = self.begin().await?;
-        let Some(Marked {
-            mut verdicts,
-            active,
-            marked,
+        let Some(Done {
+            verdicts,
+            changed,
+            allocations,
             finished,
-        }) = self.mark_processing(&txn, deal_id, &ids).await?
+        }) = self.allocate_batch(&txn, deal_id, &ids).await?
         else {
             tracing::warn!(%deal_id, "requests for an unknown deal rejected");
             return Ok(vec![Verdict::Reject; jobs.len()]);
         };
         txn.commit().await?;
-        self.settle(&marked).await;
+        self.announce(&changed, allocations).await;
         // A status event lost in a crash after the commit is sent again on redelivery.
         self.settle(&finished).await;
-
-        if !active.is_empty() {
-            let txn = self.begin().await?;
-            let changed = self.allocate_and_persist(&txn, deal_id, &active).await?;
-            txn.commit().await?;
-            self.settle(&changed).await;
-            verdicts.extend(active.iter().map(|id| (*id, Verdict::Ack)));
-        }
         Ok(ids
             .iter()
             .map(|id| verdicts.get(id).copied().unwrap_or(Verdict::Ack))
@@ -140,9 +137,13 @@ impl Allocator {
     /// A transaction whose row-lock waits end after `LOCK_TIMEOUT`.
     pub(crate) async fn begin(&self) -> Result<DatabaseTransaction, DbErr> {
         let txn = self.db.begin().await?;
-        let ms = self.args.lock_timeout.as_millis();
-        txn.execute_unprepared(&format!("SET LOCAL lock_timeout = '{ms}ms'"))
-            .await?;
+        let timeout = format!("{}ms", self.args.lock_timeout.as_millis());
+        txn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT set_config('lock_timeout', $1, true)",
+            [timeout.into()],
+        ))
+        .await?;
         Ok(txn)
     }
 }

@@ -52,6 +52,27 @@ pub struct Stack {
     pub shutdown: CancellationToken,
     /// Database, NATS and names.
     pub infra: Infra,
+    /// Statements investment-svc's pool has sent (BEGIN and COMMIT not counted).
+    pub create_statements: Counter,
+}
+
+/// A count shared with a pool's metric callback.
+pub type Counter = std::sync::Arc<std::sync::atomic::AtomicUsize>;
+
+/// Reads a [`Counter`].
+pub fn count(counter: &Counter) -> usize {
+    counter.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Counts every statement `pool` sends (sea-orm's metric callback: BEGIN and COMMIT are not
+/// seen).
+pub fn counted(pool: &mut sea_orm::DatabaseConnection) -> Counter {
+    let counter = Counter::default();
+    let seen = counter.clone();
+    pool.set_metric_callback(move |_| {
+        seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    });
+    counter
 }
 
 impl std::ops::Deref for Stack {
@@ -70,13 +91,14 @@ impl Stack {
         args.push("--database-max-connections=40".into());
         let config = investment_svc::Config::try_parse_from(args)?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let pool = sea_orm::Database::connect(
+        let mut pool = sea_orm::Database::connect(
             sea_orm::ConnectOptions::new(&infra.test_db.url)
                 .max_connections(40)
                 .sqlx_logging(false)
                 .to_owned(),
         )
         .await?;
+        let create_statements = counted(&mut pool);
         let app =
             investment_svc::App::from_parts(config, pool, infra.nats.clone(), listener).await?;
         let investment_addr = app.local_addr()?;
@@ -86,6 +108,7 @@ impl Stack {
             investment_addr,
             shutdown,
             infra,
+            create_statements,
         })
     }
 
@@ -104,6 +127,29 @@ impl Stack {
         let addr = app.local_addr()?;
         tokio::spawn(app.run_until_stopped(self.shutdown.clone()));
         Ok(addr)
+    }
+
+    /// An allocating allocation-svc in process until `stop`, its allocator on a pool of its
+    /// own whose statements are counted (readers and watchers on another). Await the handle
+    /// after `stop` to know it has stopped.
+    pub async fn start_counted_allocator(
+        &self,
+        stop: CancellationToken,
+    ) -> anyhow::Result<(Counter, tokio::task::JoinHandle<anyhow::Result<()>>)> {
+        let config = allocation_svc::Config::try_parse_from(self.service_args("allocation-svc"))?;
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let mut allocator = self.test_db.connect().await;
+        let statements = counted(&mut allocator);
+        let read = self.test_db.connect().await;
+        let pools = allocation_svc::Pools {
+            allocator,
+            read: read.clone(),
+            watch: read,
+        };
+        let app =
+            allocation_svc::App::from_parts(config, pools, self.nats.clone(), listener).await?;
+        let running = tokio::spawn(async move { app.run_until_stopped(stop).await });
+        Ok((statements, running))
     }
 
     /// The allocation-svc binary (built beside this one by scripts/bench) as its own process,
@@ -186,6 +232,22 @@ pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     Ok((ticks(11)? + ticks(12)?) / TICKS_PER_SECOND)
 }
 
+/// CPU seconds used so far by every process named `name` (what `/proc/<pid>/comm` says).
+pub fn cpu_of(name: &str) -> f64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim_end() == name)
+        })
+        .filter_map(|pid| cpu_seconds(pid).ok())
+        .sum()
+}
+
 /// A create of one share.
 pub fn request(subscription: Uuid, deal: Uuid) -> pb::CreateInvestmentRequest {
     pb::CreateInvestmentRequest {
@@ -228,4 +290,86 @@ pub fn rss_mib(pid: u32) -> anyhow::Result<f64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .context("VmRSS in /proc/<pid>/status")?;
     Ok(kib / 1024.0)
+}
+
+/// What PostgreSQL had spent at one moment: the CPU time of the processes working for the
+/// bench's database (its backends and autovacuum workers, by `pg_stat_activity.datname`, plus
+/// the server's WAL writer, background writer and checkpointer, which other databases of a
+/// shared server also use) and the server's WAL bytes (`pg_stat_wal`, server-wide).
+pub struct PgSample {
+    cpu: std::collections::HashMap<u32, f64>,
+    wal_bytes: f64,
+}
+
+/// PostgreSQL's cost between two samples.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PgCost {
+    /// CPU seconds of the sampled processes.
+    pub cpu_seconds: f64,
+    /// WAL written.
+    pub wal_bytes: f64,
+}
+
+impl PgCost {
+    /// The cost per unit of `n` units, as "`cpu` µs CPU, `wal` B WAL".
+    pub fn per(&self, n: usize) -> String {
+        let n = n.max(1) as f64;
+        format!(
+            "PostgreSQL {:.0} µs CPU, {:.0} B WAL",
+            self.cpu_seconds * 1e6 / n,
+            self.wal_bytes / n
+        )
+    }
+
+    /// CPU µs per unit of `n` units.
+    pub fn cpu_micros_per(&self, n: usize) -> f64 {
+        self.cpu_seconds * 1e6 / n.max(1) as f64
+    }
+}
+
+impl PgSample {
+    /// Samples now, through `db` (a connection to the bench's database).
+    pub async fn take(db: &sea_orm::DatabaseConnection) -> anyhow::Result<PgSample> {
+        use sea_orm::{ConnectionTrait, DbBackend, Statement};
+        let pids = db
+            .query_all_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+                 OR backend_type IN ('walwriter', 'background writer', 'checkpointer')",
+            ))
+            .await?;
+        let mut cpu = std::collections::HashMap::new();
+        for row in pids {
+            let pid: i32 = row.try_get("", "pid")?;
+            let pid = u32::try_from(pid)?;
+            // A backend that ended meanwhile has nothing left to count.
+            if let Ok(seconds) = cpu_seconds(pid) {
+                cpu.insert(pid, seconds);
+            }
+        }
+        let wal = db
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT wal_bytes::float8 AS wal_bytes FROM pg_stat_wal",
+            ))
+            .await?
+            .context("pg_stat_wal row")?;
+        Ok(PgSample {
+            cpu,
+            wal_bytes: wal.try_get("", "wal_bytes")?,
+        })
+    }
+
+    /// What was spent since `before` (a process new since then counts from zero).
+    pub fn since(&self, before: &PgSample) -> PgCost {
+        let cpu_seconds = self
+            .cpu
+            .iter()
+            .map(|(pid, now)| now - before.cpu.get(pid).copied().unwrap_or(0.0))
+            .sum();
+        PgCost {
+            cpu_seconds,
+            wal_bytes: self.wal_bytes - before.wal_bytes,
+        }
+    }
 }

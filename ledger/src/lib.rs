@@ -7,5 +7,6 @@ pub mod balance;
 pub mod deals;
 pub mod events;
 pub mod listing;
+pub mod outcomes;
 pub mod rules;
 pub mod sql;

@@ -17,6 +17,7 @@ mod pools;
 mod replicas;
 mod secrets;
 mod selfheal;
+mod statements;
 mod support;
 mod totals;
 mod watch;

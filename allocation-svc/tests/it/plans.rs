@@ -36,12 +36,9 @@ async fn seeded_stack() -> (Stack, DatabaseConnection, plans::Seeded) {
     (stack, checker, seeded)
 }
 
-/// Today's allocator statements (allocation-svc/src/steps.rs), both outcomes.
+/// The allocator's statements (allocation-svc/src/steps.rs): `units_remaining > 0` is written
+/// as a constant, so the FIFO partial index serves the batches' lock.
 #[tokio::test]
-#[ignore = "issue 18: steps.rs binds `units_remaining > $n` for the deal's batches, which a \
-            generic plan cannot match to bulk_purchases_fifo_idx (WHERE units_remaining > 0): \
-            a seq scan of bulk_purchases. steps.rs is being rewritten elsewhere; run with \
-            --ignored to check it"]
 async fn the_allocator_keeps_its_indexes_under_a_generic_plan() {
     let (stack, checker, seeded) = seeded_stack().await;
     let (db, recorded) = stack.test_db.connect_recording().await;

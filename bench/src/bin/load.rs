@@ -21,7 +21,7 @@ use std::{
 
 use anyhow::Context as _;
 use api::v1 as pb;
-use bench::{Investments, cpu_seconds, histogram, investments, micros, spawn_service};
+use bench::{Investments, PgSample, cpu_of, histogram, investments, micros, spawn_service};
 use chrono::Utc;
 use clap::Parser;
 use entity::prelude::*;
@@ -209,22 +209,6 @@ const PROCESSES: [&str; 5] = [
     "load",
 ];
 
-/// CPU seconds used so far by every process named `name` (what `/proc/<pid>/comm` says).
-fn cpu_of(name: &str) -> f64 {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return 0.0;
-    };
-    entries
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .is_ok_and(|comm| comm.trim_end() == name)
-        })
-        .filter_map(|pid| cpu_seconds(pid).ok())
-        .sum()
-}
-
 fn cpu_sample() -> Vec<f64> {
     PROCESSES.iter().map(|p| cpu_of(p)).collect()
 }
@@ -346,13 +330,25 @@ async fn main() -> anyhow::Result<()> {
         let task = tokio::spawn(creates(clients, window));
         tokio::time::sleep_until(window.from.into()).await;
         let before = cpu_sample();
+        let pg_before = PgSample::take(&infra.db).await?;
         tokio::time::sleep_until(window.until.into()).await;
         let after = cpu_sample();
+        let pg = PgSample::take(&infra.db).await?.since(&pg_before);
         let created = task.await??;
         created.print(&format!("creates, {c} clients"), window);
+        let ratio = created.rate(window) / insert.rate(window);
+        let p99_ms = created.latencies.value_at_quantile(0.99) as f64 / 1000.0;
         println!(
-            "ratio creates/reference: {:.3}",
-            created.rate(window) / insert.rate(window)
+            "ratio creates/reference: {ratio:.3} (target 0.25 with p99 <= 100 ms: {})",
+            if ratio >= 0.25 && p99_ms <= 100.0 {
+                "met"
+            } else {
+                "NOT met"
+            }
+        );
+        println!(
+            "this database's {} per create (allocation included)",
+            pg.per(usize::try_from(created.latencies.len())?)
         );
         let per_create =
             |i: usize| (after[i] - before[i]) * 1e6 / created.latencies.len().max(1) as f64;
