@@ -1,9 +1,9 @@
 //! The per-user cap on open watch streams (`WATCH_MAX_PER_USER`): without it one token could
 //! hold any number of streams, each with its inbox and its share of the watch pool.
 //!
-//! A [`Slot`] is taken before a stream opens and given back when it is dropped: when the
-//! stream's producer ends (the stream reached its end, the client went away, the server is
-//! stopping) or when the RPC fails before any stream (`NOT_FOUND`). The count is this
+//! A [`Slot`] is taken before a stream opens and given back when it is dropped: with the
+//! stream (it reached its end, the client went away, the server is stopping) or when the RPC
+//! fails before any stream (`NOT_FOUND`). The count is this
 //! replica's: each replica caps what it holds.
 
 use std::{

@@ -1,6 +1,8 @@
 //! The `invest.v1` API: generated messages, clients and servers, and the descriptor set that
 //! server reflection serves.
 
+pub mod codec;
+
 /// Package `invest.v1`.
 pub mod v1 {
     #![allow(missing_docs, clippy::all, unused_qualifications)]

@@ -155,11 +155,20 @@ impl Stack {
     /// The allocation-svc binary (built beside this one by scripts/bench) as its own process,
     /// serving watchers only.
     pub async fn spawn_allocation_svc(&self) -> anyhow::Result<testkit::process::Process> {
+        self.spawn_allocation_svc_with(&[]).await
+    }
+
+    /// [`Stack::spawn_allocation_svc`] with `extra` flags (connection and stream caps).
+    pub async fn spawn_allocation_svc_with(
+        &self,
+        extra: &[String],
+    ) -> anyhow::Result<testkit::process::Process> {
         // The bench holds up to 200 streams per user: the per-user cap is not what it measures.
-        let args = [
+        let mut args = vec![
             "--allocate=false".into(),
             "--watch-max-per-user=100000".into(),
         ];
+        args.extend_from_slice(extra);
         spawn_service(&self.infra, "allocation-svc", &args).await
     }
 

@@ -4,9 +4,16 @@
 //! half WatchAllocations, over `--connections` HTTP/2 connections) it prints the service's RSS,
 //! its CPU and the database's committed transactions per second while nothing changes, and the
 //! first-message latency of new watches; then, with every stream still open, the delivery lag
-//! (event time to client) while allocations run at `--rate` per second.
+//! (event time to client) while allocations run at `--rate` per second, and the RSS once every
+//! stream has closed. Every client checks that each investment's versions arrive one after the
+//! other (invariant 6); the bench fails if one did not, if a stream ended on its own, or if the
+//! audit of the database finds a violation.
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::HashMap,
+    sync::atomic::{AtomicU64, Ordering},
+    time::{Duration, Instant},
+};
 
 use anyhow::Context as _;
 use api::v1 as pb;
@@ -55,6 +62,34 @@ async fn commits(db: &sea_orm::DatabaseConnection) -> anyhow::Result<i64> {
     Ok(row.try_get("", "xact_commit")?)
 }
 
+/// Updates that were not the next version of their investment on their stream.
+static OUT_OF_ORDER: AtomicU64 = AtomicU64::new(0);
+/// Streams that ended before the bench closed them.
+static ENDED: AtomicU64 = AtomicU64::new(0);
+
+/// How long the service is given to free what closed streams held before its RSS is read.
+const CLOSE_SETTLE: Duration = Duration::from_secs(5);
+
+/// Streams opened at once while the bench opens them.
+const OPENING: usize = 64;
+
+/// The last version a stream showed of each investment: after the first, each must be the
+/// next one.
+#[derive(Default)]
+struct InOrder(HashMap<String, i64>);
+
+impl InOrder {
+    /// Whether `update` comes in order; counts it in [`OUT_OF_ORDER`] if not.
+    fn see(&mut self, update: &pb::AllocationUpdate) -> bool {
+        let last = self.0.insert(update.investment_id.clone(), update.version);
+        let ok = last.is_none_or(|last| update.version == last + 1);
+        if !ok {
+            OUT_OF_ORDER.fetch_add(1, Ordering::Relaxed);
+        }
+        ok
+    }
+}
+
 /// A user of the bench: a connection to the watching service, and pending investments.
 struct Watcher {
     user: Uuid,
@@ -62,10 +97,22 @@ struct Watcher {
     pending: Vec<String>,
 }
 
-/// Reads a stream to its end, discarding what it says (a client that keeps up); aborting the
-/// task closes the stream.
-fn drain<T: Send + 'static>(mut stream: tonic::Streaming<T>) -> JoinHandle<()> {
-    tokio::spawn(async move { while let Some(Ok(_)) = stream.next().await {} })
+/// Reads a stream (a client that keeps up), checking the order of what it says; aborting the
+/// task closes the stream. Nothing changes the bench's watched investments, so a stream that
+/// ends on its own is counted in [`ENDED`].
+fn drain<T: Send + 'static>(
+    mut stream: tonic::Streaming<T>,
+    update: fn(T) -> Option<pb::AllocationUpdate>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut order = InOrder::default();
+        while let Some(Ok(item)) = stream.next().await {
+            if let Some(update) = update(item) {
+                order.see(&update);
+            }
+        }
+        ENDED.fetch_add(1, Ordering::Relaxed);
+    })
 }
 
 /// Opens stream number `n` of the bench, round-robin over the users' connections: even rounds
@@ -81,6 +128,7 @@ async fn open_stream(users: &[Watcher], n: usize) -> anyhow::Result<JoinHandle<(
                 .watch_allocation(pb::WatchAllocationRequest { investment_id: id })
                 .await?
                 .into_inner(),
+            |item| item.update,
         )
     } else {
         drain(
@@ -88,6 +136,7 @@ async fn open_stream(users: &[Watcher], n: usize) -> anyhow::Result<JoinHandle<(
                 .watch_allocations(pb::WatchAllocationsRequest::default())
                 .await?
                 .into_inner(),
+            |item| item.update,
         )
     })
 }
@@ -104,7 +153,14 @@ async fn main() -> anyhow::Result<()> {
     let pending_per_user = (per_connection / 2).div_ceil(5).max(1);
 
     // Users and their pending investments; no allocator runs yet.
-    let service = stack.spawn_allocation_svc().await?;
+    // Caps raised so that the bench's streams fit: streams per connection, connections, and all
+    // of them from 127.0.0.1.
+    let caps = [
+        format!("--http2-max-concurrent-streams={}", per_connection.max(100)),
+        format!("--max-connections={}", (args.connections + 100).max(1000)),
+        "--max-connections-per-address=0".into(),
+    ];
+    let service = stack.spawn_allocation_svc_with(&caps).await?;
     let mut users = Vec::new();
     for _ in 0..args.connections {
         let (user, subscription, deals) = stack.investor(1, 1_000_000).await?;
@@ -157,11 +213,18 @@ async fn main() -> anyhow::Result<()> {
     // Open to the end of the bench.
     let mut streams = Vec::new();
     for &target in &args.streams {
-        // Open streams round-robin over the connections until `target`.
-        while open < target {
-            streams.push(open_stream(&users, open).await?);
-            open += 1;
+        // Open streams round-robin over the connections until `target`, a few at a time.
+        let opening = Instant::now();
+        let opened: Vec<_> = futures::stream::iter(open..target.max(open))
+            .map(|n| open_stream(&users, n))
+            .buffered(OPENING)
+            .collect()
+            .await;
+        for stream in opened {
+            streams.push(stream?);
         }
+        open = open.max(target);
+        let opening = opening.elapsed();
         // Settle until PostgreSQL has counted the opening (a backend flushes its counters up to
         // PGSTAT_IDLE_INTERVAL, 10 s, after its work), then an idle window. The commit count
         // is read again only once the window's own work is surely counted, and divided by all
@@ -196,9 +259,10 @@ async fn main() -> anyhow::Result<()> {
             first.record(micros(started.elapsed()))?;
         }
         println!(
-            "{open:>6} open streams: RSS {rss:>7.1} MiB, idle CPU {cpu:>5.2} %, idle DB commits {statements:>5.2}/s, first message p50 {:.2} ms p99 {:.2} ms",
+            "{open:>6} open streams: RSS {rss:>7.1} MiB, idle CPU {cpu:>5.2} %, idle DB commits {statements:>5.2}/s, first message p50 {:.2} ms p99 {:.2} ms (opened in {:.1} s)",
             first.value_at_quantile(0.5) as f64 / 1000.0,
             first.value_at_quantile(0.99) as f64 / 1000.0,
+            opening.as_secs_f64(),
         );
     }
 
@@ -220,12 +284,18 @@ async fn main() -> anyhow::Result<()> {
     let total = per_task * creators;
     let lag = tokio::spawn(async move {
         let mut lag = histogram();
+        let mut order = InOrder::default();
         let mut completed = 0;
         while completed < total {
             let Some(Ok(item)) = stream.next().await else {
                 break;
             };
             let Some(update) = item.update else { continue };
+            // Each investment of this user is new: PENDING (version 1) first, then each next.
+            if update.version != 1 && !order.0.contains_key(&update.investment_id) {
+                OUT_OF_ORDER.fetch_add(1, Ordering::Relaxed);
+            }
+            order.see(&update);
             let at = update.updated_at.unwrap_or_default();
             let sent =
                 chrono::DateTime::from_timestamp(at.seconds, u32::try_from(at.nanos).unwrap_or(0))
@@ -264,6 +334,42 @@ async fn main() -> anyhow::Result<()> {
         lag.len(),
         rss_mib(service.id())?
     );
+
+    // Every stream closed by its client, then every connection: what the service gives back.
+    let open_rss = rss_mib(service.id())?;
+    for stream in &streams {
+        stream.abort();
+    }
+    for stream in streams {
+        let _ = stream.await;
+    }
+    tokio::time::sleep(CLOSE_SETTLE).await;
+    let closed_rss = rss_mib(service.id())?;
+    drop((users, watcher));
+    tokio::time::sleep(CLOSE_SETTLE).await;
+    println!(
+        "all {open} streams closed: RSS {open_rss:.1} MiB open, {closed_rss:.1} MiB {} s after the streams closed, {:.1} MiB {} s after their connections closed",
+        CLOSE_SETTLE.as_secs(),
+        rss_mib(service.id())?,
+        CLOSE_SETTLE.as_secs(),
+    );
+
+    let violations = ledger::audit::run(&stack.db, Duration::from_secs(3600)).await?;
+    let (out_of_order, ended) = (
+        OUT_OF_ORDER.load(Ordering::Relaxed),
+        ENDED.load(Ordering::Relaxed),
+    );
+    println!(
+        "checks: {out_of_order} updates out of order, {ended} streams ended on their own, {} audit violations",
+        violations.len()
+    );
+    for v in &violations {
+        println!("  {v}");
+    }
     stack.shutdown.cancel();
+    anyhow::ensure!(
+        out_of_order == 0 && ended == 0 && violations.is_empty(),
+        "an invariant was broken"
+    );
     Ok(())
 }
