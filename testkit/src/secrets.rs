@@ -68,3 +68,46 @@ pub async fn start(bin: &str, env: &[(&str, &str)]) -> Finished {
     all.extend_from_slice(env);
     run_to_end(bin, &[], &all, DEADLINE).await
 }
+
+/// Both services' check: `--help` of `bin` lists the secret settings but none of their values.
+pub async fn check_help(bin: &str) {
+    let help = help(bin).await;
+    assert!(help.status.success(), "{}", help.output);
+    for setting in [
+        "DATABASE_URL",
+        "NATS_URL",
+        "JWT_SECRET",
+        "JWT_PUBLIC_KEY_FILE",
+        "JWT_JWKS_FILE",
+        "JWT_ISSUER",
+        "JWT_AUDIENCE",
+        "JWT_LEEWAY",
+    ] {
+        assert!(help.output.contains(setting), "{setting} not in --help");
+    }
+    assert_hidden("--help", &help);
+}
+
+/// Both services' check: `bin` failing to start (PostgreSQL, then NATS unreachable) prints no
+/// secret.
+pub async fn check_failed_starts(bin: &str) {
+    let unreachable_db = start(bin, &[]).await;
+    assert!(!unreachable_db.status.success());
+    assert!(
+        unreachable_db.output.contains("connecting to PostgreSQL"),
+        "{}",
+        unreachable_db.output
+    );
+    assert_hidden("a start with PostgreSQL unreachable", &unreachable_db);
+
+    let db = crate::db::TestDb::create().await.expect("database");
+    let url = with_password(&db.url);
+    let unreachable_nats = start(bin, &[("DATABASE_URL", &url)]).await;
+    assert!(!unreachable_nats.status.success());
+    assert!(
+        unreachable_nats.output.contains("connecting to NATS"),
+        "{}",
+        unreachable_nats.output
+    );
+    assert_hidden("a start with NATS unreachable", &unreachable_nats);
+}
