@@ -382,3 +382,17 @@ impl PgSample {
         }
     }
 }
+
+/// Investments not yet completed or failed.
+pub async fn unfinished(db: &sea_orm::DatabaseConnection) -> anyhow::Result<i64> {
+    use sea_orm::ConnectionTrait as _;
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT count(*) AS n FROM investments \
+             WHERE allocation_status IN ('pending', 'processing')",
+        ))
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no count row"))?;
+    Ok(row.try_get("", "n")?)
+}

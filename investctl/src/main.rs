@@ -10,13 +10,9 @@
 
 mod dev_certs;
 mod health;
+mod keygen;
 
-use std::{
-    fs,
-    io::Write as _,
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::{fs, path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
 use chrono::{Duration as Days, Utc};
@@ -154,7 +150,7 @@ async fn main() -> anyhow::Result<()> {
             database_url,
             stuck_after,
         } => audit(database_url.expose(), stuck_after).await,
-        Command::Keygen { dir } => keygen(&dir),
+        Command::Keygen { dir } => keygen::keygen(&dir),
         Command::Token {
             user,
             admin,
@@ -201,39 +197,6 @@ async fn main() -> anyhow::Result<()> {
         Command::DevCerts { dir } => dev_certs::make(&dir),
         Command::Health(args) => health::run(args).await,
     }
-}
-
-/// Writes a new key pair into `dir`; the private key readable by its owner only.
-fn keygen(dir: &Path) -> anyhow::Result<()> {
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let private = dir.join("private.pem");
-    anyhow::ensure!(
-        !private.exists(),
-        "{} exists: keygen never replaces a key (pick another --dir to rotate)",
-        private.display()
-    );
-    let pair = service_kit::auth::generate_ed25519()?;
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options
-        .open(&private)
-        .and_then(|mut f| f.write_all(pair.private_pem.as_bytes()))
-        .with_context(|| format!("writing {}", private.display()))?;
-    for (name, contents) in [
-        ("public.pem", pair.public_pem.clone()),
-        ("jwks.json", pair.jwks_json()),
-    ] {
-        let path = dir.join(name);
-        fs::write(&path, contents).with_context(|| format!("writing {}", path.display()))?;
-    }
-    eprintln!(
-        "key {} (EdDSA) written to {}: private.pem, public.pem, jwks.json",
-        pair.kid(),
-        dir.display()
-    );
-    Ok(())
 }
 
 async fn migrate(url: &str) -> anyhow::Result<()> {

@@ -18,7 +18,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use bench::{PgSample, Stack, count, cpu_of, cpu_seconds, request};
+use bench::{PgSample, Stack, count, cpu_of, cpu_seconds, request, unfinished};
 use chrono::Utc;
 use clap::Parser;
 use futures::future::join_all;
@@ -157,19 +157,6 @@ async fn reference(stack: &Stack, batches: usize) -> anyhow::Result<f64> {
         cost.per(allocated)
     );
     Ok(rate)
-}
-
-/// Investments not yet completed or failed.
-async fn unfinished(db: &sea_orm::DatabaseConnection) -> anyhow::Result<i64> {
-    let row = db
-        .query_one_raw(Statement::from_string(
-            DbBackend::Postgres,
-            "SELECT count(*) AS n FROM investments \
-             WHERE allocation_status IN ('pending', 'processing')",
-        ))
-        .await?
-        .context("count row")?;
-    Ok(row.try_get("", "n")?)
 }
 
 /// Queues `backlog` creates over `pools` pools with no allocator running, then drains them

@@ -21,7 +21,9 @@ use std::{
 
 use anyhow::Context as _;
 use api::v1 as pb;
-use bench::{Investments, PgSample, cpu_of, histogram, investments, micros, spawn_service};
+use bench::{
+    Investments, PgSample, cpu_of, histogram, investments, micros, spawn_service, unfinished,
+};
 use chrono::Utc;
 use clap::Parser;
 use entity::prelude::*;
@@ -211,19 +213,6 @@ const PROCESSES: [&str; 5] = [
 
 fn cpu_sample() -> Vec<f64> {
     PROCESSES.iter().map(|p| cpu_of(p)).collect()
-}
-
-/// Investments not yet completed or failed.
-async fn unfinished(db: &sea_orm::DatabaseConnection) -> anyhow::Result<i64> {
-    let row = db
-        .query_one_raw(Statement::from_string(
-            DbBackend::Postgres,
-            "SELECT count(*) AS n FROM investments \
-             WHERE allocation_status IN ('pending', 'processing')",
-        ))
-        .await?
-        .context("count row")?;
-    Ok(row.try_get("", "n")?)
 }
 
 /// Waits until the allocator has finished every investment, so one measurement does not pay
