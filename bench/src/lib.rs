@@ -18,6 +18,8 @@ use tokio_util::sync::CancellationToken;
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
 use uuid::Uuid;
 
+pub mod hot;
+
 /// A client of investment-svc calling as one user.
 pub type Investments = InvestmentServiceClient<InterceptedService<Channel, Bearer>>;
 
