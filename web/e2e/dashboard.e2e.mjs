@@ -190,6 +190,43 @@ async function deliverOnly(request) {
   });
 }
 
+/** CreateInvestment over grpc-web from here, as another client would (the protobuf written out:
+ * subscription_id = 1, deal_id = 2, shares = 3). */
+async function createElsewhere(bearer, subscriptionId, dealId, shares) {
+  const str = (n, v) => {
+    const b = Buffer.from(v);
+    return Buffer.concat([Buffer.from([(n << 3) | 2, b.length]), b]);
+  };
+  const msg = Buffer.concat([str(1, subscriptionId), str(2, dealId), Buffer.from([3 << 3, shares])]);
+  const frame = Buffer.concat([Buffer.from([0, 0, 0, 0, msg.length]), msg]);
+  const url = new URL(`${investOrigin}/invest.v1.InvestmentService/CreateInvestment`);
+  const body = await new Promise((resolve, reject) => {
+    const req = (tls ? https : http).request(
+      url,
+      {
+        method: "POST",
+        ca,
+        headers: {
+          "content-type": "application/grpc-web+proto",
+          "x-grpc-web": "1",
+          authorization: `Bearer ${bearer}`,
+          origin,
+          "content-length": frame.length,
+        },
+      },
+      (res) => {
+        const chunks = [];
+        res.on("data", (c) => chunks.push(c));
+        res.on("end", () => resolve(Buffer.concat(chunks).toString("latin1")));
+        res.on("error", reject);
+      },
+    );
+    req.on("error", reject);
+    req.end(frame);
+  });
+  if (!/grpc-status:\s*0/.test(body)) throw new Error(`CreateInvestment elsewhere: ${JSON.stringify(body.slice(-200))}`);
+}
+
 let browser;
 let server;
 async function cleanup() {
@@ -523,6 +560,19 @@ try {
     ])),
   );
   for (const s of shots) step(`  ${s}`);
+
+  step("history pages back: 50 more investments made elsewhere, the newest 50 shown, older ones on request");
+  for (let n = 0; n < 50; n++) await createElsewhere(token, ACTIVE, OPEN_DEAL, 1);
+  await page.reload();
+  await live();
+  await until("50 rows and a way to older ones", async () => (await rows().count()) === 50 && (await page.locator("#older").isVisible()));
+  await page.click("#older");
+  await until("all 56 investments, none twice", async () => {
+    const all = await ids();
+    return all.length === 56 && new Set(all).size === 56;
+  });
+  if (await page.locator("#older").isVisible()) throw new Error("a way to older investments after the last page");
+  if ((await rows().first().locator('[data-term="deal"]').textContent()) !== "Acme Robotics (pre-IPO)") throw new Error("newest row");
 
   step("signing out: back to the sign-in form only");
   await page.click("#sign-out");

@@ -66,7 +66,11 @@ export class InvestForm {
     this.deal.replaceChildren(el("option", { value: "" }, "Loading…"));
   }
 
+  /** Numbers each read of the pickers: only the latest one's answer is shown. */
+  private reads = 0;
+
   async loadPickers() {
+    const read = ++this.reads;
     try {
       const api = this.ctx.api.investments;
       const [subscriptions, deals] = await Promise.all([
@@ -80,6 +84,7 @@ export class InvestForm {
         }),
       ]);
       this.ctx.deals.learn(deals);
+      if (read !== this.reads) return;
       // Refreshed as balances change: what was picked stays picked.
       const picked = [this.subscription.value, this.deal.value];
       const f = this.ctx.format;

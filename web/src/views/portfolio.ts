@@ -22,6 +22,8 @@ export class Portfolio {
   private chart: Chart<"doughnut"> | undefined;
   private completed: Investment[] = [];
   private loaded = false;
+  /** Numbers each read: only the latest one's answer is shown. */
+  private reads = 0;
 
   constructor(
     root: HTMLElement,
@@ -37,8 +39,9 @@ export class Portfolio {
 
   /** Reads every completed investment (up to 10,000) and shows what they add up to. */
   async load() {
+    const read = ++this.reads;
     try {
-      this.completed = await allPages<Investment>(async (pageToken) => {
+      const completed = await allPages<Investment>(async (pageToken) => {
         const r = await this.ctx.api.investments.listInvestments({
           pageSize: 500,
           pageToken,
@@ -46,6 +49,8 @@ export class Portfolio {
         });
         return { items: r.investments, next: r.nextPageToken };
       });
+      if (read !== this.reads) return; // a later read is under way
+      this.completed = completed;
       this.loaded = true;
       this.error.textContent = "";
       await this.ctx.deals.ensure(this.completed.map((i) => i.dealId)).catch(() => {});
