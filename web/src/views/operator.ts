@@ -97,7 +97,7 @@ export class Operator {
     };
     const attempts =
       i.allocationAttempts > 0
-        ? ` After ${i.allocationAttempts} ${i.allocationAttempts === 1 ? "try" : "tries"} that hit a service error.`
+        ? ` After ${i.allocationAttempts} ${i.allocationAttempts === 1 ? "try" : "tries"} that failed with a database error.`
         : "";
     return el(
       "tr",

@@ -72,7 +72,10 @@ export type Investment = Message<"invest.v1.Investment"> & {
   allocationStatus: AllocationStatus;
 
   /**
-   * Failed allocation attempts so far.
+   * Allocation attempts that failed with a database error (lock timeout, serialization
+   * failure, deadlock, other) and were retried; FAILED after MAX_ATTEMPTS of them. The database
+   * out of reach is not counted, nor is a lack of inventory (that fails the allocation at once).
+   * An admin retry resets it to 0.
    *
    * @generated from field: int32 allocation_attempts = 10;
    */
