@@ -187,6 +187,7 @@ export class InvestForm {
       const investment = response.investment;
       this.intent = undefined;
       this.hideConfirm();
+      this.shares.focus(); // the Confirm button is gone: the focus goes back to the form
       if (investment) {
         this.onCreated(investment);
         const f = this.ctx.format;
