@@ -547,6 +547,13 @@ try {
   if (share !== "83.3 %") throw new Error(`Acme's share of the portfolio ${share}`);
   if (!(await page.locator("#portfolio canvas").evaluate((c) => c.width > 0 && c.height > 0))) throw new Error("no chart drawn");
 
+  step("words, not internals: no UUID, formula or raw status name on the investor's page; dates on rows");
+  const shown = await page.locator("#app").innerText();
+  const internals = shown.match(/[0-9a-f]{8}-[0-9a-f]{4}-|max\(|total value =|ALLOCATION_STATUS|PENDING|COMPLETED|Bearer/g);
+  if (internals) throw new Error(`the page shows ${JSON.stringify(internals)}`);
+  const date = await text(page, `#investments tr[data-id="${first}"] .date`);
+  if (!/^[A-Z][a-z]{2} \d{1,2}, \d{4}, \d{1,2}:\d{2} [AP]M$/.test(date)) throw new Error(`the row's date reads ${JSON.stringify(date)}`);
+
   step(`every view at 1280 and 390 px: layout, accessibility audit, screenshots in ${screenshots}`);
   const important = ['#investments [data-term="status"]', '#investments [data-term="amount"]', `${plan} [data-term="available"]`];
   // The README's pictures: the investor's dashboard and the operator's.
