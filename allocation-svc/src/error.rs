@@ -53,7 +53,7 @@ impl From<Error> for Status {
                 kind,
                 subject,
                 message,
-            } => service_kit::status::precondition(kind, subject, message),
+            } => service_kit::status::precondition(kind, subject, message, &[]),
             Error::Refused(refusal) => refusal.into(),
             Error::TooManyWatches(_) => Status::resource_exhausted(error.to_string()),
             Error::Db(e) => service_kit::status::database_status(&e),

@@ -70,6 +70,7 @@ impl App {
             js,
             topology,
             creates: TaskTracker::new(),
+            currency: config.currency.clone(),
         };
         Ok(App {
             config,

@@ -6,6 +6,7 @@
 
 mod app;
 pub mod config;
+mod deals;
 pub mod error;
 pub mod investments;
 mod metrics;

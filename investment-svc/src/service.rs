@@ -34,6 +34,8 @@ pub(crate) struct Api {
     pub(crate) topology: Topology,
     /// Creates in flight, awaited at shutdown (they outlive the calls that started them).
     pub(crate) creates: TaskTracker,
+    /// The CURRENCY setting, told to clients with the balances.
+    pub(crate) currency: String,
 }
 
 impl Api {
@@ -180,6 +182,7 @@ impl InvestmentService for Api {
         Ok(Response::new(pb::ListSubscriptionBalancesResponse {
             balances: rows.iter().map(wire::balance).collect(),
             next_page_token: page::next_token(next, SCOPE),
+            currency_code: self.currency.clone(),
         }))
     }
 
@@ -201,6 +204,19 @@ impl InvestmentService for Api {
         Ok(Response::new(pb::ListDealsResponse {
             deals: rows.iter().map(wire::open_deal).collect(),
             next_page_token: page::next_token(next, SCOPE),
+        }))
+    }
+
+    #[instrument(skip_all, fields(user_id))]
+    async fn get_deals(
+        &self,
+        request: Request<pb::GetDealsRequest>,
+    ) -> Result<Response<pb::GetDealsResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        tracing::Span::current().record("user_id", tracing::field::display(caller.user_id));
+        let rows = crate::deals::by_ids(&self.db, &request.get_ref().deal_ids).await?;
+        Ok(Response::new(pb::GetDealsResponse {
+            deals: rows.iter().map(wire::deal_summary).collect(),
         }))
     }
 }

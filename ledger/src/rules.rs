@@ -67,12 +67,26 @@ impl Reservation {
 
 impl From<Refusal> for Status {
     fn from(refusal: Refusal) -> Status {
-        let (kind, subject) = match refusal {
-            Refusal::SubscriptionNotActive(_) => ("SUBSCRIPTION_STATUS", "subscription_id"),
-            Refusal::DealClosed => ("DEAL_STATUS", "deal_id"),
-            Refusal::InsufficientBalance { .. } => ("INSUFFICIENT_BALANCE", "subscription_id"),
+        let (kind, subject, metadata) = match refusal {
+            Refusal::SubscriptionNotActive(status) => (
+                "SUBSCRIPTION_STATUS",
+                "subscription_id",
+                vec![("subscription_status", subscription_word(status).to_owned())],
+            ),
+            Refusal::DealClosed => ("DEAL_STATUS", "deal_id", vec![]),
+            Refusal::InsufficientBalance {
+                required,
+                available,
+            } => (
+                "INSUFFICIENT_BALANCE",
+                "subscription_id",
+                vec![
+                    ("required", required.to_string()),
+                    ("available", available.to_string()),
+                ],
+            ),
         };
-        service_kit::status::precondition(kind, subject, refusal.to_string())
+        service_kit::status::precondition(kind, subject, refusal.to_string(), &metadata)
     }
 }
 

@@ -30,11 +30,26 @@ impl From<Invalid> for Status {
     }
 }
 
+/// The `google.rpc.ErrorInfo` domain of every reason the services give.
+pub const ERROR_DOMAIN: &str = "invest.v1";
+
 /// `FAILED_PRECONDITION` with a `google.rpc.PreconditionFailure` naming what failed (`kind`,
-/// e.g. `INSUFFICIENT_BALANCE`) and on what (`subject`, a request field).
-pub fn precondition(kind: &str, subject: &str, message: String) -> Status {
+/// e.g. `INSUFFICIENT_BALANCE`) and on what (`subject`, a request field), and a
+/// `google.rpc.ErrorInfo` with `kind` as its reason and the figures behind it as metadata
+/// (e.g. `required`, `available`), so a client words it without parsing the message.
+pub fn precondition(
+    kind: &str,
+    subject: &str,
+    message: String,
+    metadata: &[(&str, String)],
+) -> Status {
     let mut details = ErrorDetails::new();
     details.add_precondition_failure_violation(kind, subject, message.clone());
+    let metadata: std::collections::HashMap<String, String> = metadata
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect();
+    details.set_error_info(kind, ERROR_DOMAIN, metadata);
     Status::with_error_details(Code::FailedPrecondition, message, details)
 }
 

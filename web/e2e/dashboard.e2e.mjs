@@ -5,7 +5,7 @@
 //   DATABASE_URL    a PostgreSQL server (a database of its own is made here)
 //   NATS_URL        a NATS JetStream server (a stream and subjects of its own are used here)
 //   CHROMIUM        the browser (default /usr/bin/chromium)
-//   SCREENSHOTS     where to save dashboard.png and dashboard-390.png (default web/e2e/screenshots,
+//   SCREENSHOTS     where to save each view at 1280 and 390 px (sign-in, dashboard, operator; default web/e2e/screenshots,
 //                   git-ignored; `SCREENSHOTS=docs scripts/test-web` refreshes the README's)
 //   E2E_TLS=1       everything over HTTPS: the page (vite preview) and both services (TLS_CERT_FILE /
 //                   TLS_KEY_FILE) with certificates of a development CA made here by
@@ -27,6 +27,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 import { preview } from "vite";
+import { walkView } from "./checks.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, "../..");
@@ -166,26 +167,64 @@ const decoy = tls
 await new Promise((resolve) => decoy.listen(0, "127.0.0.1", resolve));
 const decoyOrigin = `${scheme}://127.0.0.1:${decoy.address().port}`;
 
-/** Sends a request the page made to the real service from here, and reads the whole answer:
- * the service acts on it while the page is told the connection broke. */
+/** Sends a request the page made to the real service from here, and reads the whole answer
+ * (status, headers, body): the service acts on it whatever the page is then told. */
 async function deliverOnly(request) {
   const url = new URL(request.url());
   const headers = { ...request.headers() };
   for (const h of ["host", "connection", "content-length"]) delete headers[h];
   const body = request.postDataBuffer() ?? Buffer.alloc(0);
-  await new Promise((resolve, reject) => {
+  return new Promise((resolve, reject) => {
     const req = (url.protocol === "https:" ? https : http).request(
       url,
       { method: request.method(), headers: { ...headers, "content-length": body.length }, ca },
       (res) => {
-        res.on("data", () => {});
-        res.on("end", resolve);
+        const chunks = [];
+        res.on("data", (c) => chunks.push(c));
+        res.on("end", () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }));
         res.on("error", reject);
       },
     );
     req.on("error", reject);
     req.end(body);
   });
+}
+
+/** CreateInvestment over grpc-web from here, as another client would (the protobuf written out:
+ * subscription_id = 1, deal_id = 2, shares = 3). */
+async function createElsewhere(bearer, subscriptionId, dealId, shares) {
+  const str = (n, v) => {
+    const b = Buffer.from(v);
+    return Buffer.concat([Buffer.from([(n << 3) | 2, b.length]), b]);
+  };
+  const msg = Buffer.concat([str(1, subscriptionId), str(2, dealId), Buffer.from([3 << 3, shares])]);
+  const frame = Buffer.concat([Buffer.from([0, 0, 0, 0, msg.length]), msg]);
+  const url = new URL(`${investOrigin}/invest.v1.InvestmentService/CreateInvestment`);
+  const body = await new Promise((resolve, reject) => {
+    const req = (tls ? https : http).request(
+      url,
+      {
+        method: "POST",
+        ca,
+        headers: {
+          "content-type": "application/grpc-web+proto",
+          "x-grpc-web": "1",
+          authorization: `Bearer ${bearer}`,
+          origin,
+          "content-length": frame.length,
+        },
+      },
+      (res) => {
+        const chunks = [];
+        res.on("data", (c) => chunks.push(c));
+        res.on("end", () => resolve(Buffer.concat(chunks).toString("latin1")));
+        res.on("error", reject);
+      },
+    );
+    req.on("error", reject);
+    req.end(frame);
+  });
+  if (!/grpc-status:\s*0/.test(body)) throw new Error(`CreateInvestment elsewhere: ${JSON.stringify(body.slice(-200))}`);
 }
 
 let browser;
@@ -206,6 +245,22 @@ let networkErrorsExpected = false;
 /** Every origin the pages sent a request to. */
 const requested = new Set();
 
+/** A statement on the test's database (a deal closed, as an operator would), with psql from
+ * PATH or PostgreSQL's own bin directory. */
+function sql(statement) {
+  const psql = execFileSync("sh", ["-c", "command -v psql || ls /usr/lib/postgresql/*/bin/psql | tail -1"], { encoding: "utf8" }).trim();
+  if (!psql) throw new Error("no psql (apt-get install postgresql-client)");
+  execFileSync(psql, [dbUrl.toString(), "-v", "ON_ERROR_STOP=1", "-qc", statement], { stdio: "inherit" });
+}
+
+/** A token whose signature the services cannot verify: well formed, refused. */
+function forgedToken() {
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
+  const exp = Math.floor(Date.now() / 1000) + 3600;
+  return `${b64({ alg: "HS256", typ: "JWT" })}.${b64({ sub: DEMO_USER, roles: [], exp })}.${randomBytes(32).toString("base64url")}`;
+}
+
+const shots = [];
 try {
   await startService("investment-svc", investPort);
   await startService("allocation-svc", allocPort);
@@ -226,7 +281,7 @@ try {
     // The development CA is trusted through this HOME's NSS database, and only there.
     env: tls ? { ...process.env, HOME: browserHome } : process.env,
   });
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: "en-US", timezoneId: "UTC" });
   // Every CSP violation is an error on the console (the test fails on those), also where the
   // browser would report it only to a report-uri.
   await context.addInitScript(() => {
@@ -240,7 +295,7 @@ try {
       if (m.type() !== "error") return;
       const text = m.text();
       // A failed fetch is logged by the browser itself: expected only while we break the
-      // network; never one that the Content-Security-Policy refused.
+      // network (or the services refuse a token); never one that the CSP refused.
       const csp = /Content.Security.Policy|ERR_BLOCKED_BY_CSP/i.test(text);
       if (!csp && networkErrorsExpected && /Failed to load resource|ERR_/.test(text)) return;
       consoleErrors.push(text);
@@ -257,51 +312,109 @@ try {
     const violations = consoleErrors.filter((e) => /Content.Security.Policy/i.test(e));
     if (violations.length > 0) throw new Error(`Content-Security-Policy violations:\n${violations.join("\n")}`);
   };
+  const creates = [];
+  context.on("request", (r) => {
+    if (r.url().endsWith("/invest.v1.InvestmentService/CreateInvestment")) creates.push(r);
+  });
 
   // A link naming other addresses for both services: they must be ignored.
   const signIn = (t) => `${origin}/#token=${t}&investment=${decoyOrigin}&allocation=${decoyOrigin}`;
-  const rows = () => page.locator("#investments tbody tr");
-  const row = (id) => page.locator(`#investments tbody tr[data-id="${id}"]`);
+  const rowsOf = (p) => p.locator("#investments tbody tr[data-id]");
+  const rowOf = (p, id) => p.locator(`#investments tbody tr[data-id="${id}"]`);
+  const rows = () => rowsOf(page);
+  const row = (id) => rowOf(page, id);
   const ids = () => rows().evaluateAll((trs) => trs.map((tr) => tr.dataset.id));
-  const live = () => page.waitForSelector('#link[data-state="live"]');
+  const live = (p = page) => p.waitForSelector('#link[data-state="live"]');
+  const text = async (p, selector) => (await p.locator(selector).textContent())?.trim();
+  mkdirSync(screenshots, { recursive: true });
 
-  step(`open the dashboard (${origin}) from a link naming ${decoyOrigin} for both services`);
-  const response = await page.goto(signIn(token));
+  /** Reviews and confirms an investment on `p` with the keyboard. */
+  async function invest(p, subscription, deal, shares) {
+    await p.selectOption("#subscription", subscription);
+    await p.selectOption("#deal", deal);
+    await p.fill("#shares", String(shares));
+    await p.focus("#shares");
+    await p.keyboard.press("Enter");
+    await p.locator("#confirm").waitFor();
+    if ((await p.evaluate(() => document.activeElement?.id)) !== "confirm-yes") throw new Error("the focus is not on Confirm");
+    await p.keyboard.press("Enter");
+  }
+
+  step(`signed out (${origin}): the sign-in form only, nothing of the dashboard`);
+  const response = await page.goto(origin);
   const csp = response.headers()["content-security-policy"] ?? "";
   const expectedCsp =
     "default-src 'self'; script-src 'self'; style-src 'self'; " +
     `connect-src 'self' ${investOrigin} ${allocOrigin}; img-src 'self' data:; object-src 'none'; ` +
     "frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
   if (csp !== expectedCsp) throw new Error(`Content-Security-Policy ${JSON.stringify(csp)}, expected ${expectedCsp}`);
+  await page.locator("#sign-in").waitFor();
+  for (const hidden of ["#app", "#invest", "#link", "#sign-out"]) {
+    if (await page.locator(hidden).isVisible()) throw new Error(`${hidden} shows while signed out`);
+  }
+  shots.push(...(await walkView(page, screenshots, "sign-in", ["#sign-in button"])));
+
+  step("a refused token: signed out once, with the sign-in form and one message");
+  networkErrorsExpected = true;
+  await page.goto(signIn(forgedToken()));
+  await page.locator("#sign-in").waitFor();
+  await until("one message on the sign-in form", async () => (await page.locator("#sign-in .error").textContent()) !== "");
+  const alerts = await page.locator('[role="alert"]:visible').allTextContents();
+  if (alerts.filter((t) => t.trim() !== "").length !== 1 || !/sign in again/i.test(alerts.join(" "))) {
+    throw new Error(`after a refused token: ${JSON.stringify(alerts)}`);
+  }
+  if (await page.locator("#app").isVisible()) throw new Error("the dashboard shows after a refused token");
+  networkErrorsExpected = false;
+
+  step("a sign-in link opened in the tab already on the page signs in (the link's addresses ignored)");
+  await page.evaluate((hash) => (location.hash = hash), signIn(token).split("#")[1]);
   await until("the page live, having called no one else", async () => {
     noDecoyNoViolation();
     return page.locator('#link[data-state="live"]').isVisible();
   });
   if (page.url() !== `${origin}/`) throw new Error(`the address bar kept ${page.url()}`);
-  await page.locator(`#balances tbody tr[data-id="${ACTIVE}"]`).waitFor();
-  const available = await page
-    .locator(`#balances tbody tr[data-id="${ACTIVE}"] [data-term="available"]`)
-    .textContent();
-  if (available !== "6000.00") throw new Error(`available balance ${available}, expected 6000.00`);
+  if (!(await page.locator("#sign-in").isHidden())) throw new Error("the sign-in form stayed");
+  if ((await text(page, "#who")).includes(DEMO_USER)) throw new Error("the header shows the user's id");
+  const plan = `#balances .plan[data-id="${ACTIVE}"]`;
+  await page.locator(plan).waitFor();
+  if ((await text(page, `${plan} [data-term="available"]`)) !== "$6,000.00") {
+    throw new Error(`available ${await text(page, `${plan} [data-term="available"]`)}, expected $6,000.00`);
+  }
   await page.locator(`#deal option[value="${SCARCE_DEAL}"]`).waitFor({ state: "attached" });
+  await page.locator("#portfolio .total").filter({ hasText: "no shares yet" }).waitFor();
+  await page.locator("#investments tr.note").filter({ hasText: "No investments yet" }).waitFor();
 
-  step("invest with the keyboard; the row reaches COMPLETED live, with its allocations");
-  await page.selectOption("#subscription", ACTIVE);
+  step("shares checked before anything is sent: 1e3, then 50 of a deal with 5 available");
+  await page.selectOption("#deal", SCARCE_DEAL);
+  await page.fill("#shares", "1e3");
+  await page.click("#invest-submit");
+  await page.locator("#shares-error").filter({ hasText: "digits only" }).waitFor();
+  await page.fill("#shares", "50");
+  await page.click("#invest-submit");
+  await page.locator("#shares-error").filter({ hasText: "Only 5 shares are available" }).waitFor();
+  if ((await page.getAttribute("#shares", "aria-invalid")) !== "true") throw new Error("shares not marked invalid");
+  if (creates.length !== 0) throw new Error(`${creates.length} CreateInvestment sent for refused shares`);
+
+  step("invest with the keyboard: cost preview, confirmation, then COMPLETED live with its allocations");
   await page.selectOption("#deal", OPEN_DEAL);
   await page.fill("#shares", "4");
-  await page.focus("#shares");
-  await page.keyboard.press("Enter");
+  await page.locator("#cost").filter({ hasText: "4 × $25.00 = $100.00" }).waitFor();
+  await invest(page, ACTIVE, OPEN_DEAL, 4);
   await page.locator('#investments tbody tr[data-status="COMPLETED"] .allocations li').first().waitFor();
   const first = (await ids())[0];
   const allocations = await row(first).locator(".allocations li").allTextContents();
-  if (allocations.length !== 1 || !allocations[0].endsWith("4 units, 100.00")) {
+  if (allocations.length !== 1 || allocations[0] !== "4 shares allocated, $100.00") {
     throw new Error(`allocations ${JSON.stringify(allocations)}`);
   }
+  if ((await text(page, `#investments tr[data-id="${first}"] [data-term="deal"]`)) !== "Acme Robotics (pre-IPO)") {
+    throw new Error("the row does not name its deal");
+  }
+  if ((await page.locator("#announce").textContent()) === "") throw new Error("the status change was not announced");
+  // Balances and holdings follow without a reload.
+  await page.locator(`${plan} [data-term="invested"]`).filter({ hasText: "$100.00" }).waitFor();
+  await page.locator(`#portfolio tr[data-deal="${OPEN_DEAL}"] [data-term="units"]`).filter({ hasText: "4" }).waitFor();
 
-  // The balances follow without a reload.
-  await page.locator(`#balances tbody tr[data-id="${ACTIVE}"] [data-term="invested"]`).filter({ hasText: "100.00" }).waitFor();
-
-  step("an answer lost on the way back: submitting again reuses the intent's request_id");
+  step("an answer lost on the way back: confirming again reuses the intent's request_id");
   networkErrorsExpected = true;
   let lost = 0;
   await page.route("**/invest.v1.InvestmentService/CreateInvestment", async (route) => {
@@ -312,97 +425,166 @@ try {
       await route.continue();
     }
   });
-  await page.fill("#shares", "3");
-  await page.click("#invest-submit");
+  await invest(page, ACTIVE, OPEN_DEAL, 3);
   await page.locator("#invest-error").filter({ hasText: /./ }).waitFor();
-  await page.click("#invest-submit");
+  await page.click("#confirm-yes");
   await page.locator("#invest-done").filter({ hasText: "3 shares" }).waitFor();
   await page.unroute("**/invest.v1.InvestmentService/CreateInvestment");
   networkErrorsExpected = false;
   await until("two investments, each shown once", async () => (await ids()).length === 2);
   await page.locator('#investments tbody tr[data-status="COMPLETED"]').nth(1).waitFor();
 
-  step("0 shares: the field error from google.rpc.BadRequest next to the field");
-  await page.fill("#shares", "0");
-  await page.click("#invest-submit");
-  await page.locator("#shares-error").filter({ hasText: /./ }).waitFor();
-  if ((await page.getAttribute("#shares", "aria-invalid")) !== "true") throw new Error("shares not marked invalid");
+  step("a paused plan: the refusal in words next to the plan");
+  await invest(page, PAUSED, OPEN_DEAL, 1);
+  await page.locator("#subscription-error").filter({ hasText: "This plan is paused" }).waitFor();
+  await page.click("#confirm-no");
 
-  step("a paused subscription: the PreconditionFailure in words");
-  await page.selectOption("#subscription", PAUSED);
-  await page.fill("#shares", "1");
-  await page.click("#invest-submit");
-  await page.locator("#subscription-error").filter({ hasText: "This subscription is paused" }).waitFor();
-  if ((await page.textContent("#shares-error")) !== "") throw new Error("the shares error stayed");
-
-  step("the little-inventory deal: FAILED with its reason");
+  step("another tab takes the last 5 shares of a deal this tab is about to buy: FAILED, with its reason");
+  const admin = await context.newPage();
+  admin.setDefaultTimeout(WAIT);
+  watchConsole(admin);
+  await admin.goto(signIn(adminToken));
+  await live(admin);
+  await admin.locator(`#deal option[value="${SCARCE_DEAL}"]`).waitFor({ state: "attached" });
   await page.selectOption("#subscription", ACTIVE);
   await page.selectOption("#deal", SCARCE_DEAL);
-  await page.fill("#shares", "10");
+  await page.fill("#shares", "5");
   await page.click("#invest-submit");
-  await page.locator('#investments tbody tr[data-status="FAILED"] .details').filter({ hasText: /./ }).waitFor();
+  await page.locator("#confirm").waitFor();
+  await invest(admin, ACTIVE, SCARCE_DEAL, 5);
+  await admin.locator('#investments tbody tr[data-status="COMPLETED"]').nth(2).waitFor();
+  const taken = await admin.locator("#investments tbody tr[data-id]").first().getAttribute("data-id");
+  // Made in the other tab: here it arrives over the stream, with its shares and amount.
+  await row(taken).locator('[data-term="amount"]').filter({ hasText: "$50.00" }).waitFor();
+  if ((await text(page, `#investments tr[data-id="${taken}"] [data-term="shares"]`)) !== "5") throw new Error("no shares on a streamed row");
+  await page.click("#confirm-yes");
+  await page.locator('#investments tbody tr[data-status="FAILED"] .details').filter({ hasText: "Not enough shares" }).waitFor();
   const failed = await page.locator('#investments tbody tr[data-status="FAILED"]').getAttribute("data-id");
 
   step("allocation-svc restarts: the dashboard reconnects and catches up");
   networkErrorsExpected = true;
   await stopService("allocation-svc");
   await page.waitForSelector('#link[data-state="reconnecting"]');
-  await page.selectOption("#deal", OPEN_DEAL);
-  await page.fill("#shares", "2");
-  await page.click("#invest-submit");
+  await invest(page, ACTIVE, OPEN_DEAL, 2);
   await page.locator("#invest-done").filter({ hasText: "2 shares" }).waitFor();
   await startService("allocation-svc", allocPort);
   await live();
+  await live(admin);
   networkErrorsExpected = false;
   await until("the investment made while allocation-svc was down COMPLETED", async () => {
     const statuses = await rows().evaluateAll((trs) => trs.map((tr) => tr.dataset.status));
-    return statuses.length === 4 && statuses.filter((s) => s === "COMPLETED").length === 3;
+    return statuses.length === 5 && statuses.filter((s) => s === "COMPLETED").length === 4;
   });
 
-  step("and keeps updating: a new investment reaches COMPLETED live");
-  await page.fill("#shares", "1");
-  await page.click("#invest-submit");
-  await until("five rows, four COMPLETED, none twice", async () => {
+  step("an investment completed while the page loads is shown (the stream opens before the list is read)");
+  const loading = await context.newPage();
+  loading.setDefaultTimeout(WAIT);
+  watchConsole(loading);
+  let listHeld;
+  const listed = new Promise((resolve) => (listHeld = resolve));
+  let heldOnce = false;
+  // The history's first page (page_size 50 and nothing else, after grpc-web's 5-byte frame
+  // header), not the portfolio's read of completed investments.
+  const historyFirstPage = (r) => Buffer.from([0x08, 50]).equals((r.postDataBuffer() ?? Buffer.alloc(0)).subarray(5));
+  await loading.route("**/invest.v1.InvestmentService/ListInvestments", async (route) => {
+    if (heldOnce || !historyFirstPage(route.request())) return route.continue();
+    heldOnce = true;
+    try {
+      const answer = await deliverOnly(route.request()); // read now, delivered after the investment completed
+      listHeld();
+      await until("the other tab's investment COMPLETED", async () => (await rowsOf(admin).evaluateAll((t) => t.filter((r) => r.dataset.status === "COMPLETED").length)) === 5);
+      const hopByHop = new Set(["connection", "content-length", "transfer-encoding", "keep-alive"]);
+      const headers = Object.fromEntries(
+        Object.entries(answer.headers).filter(([k]) => !hopByHop.has(k)).map(([k, v]) => [k, String(v)]),
+      );
+      await route.fulfill({ status: answer.status, headers, body: answer.body });
+    } catch (err) {
+      listHeld(Promise.reject(err));
+    }
+  });
+  await loading.goto(signIn(token));
+  await listed;
+  await invest(admin, ACTIVE, OPEN_DEAL, 1);
+  await until("the other tab shows its new investment", async () => (await rowsOf(admin).count()) === 6);
+  const late = await rowsOf(admin).first().getAttribute("data-id");
+  await rowOf(loading, late).and(loading.locator('[data-status="COMPLETED"]')).waitFor();
+  await loading.close();
+  await until("six rows here, five COMPLETED, none twice", async () => {
     const all = await rows().evaluateAll((trs) => trs.map((tr) => [tr.dataset.id, tr.dataset.status]));
-    return (
-      all.length === 5 &&
-      new Set(all.map(([id]) => id)).size === 5 &&
-      all.filter(([, s]) => s === "COMPLETED").length === 4
-    );
+    return all.length === 6 && new Set(all.map(([id]) => id)).size === 6 && all.filter(([, s]) => s === "COMPLETED").length === 5;
   });
 
-  step("at 390 px wide nothing overflows the page");
-  await page.setViewportSize({ width: 390, height: 844 });
-  const overflow = await page.evaluate(() => document.documentElement.scrollWidth);
-  if (overflow > 390) throw new Error(`the page is ${overflow} px wide at 390 px`);
-  await page.setViewportSize({ width: 1280, height: 900 });
-
-  step("as admin: queue figures, the failed allocation, Retry from the keyboard");
-  const admin = await context.newPage();
-  admin.setDefaultTimeout(WAIT);
-  watchConsole(admin);
-  await admin.goto(signIn(adminToken));
-  await admin.locator("#operator").waitFor();
-  await admin.locator("#queue dd").first().waitFor();
+  step("as admin: the failed allocation named, Retry from the keyboard with feedback");
   const retry = admin.locator(`#failed tbody tr[data-id="${failed}"] button`);
   await retry.waitFor();
+  if ((await text(admin, `#failed tr[data-id="${failed}"] [data-term="deal"]`)) !== "Initech AI (little inventory)") {
+    throw new Error("the failed row does not name its deal");
+  }
+  if ((await text(admin, `#failed tr[data-id="${failed}"] [data-term="amount"]`)) !== "$50.00") throw new Error("no amount on the failed row");
   const before = Number(await row(failed).getAttribute("data-version"));
   await retry.focus();
   await admin.keyboard.press("Enter");
-  // The retry reserves again and allocates again; the deal still has too little, so it fails
-  // again, with a newer version: the user's page follows it live.
+  await admin.locator("#operator-done").filter({ hasText: "Retried" }).waitFor();
+  // The deal still has nothing left, so it fails again, with a newer version: the user's page
+  // follows it live.
   await until("the retried investment FAILED again at a newer version", async () => {
     const version = Number(await row(failed).getAttribute("data-version"));
     return version > before && (await row(failed).getAttribute("data-status")) === "FAILED";
   });
-
   await admin.locator(`#failed tbody tr[data-id="${failed}"]`).waitFor();
 
-  step(`screenshots in ${screenshots}`);
-  mkdirSync(screenshots, { recursive: true });
-  await admin.screenshot({ path: path.join(screenshots, "dashboard.png"), fullPage: true });
-  await page.setViewportSize({ width: 390, height: 844 });
-  await page.screenshot({ path: path.join(screenshots, "dashboard-390.png") });
+  step("a deal closed: its investments and holdings still show its name (GetDeals)");
+  sql(`UPDATE deals SET status = 'closed' WHERE id = '${SCARCE_DEAL}'`);
+  await page.reload();
+  await live();
+  await rows().nth(5).waitFor();
+  await page.locator(`#deal option[value="${SCARCE_DEAL}"]`).waitFor({ state: "detached" });
+  await row(taken).locator('[data-term="deal"]').filter({ hasText: "Initech AI (little inventory)" }).waitFor();
+  await page.locator(`#portfolio tr[data-deal="${SCARCE_DEAL}"]`).filter({ hasText: "Initech AI" }).waitFor();
+  // 4 + 3 + 2 + 1 shares of Acme at $25.00 and 5 of Initech at $10.00.
+  await page.locator("#portfolio .total").filter({ hasText: "Total value $300.00 in 2 deals" }).waitFor();
+  const share = await text(page, `#portfolio tr[data-deal="${OPEN_DEAL}"] [data-term="share"]`);
+  if (share !== "83.3 %") throw new Error(`Acme's share of the portfolio ${share}`);
+  if (!(await page.locator("#portfolio canvas").evaluate((c) => c.width > 0 && c.height > 0))) throw new Error("no chart drawn");
+
+  step("words, not internals: no UUID, formula or raw status name on the investor's page; dates on rows");
+  const shown = await page.locator("#app").innerText();
+  const internals = shown.match(/[0-9a-f]{8}-[0-9a-f]{4}-|max\(|total value =|ALLOCATION_STATUS|PENDING|COMPLETED|Bearer/g);
+  if (internals) throw new Error(`the page shows ${JSON.stringify(internals)}`);
+  const date = await text(page, `#investments tr[data-id="${first}"] .date`);
+  if (!/^[A-Z][a-z]{2} \d{1,2}, \d{4}, \d{1,2}:\d{2} [AP]M$/.test(date)) throw new Error(`the row's date reads ${JSON.stringify(date)}`);
+
+  step(`every view at 1280 and 390 px: layout, accessibility audit, screenshots in ${screenshots}`);
+  const important = ['#investments [data-term="status"]', '#investments [data-term="amount"]', `${plan} [data-term="available"]`];
+  // The README's pictures: the investor's dashboard and the operator's.
+  await page.setViewportSize({ width: 1280, height: 900 });
+  shots.push(...(await walkView(page, screenshots, "dashboard", important)));
+  shots.push(
+    ...(await walkView(admin, screenshots, "operator", [
+      ...important,
+      `#failed tr[data-id="${failed}"] button`,
+      `#failed tr[data-id="${failed}"] [data-term="amount"]`,
+    ])),
+  );
+  for (const s of shots) step(`  ${s}`);
+
+  step("history pages back: 50 more investments made elsewhere, the newest 50 shown, older ones on request");
+  for (let n = 0; n < 50; n++) await createElsewhere(token, ACTIVE, OPEN_DEAL, 1);
+  await page.reload();
+  await live();
+  await until("50 rows and a way to older ones", async () => (await rows().count()) === 50 && (await page.locator("#older").isVisible()));
+  await page.click("#older");
+  await until("all 56 investments, none twice", async () => {
+    const all = await ids();
+    return all.length === 56 && new Set(all).size === 56;
+  });
+  if (await page.locator("#older").isVisible()) throw new Error("a way to older investments after the last page");
+  if ((await rows().first().locator('[data-term="deal"]').textContent()) !== "Acme Robotics (pre-IPO)") throw new Error("newest row");
+
+  step("signing out: back to the sign-in form only");
+  await page.click("#sign-out");
+  await page.locator("#sign-in").waitFor();
+  if (await page.locator("#app").isVisible()) throw new Error("the dashboard shows after signing out");
 
   step("the link's addresses got nothing, no CSP violation; the configured services got the calls");
   noDecoyNoViolation();

@@ -2,6 +2,9 @@
 // WatchAllocations stream, catch-up reads) by status version: an update older than or equal to
 // what a row shows changes nothing, so one seen twice (a reconnect's snapshot, a catch-up read
 // racing the stream) is shown once, and one seen late never moves a row backwards.
+//
+// Rows stay in order (newest first) as they come: each is put in its place, nothing is sorted
+// again; and there are at most `limit` of them: past that the oldest goes.
 
 import type { AllocationUpdate } from "./gen/invest/v1/allocation_pb.js";
 import { AllocationStatus, type Investment } from "./gen/invest/v1/investment_pb.js";
@@ -17,6 +20,7 @@ export interface BatchAllocation {
 export interface Row {
   id: string;
   dealId: string;
+  /** Unknown (undefined) for a row known only from the stream, until it is read. */
   shares?: bigint;
   totalAmount?: string;
   status: AllocationStatus;
@@ -33,7 +37,7 @@ export function isFinished(status: AllocationStatus): boolean {
   return status === AllocationStatus.COMPLETED || status === AllocationStatus.FAILED;
 }
 
-/** The status as a word, for text and `data-status`. */
+/** The status as a word, for `data-status`. */
 export function statusName(status: AllocationStatus): string {
   return AllocationStatus[status] ?? "UNKNOWN";
 }
@@ -42,8 +46,17 @@ function millis(t: { seconds: bigint; nanos: number } | undefined): number | und
   return t === undefined ? undefined : Number(t.seconds) * 1000 + Math.floor(t.nanos / 1e6);
 }
 
+/** Whether `a` is shown before `b`: newer first, then by id. */
+function before(a: Row, b: Row): boolean {
+  return a.since !== b.since ? a.since > b.since : a.id < b.id;
+}
+
 export class Book {
   private readonly rows = new Map<string, Row>();
+  /** The rows newest first. */
+  private readonly order: Row[] = [];
+
+  constructor(private readonly limit = 1000) {}
 
   /** Merges a stream update; true if the row changed. */
   applyUpdate(u: AllocationUpdate): boolean {
@@ -54,7 +67,7 @@ export class Book {
       value: a.value,
     }));
     if (row === undefined) {
-      this.rows.set(u.investmentId, {
+      return this.insert({
         id: u.investmentId,
         dealId: u.dealId,
         status: u.allocationStatus,
@@ -64,7 +77,6 @@ export class Book {
         allocations,
         since: millis(u.updatedAt) ?? Date.now(),
       });
-      return true;
     }
     if (u.version < row.version) return false;
     if (u.version === row.version) {
@@ -89,7 +101,7 @@ export class Book {
     const since = millis(i.createdAt) ?? Date.now();
     const row = this.rows.get(i.id);
     if (row === undefined) {
-      this.rows.set(i.id, {
+      return this.insert({
         id: i.id,
         dealId: i.dealId,
         shares: i.shares,
@@ -101,11 +113,16 @@ export class Book {
         allocations: [],
         since,
       });
-      return true;
     }
     let changed = false;
     if (row.shares === undefined) {
-      Object.assign(row, { shares: i.shares, totalAmount: i.totalAmount, since });
+      row.shares = i.shares;
+      row.totalAmount = i.totalAmount;
+      if (row.since !== since) {
+        this.order.splice(this.order.indexOf(row), 1);
+        row.since = since;
+        this.place(row);
+      }
       changed = true;
     }
     if (i.statusVersion > row.version) {
@@ -126,21 +143,51 @@ export class Book {
   }
 
   /** Newest first. */
-  list(): Row[] {
-    return [...this.rows.values()].sort((a, b) => b.since - a.since || a.id.localeCompare(b.id));
+  list(): readonly Row[] {
+    return this.order;
+  }
+
+  get size(): number {
+    return this.order.length;
   }
 
   /** Rows not yet COMPLETED or FAILED: what a reconnect must catch up on. */
   unfinished(): string[] {
-    return this.list()
-      .filter((r) => !isFinished(r.status))
-      .map((r) => r.id);
+    return this.order.filter((r) => !isFinished(r.status)).map((r) => r.id);
   }
 
   /** Completed rows whose allocations are not known yet (read from the list). */
   missingAllocations(): string[] {
-    return this.list()
+    return this.order
       .filter((r) => r.status === AllocationStatus.COMPLETED && r.allocations.length === 0)
       .map((r) => r.id);
+  }
+
+  /** Rows known only from the stream (made in another tab or client): their shares and
+   * amount are still to be read. */
+  missingDetails(): string[] {
+    return this.order.filter((r) => r.shares === undefined).map((r) => r.id);
+  }
+
+  private insert(row: Row): boolean {
+    this.rows.set(row.id, row);
+    this.place(row);
+    while (this.order.length > this.limit) {
+      const oldest = this.order.pop()!;
+      this.rows.delete(oldest.id);
+    }
+    return this.rows.has(row.id);
+  }
+
+  /** Puts `row` in its place by binary search. */
+  private place(row: Row) {
+    let lo = 0;
+    let hi = this.order.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (before(this.order[mid], row)) lo = mid + 1;
+      else hi = mid;
+    }
+    this.order.splice(lo, 0, row);
   }
 }

@@ -1,48 +1,73 @@
-// What to tell the user about a failed call: field errors from google.rpc.BadRequest next to
-// their fields, PreconditionFailure reasons in words, and a sentence for the rest.
+// What to tell the user about a failed call, from the error's details and never from its
+// text: google.rpc.BadRequest field errors next to their fields, a refusal's reason and figures
+// from google.rpc.ErrorInfo (PreconditionFailure says on which field), and a sentence per code.
 
 import { Code, ConnectError } from "@connectrpc/connect";
-import { BadRequestSchema, PreconditionFailureSchema } from "./gen/google/rpc/error_details_pb.js";
+import {
+  BadRequestSchema,
+  ErrorInfoSchema,
+  PreconditionFailureSchema,
+} from "./gen/google/rpc/error_details_pb.js";
+import { Format } from "./format.js";
 
 export interface Problem {
   /** A sentence for the form or the page. */
   message: string;
   /** Request field name (e.g. `shares`) to what is wrong with it. */
   fields: Record<string, string>;
+  /** The token was refused: nothing works until the user signs in again. */
+  signedOut: boolean;
 }
 
-/** A PreconditionFailure violation (`type` as the services name them) in words. */
-export function preconditionInWords(type: string, description: string): string {
-  switch (type) {
+/** A refusal (`reason` as the services name them, ErrorInfo metadata) in words. */
+export function refusalInWords(reason: string, metadata: Record<string, string>, format: Format): string {
+  switch (reason) {
     case "SUBSCRIPTION_STATUS": {
-      const status = /subscription is (\w+)/.exec(description)?.[1];
+      const status = metadata.subscription_status;
       return status
-        ? `This subscription is ${status}: only an active subscription can invest.`
-        : "This subscription cannot invest now.";
+        ? `This plan is ${status}: only an active plan can invest.`
+        : "This plan cannot invest now.";
     }
     case "DEAL_STATUS":
       return "This deal is closed: it no longer takes investments.";
     case "INSUFFICIENT_BALANCE": {
-      const m = /([\d.]+) required, ([\d.]+) available/.exec(description);
-      return m
-        ? `Not enough balance: this investment costs ${m[1]}, the subscription has ${m[2]} available.`
-        : "Not enough balance on this subscription.";
+      const { required, available } = metadata;
+      return required && available
+        ? `Not enough money in this plan: this investment costs ${format.amount(required)}, the plan has ${format.amount(available)} available.`
+        : "Not enough money available in this plan.";
     }
+    case "ALLOCATION_STATUS":
+      return "This investment has not failed (it may have been retried already): there is nothing to retry.";
     default:
-      return description;
+      return "The service refused this request.";
   }
 }
 
-export function describe(err: unknown): Problem {
+const BY_CODE: Partial<Record<Code, string>> = {
+  [Code.Unavailable]: "The service cannot be reached; try again in a moment.",
+  [Code.Unknown]: "The service cannot be reached; try again in a moment.",
+  [Code.DeadlineExceeded]: "The service did not answer in time; try again.",
+  [Code.ResourceExhausted]: "The service is busy; try again in a moment.",
+  [Code.Unauthenticated]: "You are signed out: your sign-in expired or was not accepted. Please sign in again.",
+  [Code.PermissionDenied]: "This needs an operator's sign-in.",
+  [Code.NotFound]: "That was not found: it may belong to someone else or no longer exist.",
+  [Code.AlreadyExists]: "This request was already used for a different investment.",
+  [Code.Aborted]: "Something changed at the same moment; try again.",
+  [Code.Internal]: "The service failed; try again later.",
+};
+
+export function describe(err: unknown, format: Format = new Format()): Problem {
   const e = ConnectError.from(err);
   const fields: Record<string, string> = {};
   for (const bad of e.findDetails(BadRequestSchema)) {
     for (const v of bad.fieldViolations) fields[v.field] = v.description;
   }
+  const infos = e.findDetails(ErrorInfoSchema);
   const reasons: string[] = [];
   for (const failure of e.findDetails(PreconditionFailureSchema)) {
     for (const v of failure.violations) {
-      const words = preconditionInWords(v.type, v.description);
+      const info = infos.find((i) => i.reason === v.type);
+      const words = refusalInWords(v.type, info?.metadata ?? {}, format);
       reasons.push(words);
       if (v.subject) fields[v.subject] = words;
     }
@@ -50,27 +75,6 @@ export function describe(err: unknown): Problem {
   let message: string;
   if (reasons.length > 0) message = reasons.join(" ");
   else if (Object.keys(fields).length > 0) message = "Please correct the fields marked below.";
-  else {
-    switch (e.code) {
-      case Code.Unavailable:
-      case Code.Unknown:
-        message = "The service cannot be reached; try again in a moment.";
-        break;
-      case Code.DeadlineExceeded:
-        message = "The service did not answer in time; try again.";
-        break;
-      case Code.ResourceExhausted:
-        message = "The service is busy; try again in a moment.";
-        break;
-      case Code.Unauthenticated:
-        message = "Your token was refused (invalid or expired): sign in again.";
-        break;
-      case Code.PermissionDenied:
-        message = "This needs an admin token.";
-        break;
-      default:
-        message = e.rawMessage || Code[e.code];
-    }
-  }
-  return { message, fields };
+  else message = BY_CODE[e.code] ?? "Something went wrong; try again.";
+  return { message, fields, signedOut: e.code === Code.Unauthenticated };
 }

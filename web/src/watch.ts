@@ -1,6 +1,6 @@
 // Keeps a server stream open for as long as the page wants it: when it ends or breaks (a server
 // restart ends it with UNAVAILABLE), it is opened again with capped, jittered exponential
-// backoff, and `onReconnect` catches up on what happened in between. Only an answer that
+// backoff, and `onOpened` catches up on what the stream does not bring. Only an answer that
 // retrying cannot change (the token refused) stops it.
 
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -12,9 +12,10 @@ export interface WatchOptions<T> {
   open: (signal: AbortSignal, opened: () => void) => AsyncIterable<T>;
   onMessage: (message: T) => void;
   onState: (state: LinkState, detail?: string) => void;
-  /** After every open but the first: read what the stream may have missed (its errors are
-   * dropped: the next reconnect catches up again). */
-  onReconnect?: () => Promise<void>;
+  /** After every open, the first one included: read what the stream does not bring (what
+   * finished before it opened; a list read before the first open would miss what finished
+   * between that read and the open). Its errors are dropped: the next open catches up again. */
+  onOpened?: () => Promise<void>;
   /** Milliseconds to wait before attempt `n` (0-based) to reconnect. */
   backoff?: (n: number) => number;
   sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
@@ -57,7 +58,7 @@ export async function keepWatching<T>(options: WatchOptions<T>, signal: AbortSig
         opens += 1;
         failures = 0;
         options.onState("live");
-        if (opens > 1 && options.onReconnect) caughtUp = options.onReconnect().catch(() => {});
+        if (options.onOpened) caughtUp = options.onOpened().catch(() => {});
       });
       for await (const message of stream) options.onMessage(message);
       await caughtUp;

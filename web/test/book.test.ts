@@ -1,4 +1,5 @@
 import { create } from "@bufbuild/protobuf";
+import { TimestampSchema } from "@bufbuild/protobuf/wkt";
 import { describe, expect, it } from "vitest";
 import { Book, statusName } from "../src/book.js";
 import { AllocationUpdateSchema, AllocationSchema } from "../src/gen/invest/v1/allocation_pb.js";
@@ -68,5 +69,34 @@ describe("Book", () => {
     book.applyInvestment(at("c", 30));
     book.applyInvestment(at("b", 20));
     expect(book.list().map((r) => r.id)).toEqual(["c", "b", "a"]);
+  });
+
+  it("asks for the shares and amount of a row that arrived over the stream, and moves it to when it was made", () => {
+    const book = new Book();
+    const made = create(TimestampSchema, { seconds: 100n });
+    book.applyUpdate(update(1, AllocationStatus.PENDING, { updatedAt: { seconds: 200n, nanos: 0 } }));
+    book.applyInvestment(create(InvestmentSchema, { id: "older", createdAt: { seconds: 150n, nanos: 0 } }));
+    expect(book.list().map((r) => r.id)).toEqual([ID, "older"]);
+    expect(book.missingDetails()).toEqual([ID]);
+    const read = listed(1, AllocationStatus.PENDING);
+    read.createdAt = made;
+    expect(book.applyInvestment(read)).toBe(true);
+    expect(book.missingDetails()).toEqual([]);
+    expect(book.get(ID)!.shares).toBe(4n);
+    expect(book.get(ID)!.totalAmount).toBe("100.00");
+    expect(book.list().map((r) => r.id)).toEqual(["older", ID]);
+  });
+
+  it("keeps at most its limit of rows, dropping the oldest, in order without sorting again", () => {
+    const book = new Book(3);
+    const at = (id: string, seconds: number) =>
+      create(InvestmentSchema, { id, createdAt: { seconds: BigInt(seconds), nanos: 0 } });
+    for (const [id, s] of [["a", 1], ["e", 5], ["c", 3], ["d", 4], ["b", 2]] as const) book.applyInvestment(at(id, s));
+    expect(book.list().map((r) => r.id)).toEqual(["e", "d", "c"]);
+    expect(book.size).toBe(3);
+    expect(book.get("a")).toBeUndefined();
+    // An older row than all kept ones is not kept either.
+    expect(book.applyInvestment(at("z", 0))).toBe(false);
+    expect(book.size).toBe(3);
   });
 });

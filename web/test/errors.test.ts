@@ -4,8 +4,10 @@ import { describe as group, expect, it } from "vitest";
 import { describe } from "../src/errors.js";
 import {
   BadRequestSchema,
+  ErrorInfoSchema,
   PreconditionFailureSchema,
 } from "../src/gen/google/rpc/error_details_pb.js";
+import { Format } from "../src/format.js";
 
 /** An error as connect-web decodes it from `grpc-status-details-bin` (details as Any). */
 function withDetail(code: Code, message: string, typeName: string, value: Uint8Array) {
@@ -26,26 +28,35 @@ group("describe", () => {
     expect(p.message).toBe("Please correct the fields marked below.");
   });
 
-  it("says precondition failures in words, with the amounts, on the field concerned", () => {
-    const cases: [string, string, string, string][] = [
-      ["SUBSCRIPTION_STATUS", "subscription_id", "subscription is paused, not active", "This subscription is paused: only an active subscription can invest."],
-      ["DEAL_STATUS", "deal_id", "deal is closed", "This deal is closed: it no longer takes investments."],
-      ["INSUFFICIENT_BALANCE", "subscription_id", "insufficient available balance: 2500.00 required, 1400.00 available", "Not enough balance: this investment costs 2500.00, the subscription has 1400.00 available."],
+  it("words a refusal from its ErrorInfo figures, never from the message text", () => {
+    const format = new Format("EUR", "en-US");
+    const cases: [string, string, Record<string, string>, string][] = [
+      ["SUBSCRIPTION_STATUS", "subscription_id", { subscription_status: "paused" }, "This plan is paused: only an active plan can invest."],
+      ["DEAL_STATUS", "deal_id", {}, "This deal is closed: it no longer takes investments."],
+      ["INSUFFICIENT_BALANCE", "subscription_id", { required: "2500.00", available: "1400.5" }, "Not enough money in this plan: this investment costs €2,500.00, the plan has €1,400.50 available."],
     ];
-    for (const [type, subject, description, words] of cases) {
-      const detail = create(PreconditionFailureSchema, { violations: [{ type, subject, description }] });
-      const p = describe(
-        withDetail(Code.FailedPrecondition, description, "google.rpc.PreconditionFailure", toBinary(PreconditionFailureSchema, detail)),
-      );
+    for (const [type, subject, metadata, words] of cases) {
+      // The description says something else: only the details count.
+      const description = "subscription is cancelled; 1.00 required, 2.00 available";
+      const e = new ConnectError(description, Code.FailedPrecondition);
+      const failure = create(PreconditionFailureSchema, { violations: [{ type, subject, description }] });
+      const info = create(ErrorInfoSchema, { reason: type, domain: "invest.v1", metadata });
+      e.details.push({ type: "google.rpc.PreconditionFailure", value: toBinary(PreconditionFailureSchema, failure) });
+      e.details.push({ type: "google.rpc.ErrorInfo", value: toBinary(ErrorInfoSchema, info) });
+      const p = describe(e, format);
       expect(p.message).toBe(words);
       expect(p.fields).toEqual({ [subject]: words });
+      expect(p.signedOut).toBe(false);
     }
   });
 
   it("has a sentence for transport and auth failures", () => {
     expect(describe(new ConnectError("fetch failed", Code.Unavailable)).message).toMatch(/cannot be reached/);
     expect(describe(new ConnectError("x", Code.Unauthenticated)).message).toMatch(/sign in again/);
+    expect(describe(new ConnectError("x", Code.Unauthenticated)).signedOut).toBe(true);
     expect(describe(new ConnectError("overloaded", Code.ResourceExhausted)).message).toMatch(/busy/);
-    expect(describe(new ConnectError("investment not found", Code.NotFound)).message).toBe("investment not found");
+    // Never the server's own text.
+    expect(describe(new ConnectError("investment not found", Code.NotFound)).message).not.toMatch(/investment not found/);
+    expect(describe(new ConnectError("internal error", Code.Internal)).message).toBe("The service failed; try again later.");
   });
 });

@@ -12,7 +12,7 @@ function stream(items: number[], end?: ConnectError) {
 }
 
 describe("keepWatching", () => {
-  it("reconnects with growing backoff after the stream breaks and catches up after each reopen", async () => {
+  it("reconnects with growing backoff after the stream breaks and catches up after every open, the first included", async () => {
     const opens = [
       stream([1, 2], new ConnectError("server shutting down", Code.Unavailable)),
       // Refused before opening (the server is still down).
@@ -38,14 +38,14 @@ describe("keepWatching", () => {
         },
         onMessage: (m) => seen.push(m),
         onState: (s) => states.push(s),
-        onReconnect: async () => void (catchUps += 1),
+        onOpened: async () => void (catchUps += 1),
         backoff: (n) => 100 * (n + 1),
         sleep: async (ms) => void waits.push(ms),
       },
       stop.signal,
     );
     expect(seen).toEqual([1, 2, 3]);
-    expect(catchUps).toBe(1); // the third open; the failed second one never opened
+    expect(catchUps).toBe(2); // the first and third opens; the failed second one never opened
     expect(waits).toEqual([100, 200, 100]); // reset once the stream opened again
     // Consecutive repeats folded: what the indicator showed.
     const shown = states.filter((s, i) => s !== states[i - 1]);

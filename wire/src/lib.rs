@@ -116,6 +116,24 @@ pub fn balance(balance: &Balance) -> pb::SubscriptionBalance {
     }
 }
 
+/// Stored deal status -> proto.
+fn deal_status(status: DealStatus) -> pb::DealStatus {
+    match status {
+        DealStatus::Open => pb::DealStatus::Open,
+        DealStatus::Closed => pb::DealStatus::Closed,
+    }
+}
+
+/// A deal by name, price and status, open or not.
+pub fn deal_summary(deal: &deal::Model) -> pb::DealSummary {
+    pb::DealSummary {
+        id: deal.id.to_string(),
+        name: deal.name.clone(),
+        price_per_share: money(deal.price_per_share),
+        status: deal_status(deal.status).into(),
+    }
+}
+
 /// An open deal with its units.
 pub fn open_deal(deal: &OpenDeal) -> pb::Deal {
     pb::Deal {

@@ -5,6 +5,7 @@ mod auth;
 mod balances;
 mod connections;
 mod create;
+mod dashboard_api;
 mod deals;
 mod hostile;
 mod limits;

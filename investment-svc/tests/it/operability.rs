@@ -250,6 +250,7 @@ fn help_lists_every_setting() {
         "SWEEP_MIN_AGE",
         "SWEEP_STUCK_AGE",
         "SWEEP_BATCH",
+        "CURRENCY",
     ] {
         assert!(help.contains(var), "--help does not mention {var}:\n{help}");
     }

@@ -71,7 +71,7 @@ export type AllocationUpdate = Message<"invest.v1.AllocationUpdate"> & {
   version: bigint;
 
   /**
-   * Failed attempts so far.
+   * Investment.allocation_attempts at this version: attempts that failed with a database error.
    *
    * @generated from field: int32 attempt = 4;
    */

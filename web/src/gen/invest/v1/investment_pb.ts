@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file invest/v1/investment.proto.
  */
 export const file_invest_v1_investment: GenFile = /*@__PURE__*/
-  fileDesc("ChppbnZlc3QvdjEvaW52ZXN0bWVudC5wcm90bxIJaW52ZXN0LnYxIuwDCgpJbnZlc3RtZW50EgoKAmlkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSFwoPc3Vic2NyaXB0aW9uX2lkGAMgASgJEg8KB2RlYWxfaWQYBCABKAkSDgoGc2hhcmVzGAUgASgDEhcKD3ByaWNlX3Blcl9zaGFyZRgGIAEoCRIUCgx0b3RhbF9hbW91bnQYByABKAkSKwoGc3RhdHVzGAggASgOMhsuaW52ZXN0LnYxLkludmVzdG1lbnRTdGF0dXMSNgoRYWxsb2NhdGlvbl9zdGF0dXMYCSABKA4yGy5pbnZlc3QudjEuQWxsb2NhdGlvblN0YXR1cxIbChNhbGxvY2F0aW9uX2F0dGVtcHRzGAogASgFEhgKEGFsbG9jYXRpb25fZXJyb3IYCyABKAkSLgoKY3JlYXRlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMYWxsb2NhdGVkX2F0GA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpyZXF1ZXN0X2lkGA4gASgJEhYKDnN0YXR1c192ZXJzaW9uGA8gASgDEi4KCnVwZGF0ZWRfYXQYECABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImcKF0NyZWF0ZUludmVzdG1lbnRSZXF1ZXN0EhcKD3N1YnNjcmlwdGlvbl9pZBgBIAEoCRIPCgdkZWFsX2lkGAIgASgJEg4KBnNoYXJlcxgDIAEoAxISCgpyZXF1ZXN0X2lkGAQgASgJIkUKGENyZWF0ZUludmVzdG1lbnRSZXNwb25zZRIpCgppbnZlc3RtZW50GAEgASgLMhUuaW52ZXN0LnYxLkludmVzdG1lbnQiLQoUR2V0SW52ZXN0bWVudFJlcXVlc3QSFQoNaW52ZXN0bWVudF9pZBgBIAEoCSJCChVHZXRJbnZlc3RtZW50UmVzcG9uc2USKQoKaW52ZXN0bWVudBgBIAEoCzIVLmludmVzdC52MS5JbnZlc3RtZW50IncKFkxpc3RJbnZlc3RtZW50c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSNgoRYWxsb2NhdGlvbl9zdGF0dXMYAyABKA4yGy5pbnZlc3QudjEuQWxsb2NhdGlvblN0YXR1cyJeChdMaXN0SW52ZXN0bWVudHNSZXNwb25zZRIqCgtpbnZlc3RtZW50cxgBIAMoCzIVLmludmVzdC52MS5JbnZlc3RtZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJICh9MaXN0U3Vic2NyaXB0aW9uQmFsYW5jZXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJIm0KIExpc3RTdWJzY3JpcHRpb25CYWxhbmNlc1Jlc3BvbnNlEjAKCGJhbGFuY2VzGAEgAygLMh4uaW52ZXN0LnYxLlN1YnNjcmlwdGlvbkJhbGFuY2USFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIvECChNTdWJzY3JpcHRpb25CYWxhbmNlEhcKD3N1YnNjcmlwdGlvbl9pZBgBIAEoCRIPCgdwbGFuX2lkGAIgASgJEhEKCXBsYW5fbmFtZRgDIAEoCRItCgZzdGF0dXMYBCABKA4yHS5pbnZlc3QudjEuU3Vic2NyaXB0aW9uU3RhdHVzEhYKDm1vbnRobHlfYW1vdW50GAUgASgJEhcKD2R1cmF0aW9uX21vbnRocxgGIAEoBRITCgt0b3RhbF92YWx1ZRgHIAEoCRIYChBtb250aHNfY29tcGxldGVkGAggASgDEhIKCnRvdGFsX3BhaWQYCSABKAkSFgoOdG90YWxfaW52ZXN0ZWQYCiABKAkSFwoPcmVzZXJ2ZWRfYW1vdW50GAsgASgJEhkKEWF2YWlsYWJsZV9iYWxhbmNlGAwgASgJEi4KCmNyZWF0ZWRfYXQYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjkKEExpc3REZWFsc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiTAoRTGlzdERlYWxzUmVzcG9uc2USHgoFZGVhbHMYASADKAsyDy5pbnZlc3QudjEuRGVhbBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAki2gEKBERlYWwSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIXCg9wcmljZV9wZXJfc2hhcmUYAyABKAkSJQoGc3RhdHVzGAQgASgOMhUuaW52ZXN0LnYxLkRlYWxTdGF0dXMSFwoPdW5pdHNfcmVtYWluaW5nGAUgASgDEhYKDnVuaXRzX3Jlc2VydmVkGAYgASgDEhcKD3VuaXRzX2F2YWlsYWJsZRgHIAEoAxIuCgpjcmVhdGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCqxAQoQSW52ZXN0bWVudFN0YXR1cxIhCh1JTlZFU1RNRU5UX1NUQVRVU19VTlNQRUNJRklFRBAAEh0KGUlOVkVTVE1FTlRfU1RBVFVTX1BFTkRJTkcQARIcChhJTlZFU1RNRU5UX1NUQVRVU19BQ1RJVkUQAhIfChtJTlZFU1RNRU5UX1NUQVRVU19DQU5DRUxMRUQQAxIcChhJTlZFU1RNRU5UX1NUQVRVU19GQUlMRUQQBCq1AQoQQWxsb2NhdGlvblN0YXR1cxIhCh1BTExPQ0FUSU9OX1NUQVRVU19VTlNQRUNJRklFRBAAEh0KGUFMTE9DQVRJT05fU1RBVFVTX1BFTkRJTkcQARIgChxBTExPQ0FUSU9OX1NUQVRVU19QUk9DRVNTSU5HEAISHwobQUxMT0NBVElPTl9TVEFUVVNfQ09NUExFVEVEEAMSHAoYQUxMT0NBVElPTl9TVEFUVVNfRkFJTEVEEAQqVwoKRGVhbFN0YXR1cxIbChdERUFMX1NUQVRVU19VTlNQRUNJRklFRBAAEhQKEERFQUxfU1RBVFVTX09QRU4QARIWChJERUFMX1NUQVRVU19DTE9TRUQQAiq/AQoSU3Vic2NyaXB0aW9uU3RhdHVzEiMKH1NVQlNDUklQVElPTl9TVEFUVVNfVU5TUEVDSUZJRUQQABIeChpTVUJTQ1JJUFRJT05fU1RBVFVTX0FDVElWRRABEh4KGlNVQlNDUklQVElPTl9TVEFUVVNfUEFVU0VEEAISIQodU1VCU0NSSVBUSU9OX1NUQVRVU19DQU5DRUxMRUQQAxIhCh1TVUJTQ1JJUFRJT05fU1RBVFVTX0NPTVBMRVRFRBAEMtsDChFJbnZlc3RtZW50U2VydmljZRJbChBDcmVhdGVJbnZlc3RtZW50EiIuaW52ZXN0LnYxLkNyZWF0ZUludmVzdG1lbnRSZXF1ZXN0GiMuaW52ZXN0LnYxLkNyZWF0ZUludmVzdG1lbnRSZXNwb25zZRJSCg1HZXRJbnZlc3RtZW50Eh8uaW52ZXN0LnYxLkdldEludmVzdG1lbnRSZXF1ZXN0GiAuaW52ZXN0LnYxLkdldEludmVzdG1lbnRSZXNwb25zZRJYCg9MaXN0SW52ZXN0bWVudHMSIS5pbnZlc3QudjEuTGlzdEludmVzdG1lbnRzUmVxdWVzdBoiLmludmVzdC52MS5MaXN0SW52ZXN0bWVudHNSZXNwb25zZRJzChhMaXN0U3Vic2NyaXB0aW9uQmFsYW5jZXMSKi5pbnZlc3QudjEuTGlzdFN1YnNjcmlwdGlvbkJhbGFuY2VzUmVxdWVzdBorLmludmVzdC52MS5MaXN0U3Vic2NyaXB0aW9uQmFsYW5jZXNSZXNwb25zZRJGCglMaXN0RGVhbHMSGy5pbnZlc3QudjEuTGlzdERlYWxzUmVxdWVzdBocLmludmVzdC52MS5MaXN0RGVhbHNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("ChppbnZlc3QvdjEvaW52ZXN0bWVudC5wcm90bxIJaW52ZXN0LnYxIuwDCgpJbnZlc3RtZW50EgoKAmlkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSFwoPc3Vic2NyaXB0aW9uX2lkGAMgASgJEg8KB2RlYWxfaWQYBCABKAkSDgoGc2hhcmVzGAUgASgDEhcKD3ByaWNlX3Blcl9zaGFyZRgGIAEoCRIUCgx0b3RhbF9hbW91bnQYByABKAkSKwoGc3RhdHVzGAggASgOMhsuaW52ZXN0LnYxLkludmVzdG1lbnRTdGF0dXMSNgoRYWxsb2NhdGlvbl9zdGF0dXMYCSABKA4yGy5pbnZlc3QudjEuQWxsb2NhdGlvblN0YXR1cxIbChNhbGxvY2F0aW9uX2F0dGVtcHRzGAogASgFEhgKEGFsbG9jYXRpb25fZXJyb3IYCyABKAkSLgoKY3JlYXRlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMYWxsb2NhdGVkX2F0GA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpyZXF1ZXN0X2lkGA4gASgJEhYKDnN0YXR1c192ZXJzaW9uGA8gASgDEi4KCnVwZGF0ZWRfYXQYECABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImcKF0NyZWF0ZUludmVzdG1lbnRSZXF1ZXN0EhcKD3N1YnNjcmlwdGlvbl9pZBgBIAEoCRIPCgdkZWFsX2lkGAIgASgJEg4KBnNoYXJlcxgDIAEoAxISCgpyZXF1ZXN0X2lkGAQgASgJIkUKGENyZWF0ZUludmVzdG1lbnRSZXNwb25zZRIpCgppbnZlc3RtZW50GAEgASgLMhUuaW52ZXN0LnYxLkludmVzdG1lbnQiLQoUR2V0SW52ZXN0bWVudFJlcXVlc3QSFQoNaW52ZXN0bWVudF9pZBgBIAEoCSJCChVHZXRJbnZlc3RtZW50UmVzcG9uc2USKQoKaW52ZXN0bWVudBgBIAEoCzIVLmludmVzdC52MS5JbnZlc3RtZW50IncKFkxpc3RJbnZlc3RtZW50c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSNgoRYWxsb2NhdGlvbl9zdGF0dXMYAyABKA4yGy5pbnZlc3QudjEuQWxsb2NhdGlvblN0YXR1cyJeChdMaXN0SW52ZXN0bWVudHNSZXNwb25zZRIqCgtpbnZlc3RtZW50cxgBIAMoCzIVLmludmVzdC52MS5JbnZlc3RtZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJICh9MaXN0U3Vic2NyaXB0aW9uQmFsYW5jZXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJIoQBCiBMaXN0U3Vic2NyaXB0aW9uQmFsYW5jZXNSZXNwb25zZRIwCghiYWxhbmNlcxgBIAMoCzIeLmludmVzdC52MS5TdWJzY3JpcHRpb25CYWxhbmNlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRIVCg1jdXJyZW5jeV9jb2RlGAMgASgJIvECChNTdWJzY3JpcHRpb25CYWxhbmNlEhcKD3N1YnNjcmlwdGlvbl9pZBgBIAEoCRIPCgdwbGFuX2lkGAIgASgJEhEKCXBsYW5fbmFtZRgDIAEoCRItCgZzdGF0dXMYBCABKA4yHS5pbnZlc3QudjEuU3Vic2NyaXB0aW9uU3RhdHVzEhYKDm1vbnRobHlfYW1vdW50GAUgASgJEhcKD2R1cmF0aW9uX21vbnRocxgGIAEoBRITCgt0b3RhbF92YWx1ZRgHIAEoCRIYChBtb250aHNfY29tcGxldGVkGAggASgDEhIKCnRvdGFsX3BhaWQYCSABKAkSFgoOdG90YWxfaW52ZXN0ZWQYCiABKAkSFwoPcmVzZXJ2ZWRfYW1vdW50GAsgASgJEhkKEWF2YWlsYWJsZV9iYWxhbmNlGAwgASgJEi4KCmNyZWF0ZWRfYXQYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjkKEExpc3REZWFsc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiTAoRTGlzdERlYWxzUmVzcG9uc2USHgoFZGVhbHMYASADKAsyDy5pbnZlc3QudjEuRGVhbBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAki2gEKBERlYWwSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIXCg9wcmljZV9wZXJfc2hhcmUYAyABKAkSJQoGc3RhdHVzGAQgASgOMhUuaW52ZXN0LnYxLkRlYWxTdGF0dXMSFwoPdW5pdHNfcmVtYWluaW5nGAUgASgDEhYKDnVuaXRzX3Jlc2VydmVkGAYgASgDEhcKD3VuaXRzX2F2YWlsYWJsZRgHIAEoAxIuCgpjcmVhdGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIjCg9HZXREZWFsc1JlcXVlc3QSEAoIZGVhbF9pZHMYASADKAkiOQoQR2V0RGVhbHNSZXNwb25zZRIlCgVkZWFscxgBIAMoCzIWLmludmVzdC52MS5EZWFsU3VtbWFyeSJnCgtEZWFsU3VtbWFyeRIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEhcKD3ByaWNlX3Blcl9zaGFyZRgDIAEoCRIlCgZzdGF0dXMYBCABKA4yFS5pbnZlc3QudjEuRGVhbFN0YXR1cyqxAQoQSW52ZXN0bWVudFN0YXR1cxIhCh1JTlZFU1RNRU5UX1NUQVRVU19VTlNQRUNJRklFRBAAEh0KGUlOVkVTVE1FTlRfU1RBVFVTX1BFTkRJTkcQARIcChhJTlZFU1RNRU5UX1NUQVRVU19BQ1RJVkUQAhIfChtJTlZFU1RNRU5UX1NUQVRVU19DQU5DRUxMRUQQAxIcChhJTlZFU1RNRU5UX1NUQVRVU19GQUlMRUQQBCq1AQoQQWxsb2NhdGlvblN0YXR1cxIhCh1BTExPQ0FUSU9OX1NUQVRVU19VTlNQRUNJRklFRBAAEh0KGUFMTE9DQVRJT05fU1RBVFVTX1BFTkRJTkcQARIgChxBTExPQ0FUSU9OX1NUQVRVU19QUk9DRVNTSU5HEAISHwobQUxMT0NBVElPTl9TVEFUVVNfQ09NUExFVEVEEAMSHAoYQUxMT0NBVElPTl9TVEFUVVNfRkFJTEVEEAQqVwoKRGVhbFN0YXR1cxIbChdERUFMX1NUQVRVU19VTlNQRUNJRklFRBAAEhQKEERFQUxfU1RBVFVTX09QRU4QARIWChJERUFMX1NUQVRVU19DTE9TRUQQAiq/AQoSU3Vic2NyaXB0aW9uU3RhdHVzEiMKH1NVQlNDUklQVElPTl9TVEFUVVNfVU5TUEVDSUZJRUQQABIeChpTVUJTQ1JJUFRJT05fU1RBVFVTX0FDVElWRRABEh4KGlNVQlNDUklQVElPTl9TVEFUVVNfUEFVU0VEEAISIQodU1VCU0NSSVBUSU9OX1NUQVRVU19DQU5DRUxMRUQQAxIhCh1TVUJTQ1JJUFRJT05fU1RBVFVTX0NPTVBMRVRFRBAEMqAEChFJbnZlc3RtZW50U2VydmljZRJbChBDcmVhdGVJbnZlc3RtZW50EiIuaW52ZXN0LnYxLkNyZWF0ZUludmVzdG1lbnRSZXF1ZXN0GiMuaW52ZXN0LnYxLkNyZWF0ZUludmVzdG1lbnRSZXNwb25zZRJSCg1HZXRJbnZlc3RtZW50Eh8uaW52ZXN0LnYxLkdldEludmVzdG1lbnRSZXF1ZXN0GiAuaW52ZXN0LnYxLkdldEludmVzdG1lbnRSZXNwb25zZRJYCg9MaXN0SW52ZXN0bWVudHMSIS5pbnZlc3QudjEuTGlzdEludmVzdG1lbnRzUmVxdWVzdBoiLmludmVzdC52MS5MaXN0SW52ZXN0bWVudHNSZXNwb25zZRJzChhMaXN0U3Vic2NyaXB0aW9uQmFsYW5jZXMSKi5pbnZlc3QudjEuTGlzdFN1YnNjcmlwdGlvbkJhbGFuY2VzUmVxdWVzdBorLmludmVzdC52MS5MaXN0U3Vic2NyaXB0aW9uQmFsYW5jZXNSZXNwb25zZRJGCglMaXN0RGVhbHMSGy5pbnZlc3QudjEuTGlzdERlYWxzUmVxdWVzdBocLmludmVzdC52MS5MaXN0RGVhbHNSZXNwb25zZRJDCghHZXREZWFscxIaLmludmVzdC52MS5HZXREZWFsc1JlcXVlc3QaGy5pbnZlc3QudjEuR2V0RGVhbHNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * Investment is a request to buy shares of a deal, paid from a subscription's balance.
@@ -72,7 +72,10 @@ export type Investment = Message<"invest.v1.Investment"> & {
   allocationStatus: AllocationStatus;
 
   /**
-   * Failed allocation attempts so far.
+   * Allocation attempts that failed with a database error (lock timeout, serialization
+   * failure, deadlock, other) and were retried; FAILED after MAX_ATTEMPTS of them. The database
+   * out of reach is not counted, nor is a lack of inventory (that fails the allocation at once).
+   * An admin retry resets it to 0.
    *
    * @generated from field: int32 allocation_attempts = 10;
    */
@@ -330,6 +333,13 @@ export type ListSubscriptionBalancesResponse = Message<"invest.v1.ListSubscripti
    * @generated from field: string next_page_token = 2;
    */
   nextPageToken: string;
+
+  /**
+   * ISO 4217 code of the currency every amount is in (the service's CURRENCY setting).
+   *
+   * @generated from field: string currency_code = 3;
+   */
+  currencyCode: string;
 };
 
 /**
@@ -554,6 +564,82 @@ export const DealSchema: GenMessage<Deal> = /*@__PURE__*/
   messageDesc(file_invest_v1_investment, 12);
 
 /**
+ * GetDealsRequest names deals by id.
+ *
+ * @generated from message invest.v1.GetDealsRequest
+ */
+export type GetDealsRequest = Message<"invest.v1.GetDealsRequest"> & {
+  /**
+   * UUIDs of deals, at most 100.
+   *
+   * @generated from field: repeated string deal_ids = 1;
+   */
+  dealIds: string[];
+};
+
+/**
+ * Describes the message invest.v1.GetDealsRequest.
+ * Use `create(GetDealsRequestSchema)` to create a new message.
+ */
+export const GetDealsRequestSchema: GenMessage<GetDealsRequest> = /*@__PURE__*/
+  messageDesc(file_invest_v1_investment, 13);
+
+/**
+ * GetDealsResponse has the deals found, in no particular order.
+ *
+ * @generated from message invest.v1.GetDealsResponse
+ */
+export type GetDealsResponse = Message<"invest.v1.GetDealsResponse"> & {
+  /**
+   * @generated from field: repeated invest.v1.DealSummary deals = 1;
+   */
+  deals: DealSummary[];
+};
+
+/**
+ * Describes the message invest.v1.GetDealsResponse.
+ * Use `create(GetDealsResponseSchema)` to create a new message.
+ */
+export const GetDealsResponseSchema: GenMessage<GetDealsResponse> = /*@__PURE__*/
+  messageDesc(file_invest_v1_investment, 14);
+
+/**
+ * DealSummary is what names a deal, open or not.
+ *
+ * @generated from message invest.v1.DealSummary
+ */
+export type DealSummary = Message<"invest.v1.DealSummary"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * Decimal string: what one share costs now.
+   *
+   * @generated from field: string price_per_share = 3;
+   */
+  pricePerShare: string;
+
+  /**
+   * @generated from field: invest.v1.DealStatus status = 4;
+   */
+  status: DealStatus;
+};
+
+/**
+ * Describes the message invest.v1.DealSummary.
+ * Use `create(DealSummarySchema)` to create a new message.
+ */
+export const DealSummarySchema: GenMessage<DealSummary> = /*@__PURE__*/
+  messageDesc(file_invest_v1_investment, 15);
+
+/**
  * InvestmentStatus is the business state of an investment.
  *
  * @generated from enum invest.v1.InvestmentStatus
@@ -775,6 +861,17 @@ export const InvestmentService: GenService<{
     methodKind: "unary";
     input: typeof ListDealsRequestSchema;
     output: typeof ListDealsResponseSchema;
+  },
+  /**
+   * GetDeals names the given deals whatever their status, closed ones included, so that a
+   * client can name the deal of every investment. At most 100 ids; unknown ones are left out.
+   *
+   * @generated from rpc invest.v1.InvestmentService.GetDeals
+   */
+  getDeals: {
+    methodKind: "unary";
+    input: typeof GetDealsRequestSchema;
+    output: typeof GetDealsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_invest_v1_investment, 0);
