@@ -14,6 +14,7 @@ mod metrics;
 mod operability;
 mod plans;
 mod pools;
+mod readme;
 mod replicas;
 mod secrets;
 mod selfheal;
