@@ -15,7 +15,10 @@ use tonic::Status;
 use uuid::Uuid;
 
 use super::{
-    COMMIT_OVERLAP, Key, SNAPSHOT_PAGE, UpdateStream, Watchers, registry::Registration, updates,
+    COMMIT_OVERLAP, Key, SNAPSHOT_PAGE, UpdateStream, Watchers,
+    registry::Registration,
+    updates,
+    versions::{Step, step},
 };
 use crate::{Error, metrics::OpenStream, watch_limit::Slot};
 
@@ -171,14 +174,16 @@ impl All {
         let Ok(id) = Uuid::try_parse(&update.investment_id) else {
             return Ok(Vec::new());
         };
-        match self.sent.last.get(&id) {
-            Some(&last) if update.version <= last => Ok(Vec::new()),
-            Some(&last) if update.version == last + 1 => Ok(vec![update.clone()]),
-            Some(&last) => self.watchers.logged_after(id, last, None).await,
-            None if update.version == 1 => Ok(vec![update.clone()]),
+        let last = self.sent.last.get(&id).copied();
+        match step(last, update.version) {
+            Step::Seen => Ok(Vec::new()),
+            Step::Next => Ok(vec![update.clone()]),
             // First heard of at a later version: its changes since this watch began (a FAILED
             // one retried, or a create whose first event NATS lost).
-            None => self.watchers.logged_after(id, 0, Some(since)).await,
+            Step::Gap { after } => {
+                let since = last.is_none().then_some(since);
+                self.watchers.logged_after(id, after, since).await
+            }
         }
     }
 }
@@ -199,7 +204,7 @@ impl Sent {
             return false;
         };
         let last = self.last.entry(id).or_default();
-        if update.version <= *last {
+        if step(Some(*last), update.version) == Step::Seen {
             return false;
         }
         *last = update.version;
