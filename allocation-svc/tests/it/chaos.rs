@@ -7,7 +7,7 @@ use entity::prelude::*;
 use futures::future::join_all;
 use sea_orm::EntityTrait;
 
-use crate::support::*;
+use crate::{deliveries::*, support::*};
 
 #[tokio::test]
 async fn allocator_killed_mid_load_then_restarted_loses_nothing_and_allocates_nothing_twice() {

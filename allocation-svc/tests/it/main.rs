@@ -6,6 +6,7 @@ mod allocation;
 mod audit;
 mod cancel;
 mod chaos;
+mod deliveries;
 mod fanout;
 mod faults;
 mod hostile;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use entity::prelude::*;
 use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait};
 
-use crate::support::*;
+use crate::{deliveries::*, support::*};
 
 /// Holds `n` connections of `pool` until the transactions are dropped, as readers in the
 /// middle of long queries would.
