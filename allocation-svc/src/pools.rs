@@ -28,7 +28,7 @@ pub enum PoolsError {
 /// The pools, each for one kind of work; cheap to clone.
 #[derive(Clone)]
 pub struct Pools {
-    /// The allocator's (worker, steps, retry): nothing else takes its connections.
+    /// The allocator's (`worker`): nothing else takes its connections.
     pub allocator: DatabaseConnection,
     /// The API's: admin RPCs, queue stats, readiness, sampled metrics.
     pub read: DatabaseConnection,

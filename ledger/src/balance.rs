@@ -18,11 +18,11 @@ use sea_orm::{
     ConnectionTrait, DbErr, FromQueryResult,
     prelude::DateTimeUtc,
     sea_query::{
-        Asterisk, Expr, ExprTrait, Func, IntoColumnRef, IntoIden, LockType, Order, Query,
-        SelectStatement, SubQueryStatement,
+        Asterisk, Expr, ExprTrait, Func, IntoColumnRef, IntoIden, LockType, Query, SelectStatement,
+        SubQueryStatement,
     },
 };
-use service_kit::page::{self, Cursor};
+use service_kit::page::{self, Cursor, Direction};
 use uuid::Uuid;
 
 use crate::sql::{constant, constants};
@@ -295,23 +295,16 @@ pub fn page_statement(scope: Scope, after: Option<Cursor>, size: u64) -> SelectS
                 SubscriptionStatus::Paused,
             ])));
     }
-    if let Some(cursor) = after {
-        query.and_where(
-            Expr::tuple([
-                Expr::col((s::Entity, s::Column::CreatedAt)),
-                Expr::col((s::Entity, s::Column::Id)),
-            ])
-            .gt(Expr::tuple([
-                Expr::val(cursor.created_at),
-                Expr::val(cursor.id),
-            ])),
-        );
-    }
-    // One row more than the page tells whether another page follows.
-    query
-        .order_by((s::Entity, s::Column::CreatedAt), Order::Asc)
-        .order_by((s::Entity, s::Column::Id), Order::Asc)
-        .limit(size + 1);
+    page::seek(
+        &mut query,
+        (
+            (s::Entity, s::Column::CreatedAt),
+            (s::Entity, s::Column::Id),
+        ),
+        Direction::OldestFirst,
+        after,
+        size,
+    );
     query
 }
 

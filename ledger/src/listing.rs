@@ -3,11 +3,10 @@
 
 use entity::prelude::*;
 use sea_orm::{
-    ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryTrait,
 };
 use service_kit::{
-    page::{self, Cursor},
+    page::{self, Cursor, Direction},
     status::{Invalid, Violations},
 };
 
@@ -71,23 +70,17 @@ pub async fn list(
     if let Some(status) = query.allocation_status {
         select = select.filter(Column::AllocationStatus.eq(status));
     }
-    if let Some(c) = query.after {
-        select = select.filter(
-            Condition::any()
-                .add(Column::CreatedAt.lt(c.created_at))
-                .add(
-                    Condition::all()
-                        .add(Column::CreatedAt.eq(c.created_at))
-                        .add(Column::Id.lt(c.id)),
-                ),
-        );
-    }
-    let mut rows = select
-        .order_by_desc(Column::CreatedAt)
-        .order_by_desc(Column::Id)
-        .limit(query.size + 1)
-        .all(db)
-        .await?;
+    page::seek(
+        QueryTrait::query(&mut select),
+        (
+            (investment::Entity, Column::CreatedAt),
+            (investment::Entity, Column::Id),
+        ),
+        Direction::NewestFirst,
+        query.after,
+        query.size,
+    );
+    let mut rows = select.all(db).await?;
     let next = page::split(&mut rows, query.size, |r| Cursor {
         created_at: r.created_at,
         id: r.id,

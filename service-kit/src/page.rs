@@ -6,9 +6,14 @@
 //! than silently paging something else. Tokens are only position markers: queries are scoped
 //! to the caller whatever the token says, so a forged token can at worst skip rows of the
 //! caller's own.
+//!
+//! Every list reads its page the same way ([`seek`], then [`split`]): `(created_at, id)`
+//! compared as one row value with the cursor (bound, never written into the SQL), ordered by
+//! both, one row more than the page.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Datelike, Utc};
+use sea_orm::sea_query::{Expr, IntoColumnRef, Order, SelectStatement};
 use uuid::Uuid;
 
 use crate::status::Violations;
@@ -48,6 +53,46 @@ pub fn parse(
         None
     });
     (size, after)
+}
+
+/// Which way a list runs over `(created_at, id)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Ascending: the oldest row first.
+    OldestFirst,
+    /// Descending: the newest row first.
+    NewestFirst,
+}
+
+/// Makes `query` read the page after `after`: the rows past the cursor in `direction` (by the
+/// row value `(created_at, id)`, which a btree index on those columns answers as one range),
+/// ordered so, `size + 1` of them (see [`split`]). `created_at` and `id` name the columns of
+/// the listed table, qualified where the query joins others.
+pub fn seek<C: IntoColumnRef + Clone>(
+    query: &mut SelectStatement,
+    (created_at, id): (C, C),
+    direction: Direction,
+    after: Option<Cursor>,
+    size: u64,
+) {
+    // Here only: its `min` would shadow `Ord::min` for integers elsewhere in this file.
+    use sea_orm::sea_query::ExprTrait as _;
+    if let Some(cursor) = after {
+        let key = Expr::tuple([Expr::col(created_at.clone()), Expr::col(id.clone())]);
+        let at = Expr::tuple([Expr::val(cursor.created_at), Expr::val(cursor.id)]);
+        query.and_where(match direction {
+            Direction::OldestFirst => key.gt(at),
+            Direction::NewestFirst => key.lt(at),
+        });
+    }
+    let order = match direction {
+        Direction::OldestFirst => Order::Asc,
+        Direction::NewestFirst => Order::Desc,
+    };
+    query
+        .order_by(created_at, order.clone())
+        .order_by(id, order)
+        .limit(size + 1);
 }
 
 /// Pages are read one row longer than asked: the extra row, dropped here, says that another
@@ -177,6 +222,31 @@ mod tests {
         ] {
             assert_eq!(Cursor::decode(token, "A"), Err(BadToken), "{token}");
         }
+    }
+
+    #[test]
+    fn seek_compares_the_row_value_with_bound_cursor_and_reads_one_more() {
+        use sea_orm::sea_query::{PostgresQueryBuilder, Query};
+        let query = |direction, after| {
+            let mut q = Query::select().column("id").from("t").to_owned();
+            seek(&mut q, ("created_at", "id"), direction, after, 10);
+            q.build(PostgresQueryBuilder)
+        };
+        let cursor = Cursor {
+            created_at: DateTime::from_timestamp_micros(1_700_000_000_123_456).expect("valid"),
+            id: Uuid::nil(),
+        };
+        let (sql, values) = query(Direction::NewestFirst, Some(cursor));
+        assert_eq!(
+            sql,
+            r#"SELECT "id" FROM "t" WHERE ("created_at", "id") < ($1, $2) ORDER BY "created_at" DESC, "id" DESC LIMIT $3"#
+        );
+        assert_eq!(values.0.len(), 3, "cursor and limit bound: {values:?}");
+        let (sql, _) = query(Direction::OldestFirst, None);
+        assert_eq!(
+            sql,
+            r#"SELECT "id" FROM "t" ORDER BY "created_at" ASC, "id" ASC LIMIT $1"#
+        );
     }
 
     #[test]

@@ -9,12 +9,16 @@ use chrono::{DateTime, Utc};
 use entity::prelude::*;
 use futures::StreamExt as _;
 use ledger::events;
-use sea_orm::{ColumnTrait, Condition, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryTrait};
+use service_kit::page::{self, Cursor, Direction};
 use tonic::Status;
 use uuid::Uuid;
 
 use super::{
-    COMMIT_OVERLAP, Key, SNAPSHOT_PAGE, UpdateStream, Watchers, registry::Registration, updates,
+    COMMIT_OVERLAP, Key, SNAPSHOT_PAGE, UpdateStream, Watchers,
+    registry::Registration,
+    updates,
+    versions::{Step, step},
 };
 use crate::{Error, metrics::OpenStream, watch_limit::Slot};
 
@@ -45,35 +49,38 @@ impl Watchers {
         .boxed())
     }
 
-    /// One page of the user's unfinished investments, oldest first, after `after`.
+    /// One page of the user's unfinished investments, oldest first, after `after`, and where
+    /// the next page starts (`None` after the last page).
     async fn unfinished_page(
         &self,
         user_id: Uuid,
-        after: Option<(DateTime<Utc>, Uuid)>,
-    ) -> Result<Vec<investment::Model>, DbErr> {
+        after: Option<Cursor>,
+    ) -> Result<(Vec<investment::Model>, Option<Cursor>), DbErr> {
+        use investment::Column;
         let mut query = Investment::find()
-            .filter(investment::Column::UserId.eq(user_id))
+            .filter(Column::UserId.eq(user_id))
             .filter(
-                investment::Column::AllocationStatus
+                Column::AllocationStatus
                     .is_in([AllocationStatus::Pending, AllocationStatus::Processing]),
             );
-        if let Some((created_at, id)) = after {
-            query = query.filter(
-                Condition::any()
-                    .add(investment::Column::CreatedAt.gt(created_at))
-                    .add(
-                        Condition::all()
-                            .add(investment::Column::CreatedAt.eq(created_at))
-                            .add(investment::Column::Id.gt(id)),
-                    ),
-            );
-        }
-        query
-            .order_by_asc(investment::Column::CreatedAt)
-            .order_by_asc(investment::Column::Id)
-            .limit(SNAPSHOT_PAGE)
-            .all(&self.db)
-            .await
+        let key = (
+            (investment::Entity, Column::CreatedAt),
+            (investment::Entity, Column::Id),
+        );
+        let size = SNAPSHOT_PAGE;
+        page::seek(
+            QueryTrait::query(&mut query),
+            key,
+            Direction::OldestFirst,
+            after,
+            size,
+        );
+        let mut rows = query.all(&self.db).await?;
+        let next = page::split(&mut rows, size, |row| Cursor {
+            created_at: row.created_at,
+            id: row.id,
+        });
+        Ok((rows, next))
     }
 
     /// The updates of the snapshot page after `after`, and where the next page starts (`None`
@@ -81,19 +88,11 @@ impl Watchers {
     async fn snapshot_page(
         &self,
         user_id: Uuid,
-        after: Option<(DateTime<Utc>, Uuid)>,
-    ) -> Result<
-        (
-            Vec<pb::AllocationUpdate>,
-            Option<Option<(DateTime<Utc>, Uuid)>>,
-        ),
-        DbErr,
-    > {
-        let page = self.unfinished_page(user_id, after).await?;
-        let next = (page.len() as u64 == SNAPSHOT_PAGE)
-            .then(|| page.last().map(|row| (row.created_at, row.id)));
+        after: Option<Cursor>,
+    ) -> Result<(Vec<pb::AllocationUpdate>, Option<Option<Cursor>>), DbErr> {
+        let (page, next) = self.unfinished_page(user_id, after).await?;
         let first = updates(&self.db, page.iter().map(events::event_of).collect()).await?;
-        Ok((first, next))
+        Ok((first, next.map(Some)))
     }
 }
 
@@ -105,7 +104,7 @@ struct All {
     /// When the stream opened, by the database's clock.
     started: DateTime<Utc>,
     /// Where the next snapshot page starts, while the snapshot is being read.
-    snapshot: Option<Option<(DateTime<Utc>, Uuid)>>,
+    snapshot: Option<Option<Cursor>>,
     done: bool,
     sent: Sent,
     /// Updates read and not sent yet.
@@ -175,14 +174,16 @@ impl All {
         let Ok(id) = Uuid::try_parse(&update.investment_id) else {
             return Ok(Vec::new());
         };
-        match self.sent.last.get(&id) {
-            Some(&last) if update.version <= last => Ok(Vec::new()),
-            Some(&last) if update.version == last + 1 => Ok(vec![update.clone()]),
-            Some(&last) => self.watchers.logged_after(id, last, None).await,
-            None if update.version == 1 => Ok(vec![update.clone()]),
+        let last = self.sent.last.get(&id).copied();
+        match step(last, update.version) {
+            Step::Seen => Ok(Vec::new()),
+            Step::Next => Ok(vec![update.clone()]),
             // First heard of at a later version: its changes since this watch began (a FAILED
             // one retried, or a create whose first event NATS lost).
-            None => self.watchers.logged_after(id, 0, Some(since)).await,
+            Step::Gap { after } => {
+                let since = last.is_none().then_some(since);
+                self.watchers.logged_after(id, after, since).await
+            }
         }
     }
 }
@@ -203,7 +204,7 @@ impl Sent {
             return false;
         };
         let last = self.last.entry(id).or_default();
-        if update.version <= *last {
+        if step(Some(*last), update.version) == Step::Seen {
             return false;
         }
         *last = update.version;

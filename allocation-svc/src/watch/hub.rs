@@ -19,10 +19,11 @@ use super::{
     COMMIT_OVERLAP, Key,
     registry::{Registration, Shared},
     updates,
+    versions::{Step, step},
 };
 use crate::config::WatchArgs;
 
-/// How often the dispatcher looks at the NATS connection, to resync right after a reconnect.
+/// How often the reader looks at the NATS connection, to resync right after a reconnect.
 const CONNECTION_POLL: Duration = Duration::from_millis(250);
 
 /// Fans this replica's status events out to its watchers.
@@ -49,14 +50,14 @@ impl Hub {
             registry: Shared::default(),
             inbox: args.watch_buffer.max(1),
         };
-        let dispatcher = Dispatcher {
+        let reader = Reader {
             db,
             registry: hub.registry.clone(),
             versions: HashMap::new(),
             watermark: None,
             resync: args.watch_resync,
         };
-        tokio::spawn(dispatcher.run(subscription, nats.clone(), shutdown));
+        tokio::spawn(reader.run(subscription, nats.clone(), shutdown));
         Ok(hub)
     }
 
@@ -71,7 +72,7 @@ impl Hub {
 }
 
 /// The replica's single reader of status events.
-struct Dispatcher {
+struct Reader {
     db: DatabaseConnection,
     registry: Shared,
     /// Last version dispatched per watched investment, with its owner.
@@ -81,7 +82,7 @@ struct Dispatcher {
     resync: Duration,
 }
 
-impl Dispatcher {
+impl Reader {
     async fn run(
         mut self,
         mut subscription: async_nats::Subscriber,
@@ -132,19 +133,16 @@ impl Dispatcher {
         if !self.registry.with(|r| r.watched(user, investment)) {
             return;
         }
-        if let Some(&(_, last)) = self.versions.get(&investment) {
-            if update.version <= last {
-                return;
-            }
-            if update.version > last + 1 {
-                self.fill(user, investment, last).await;
+        let last = |hub: &Self| hub.versions.get(&investment).map(|&(_, last)| last);
+        // An investment first seen here goes to its watchers as it is: each has its own start.
+        if let Some(known) = last(self) {
+            match step(Some(known), update.version) {
+                Step::Seen => return,
+                Step::Gap { after } => self.fill(user, investment, after).await,
+                Step::Next => {}
             }
         }
-        if self
-            .versions
-            .get(&investment)
-            .is_some_and(|&(_, last)| update.version <= last)
-        {
+        if step(last(self), update.version) == Step::Seen {
             return;
         }
         self.deliver(user, investment, update);

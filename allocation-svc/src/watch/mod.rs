@@ -4,15 +4,15 @@
 //! Each status event on NATS carries the complete update (status, version, attempt, error,
 //! allocations), so on the normal path nothing touches the database:
 //!
-//! - one NATS subscription per replica feeds one dispatcher ([`hub`]), which finds the event's
+//! - one NATS subscription per replica feeds one reader ([`hub`]), which finds the event's
 //!   watchers in a registry ([`registry`]) keyed by investment (WatchAllocation) and by user
 //!   (WatchAllocations) and puts the update in their bounded inboxes;
-//! - the dispatcher reads the log once **for all the replica's watchers** when it sees a version
+//! - the reader reads the log once **for all the replica's watchers** when it sees a version
 //!   jump on a watched investment, after a NATS reconnect, and every `WATCH_RESYNC` as a safety
 //!   net (events NATS dropped), and dispatches what it finds like any event;
 //! - a watcher reads the database when its stream opens (the snapshot) and only on its own gap:
 //!   its inbox overflowed because its client reads slowly, or it joined between two versions
-//!   of an investment the dispatcher had not seen yet.
+//!   of an investment the reader had not seen yet.
 //!
 //! A watcher is its response stream ([`one`], [`all`]): no task and no channel of its own. The
 //! HTTP/2 stream polls it when it can send, it waits on its inbox in between, and it ends when
@@ -27,6 +27,7 @@ mod all;
 mod hub;
 mod one;
 mod registry;
+mod versions;
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -154,10 +155,10 @@ impl Watchers {
     }
 }
 
-/// `COMPLETED` and `FAILED` end a watch.
+/// A terminal status ends a watch: `AllocationStatus::is_terminal`, the one rule.
 fn is_terminal(status: pb::AllocationStatus) -> bool {
-    matches!(
-        status,
-        pb::AllocationStatus::Completed | pb::AllocationStatus::Failed
-    )
+    wire::allocation_status_filter(status.into())
+        .ok()
+        .flatten()
+        .is_some_and(AllocationStatus::is_terminal)
 }

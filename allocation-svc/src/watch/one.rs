@@ -8,7 +8,12 @@ use ledger::events;
 use tonic::Status;
 use uuid::Uuid;
 
-use super::{Key, UpdateStream, Watchers, is_terminal, registry::Registration, updates};
+use super::{
+    Key, UpdateStream, Watchers, is_terminal,
+    registry::Registration,
+    updates,
+    versions::{Step, step},
+};
 use crate::{Error, metrics::OpenStream, watch_limit::Slot};
 
 impl Watchers {
@@ -96,7 +101,7 @@ impl One {
                 State::Live => {}
             }
             for update in self.pending.by_ref() {
-                if update.version <= self.last {
+                if step(Some(self.last), update.version) == Step::Seen {
                     continue;
                 }
                 self.last = update.version;
@@ -115,15 +120,19 @@ impl One {
                 }
             };
             let (id, last) = (self.id, self.last);
-            if self.registration.lagged() || update.version > last + 1 {
-                match Box::pin(self.watchers.logged_after(id, last, None)).await {
-                    Ok(fresh) => self.pending = fresh.into_iter(),
-                    Err(e) => {
-                        tracing::warn!(investment_id = %id, error = %e, "watcher cannot read the event log; waiting for the next update");
+            match (self.registration.lagged(), step(Some(last), update.version)) {
+                (true, _) | (false, Step::Gap { .. }) => {
+                    match Box::pin(self.watchers.logged_after(id, last, None)).await {
+                        Ok(fresh) => self.pending = fresh.into_iter(),
+                        Err(e) => {
+                            tracing::warn!(investment_id = %id, error = %e, "watcher cannot read the event log; waiting for the next update");
+                        }
                     }
                 }
-            } else if update.version == last + 1 {
-                self.pending = vec![pb::AllocationUpdate::clone(&update)].into_iter();
+                (false, Step::Next) => {
+                    self.pending = vec![pb::AllocationUpdate::clone(&update)].into_iter();
+                }
+                (false, Step::Seen) => {}
             }
         }
     }

@@ -7,7 +7,7 @@ use entity::prelude::*;
 use futures::future::join_all;
 use sea_orm::EntityTrait;
 
-use crate::support::*;
+use crate::{deliveries::*, support::*};
 
 #[tokio::test]
 async fn allocator_killed_mid_load_then_restarted_loses_nothing_and_allocates_nothing_twice() {
@@ -111,12 +111,11 @@ async fn database_unreachable_during_allocation_retries_then_succeeds() {
     let spare = backend_pid(&lock).await;
     stack.test_db.set_reachable(false, Some(spare)).await;
     lock.rollback().await.expect("release the lock");
-    // A few seconds without a database: attempts fail and come back after their backoff.
-    let outage = tokio::time::Instant::now() + Duration::from_secs(3);
-    testkit::eventually(Duration::from_secs(10), "the outage to last", || async {
-        (tokio::time::Instant::now() >= outage).then_some(())
-    })
-    .await;
+    // Without a database, each request comes back after its backoff, uncounted: wait until
+    // they have come back twice as often as there are requests (more than MAX_ATTEMPTS each
+    // on average, had the outage counted).
+    let before = deliveries(&stack).await;
+    delivered_at_least(&stack, before + 10).await;
     stack.test_db.set_reachable(true, None).await;
 
     let all = stack.all_terminal(Duration::from_secs(60)).await;
@@ -128,24 +127,71 @@ async fn database_unreachable_during_allocation_retries_then_succeeds() {
     check_invariants(&stack.db).await;
 }
 
+/// SIGTERM while a unit of work is inside its transaction (held there by the test's lock on
+/// the pool's batches, and seen waiting): the process stops taking work but finishes that
+/// transaction before it exits, within the grace period; the rest is allocated by the next
+/// replica.
 #[tokio::test]
 async fn sigterm_under_load_drains_within_the_grace_period_and_loses_nothing() {
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+
     let mut stack = stack_with(Options {
         replicas: 0,
         ack_wait: secs(3),
+        // Longer than the test holds its lock: the transaction waits instead of retrying.
+        lock_timeout: secs(20),
         ..Options::default()
     })
     .await;
     let investor = stack.investor("120000.00", "1.00", &[5000]).await;
     let mut process = stack.spawn_process().await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", process.addr()))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    let health = HealthClient::new(channel);
+    let serving = || {
+        let mut health = health.clone();
+        async move {
+            let answer = health.check(HealthCheckRequest::default()).await;
+            answer.is_ok_and(|a| a.into_inner().status() == ServingStatus::Serving)
+        }
+    };
+    assert!(serving().await, "serving before the signal");
 
-    let creating = join_all((0..100).map(|i| stack.create(&investor, (i % 3) as i64 + 1)));
-    let (created, status) = tokio::join!(creating, async {
-        tokio::task::yield_now().await;
-        process.signal("TERM");
-        process.wait(Duration::from_secs(15)).await
-    });
+    let lock = hold(&stack, &investor, Hold::Batches).await;
+    let created: Vec<_> =
+        join_all((0..100).map(|i| stack.create(&investor, (i % 3) as i64 + 1))).await;
+    // Work in flight: the process's allocation transaction waits on the test's lock.
+    stack.test_db.lock_waiter().await;
+    process.signal("TERM");
+    // It has begun to drain (health no longer SERVING: NOT_SERVING, or the connection gone
+    // away) while that transaction is still open.
+    testkit::eventually(Duration::from_secs(10), "the drain to begin", || async {
+        (!serving().await).then_some(())
+    })
+    .await;
+    let waiting = Investment::find().all(&stack.db).await.expect("rows");
+    assert!(
+        waiting.iter().all(|i| !i.allocation_status.is_terminal()),
+        "nothing allocated before the lock is released"
+    );
+    lock.rollback().await.expect("release the lock");
+    let status = process.wait(Duration::from_secs(15)).await;
     assert!(status.success(), "clean exit: {status:?}");
+    // The transaction in flight at the signal was finished, not dropped.
+    let drained = Investment::find().all(&stack.db).await.expect("rows");
+    let finished = drained
+        .iter()
+        .filter(|i| i.allocation_status == AllocationStatus::Completed)
+        .count();
+    assert!(
+        finished > 0,
+        "the draining process committed its unit of work"
+    );
 
     stack.add_replica(true).await;
     let all = stack.all_terminal(Duration::from_secs(60)).await;

@@ -36,7 +36,7 @@ async fn seeded_stack() -> (Stack, DatabaseConnection, plans::Seeded) {
     (stack, checker, seeded)
 }
 
-/// The allocator's statements (allocation-svc/src/steps.rs): `units_remaining > 0` is written
+/// The allocator's statements (allocation-svc/src/worker/steps.rs): `units_remaining > 0` is written
 /// as a constant, so the FIFO partial index serves the batches' lock.
 #[tokio::test]
 async fn the_allocator_keeps_its_indexes_under_a_generic_plan() {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use entity::prelude::*;
 use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait};
 
-use crate::support::*;
+use crate::{deliveries::*, support::*};
 
 /// Holds `n` connections of `pool` until the transactions are dropped, as readers in the
 /// middle of long queries would.
@@ -17,31 +17,6 @@ async fn hold_connections(pool: &DatabaseConnection, n: usize) -> Vec<DatabaseTr
         held.push(pool.begin().await.expect("a connection of the pool"));
     }
     held
-}
-
-/// How many times the stack's consumer has delivered requests (redeliveries included).
-async fn deliveries(stack: &Stack) -> u64 {
-    let js = async_nats::jetstream::new(stack.nats.clone());
-    let Ok(stream) = js.get_stream(&stack.names.stream).await else {
-        return 0;
-    };
-    let consumer: Result<async_nats::jetstream::consumer::PullConsumer, _> =
-        stream.get_consumer("allocator").await;
-    match consumer {
-        Ok(mut consumer) => consumer
-            .info()
-            .await
-            .map_or(0, |info| info.delivered.consumer_sequence),
-        Err(_) => 0,
-    }
-}
-
-/// Waits until the request was delivered at least `n` times.
-async fn delivered_at_least(stack: &Stack, n: u64) {
-    testkit::eventually(Duration::from_secs(30), "redeliveries", || async {
-        (deliveries(stack).await >= n).then_some(())
-    })
-    .await;
 }
 
 /// Waits until the investment's row satisfies `done`.

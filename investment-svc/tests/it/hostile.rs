@@ -140,6 +140,14 @@ fn arbitrary_requests_get_documented_codes_and_refusals_change_nothing() {
                     client
                         .list_subscription_balances(pb::ListSubscriptionBalancesRequest {
                             page_size,
+                            page_token: page_token.clone(),
+                        })
+                        .await
+                        .err()
+                        .map(|s| s.code()),
+                    client
+                        .list_deals(pb::ListDealsRequest {
+                            page_size,
                             page_token,
                         })
                         .await

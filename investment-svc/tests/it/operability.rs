@@ -271,12 +271,16 @@ async fn shutdown_stops_the_server_and_the_sweeper() {
     );
 }
 
+/// SIGTERM while creates are inside their statement (held there by the test's lock on the
+/// subscription row, and seen waiting): the process stops taking calls but finishes those
+/// before it exits, within its grace; no accepted investment is lost and no refused one
+/// stored.
 #[tokio::test]
 async fn sigterm_under_load_exits_within_its_grace_and_loses_no_accepted_investment() {
     use api::v1 as pb;
     use entity::prelude::*;
     use futures::future::join_all;
-    use sea_orm::{EntityTrait, PaginatorTrait};
+    use sea_orm::{ConnectionTrait, EntityTrait, PaginatorTrait, TransactionTrait};
 
     // The database and stream of a test app; the service under test is the real binary.
     let app = spawn_app().await;
@@ -293,10 +297,26 @@ async fn sigterm_under_load_exits_within_its_grace_and_loses_no_accepted_investm
         .connect()
         .await
         .expect("connect");
+    let health = HealthClient::new(channel.clone());
+    let serving = || {
+        let mut health = health.clone();
+        async move {
+            let answer = health.check(HealthCheckRequest::default()).await;
+            answer.is_ok_and(|a| a.into_inner().status() == ServingStatus::Serving)
+        }
+    };
     let client = pb::investment_service_client::InvestmentServiceClient::with_interceptor(
         channel,
         testkit::Bearer(Some(testkit::token(investor.user_id))),
     );
+    // Creates lock their subscription row first: the test holds it.
+    let lock = app.db.begin().await.expect("begin");
+    lock.execute_unprepared(&format!(
+        "SELECT 1 FROM subscriptions WHERE id = '{}' FOR UPDATE",
+        investor.subscription.id
+    ))
+    .await
+    .expect("lock the subscription");
 
     let creates = join_all((0..200).map(|_| {
         let mut client = client.clone();
@@ -304,13 +324,24 @@ async fn sigterm_under_load_exits_within_its_grace_and_loses_no_accepted_investm
         async move { client.create_investment(request).await }
     }));
     let (results, status) = tokio::join!(creates, async {
-        tokio::task::yield_now().await;
+        // Creates in flight: waiting on the test's lock, inside the process.
+        app.test_db.lock_waiter().await;
         process.signal("TERM");
+        // The drain has begun (health no longer SERVING) while they still wait.
+        testkit::eventually(Duration::from_secs(10), "the drain to begin", || async {
+            (!serving().await).then_some(())
+        })
+        .await;
+        lock.rollback().await.expect("release the subscription");
         process.wait(Duration::from_secs(15)).await
     });
 
     assert!(status.success(), "clean exit: {status:?}");
     let accepted = results.iter().filter(|r| r.is_ok()).count() as u64;
+    assert!(
+        accepted > 0,
+        "the creates in flight at the signal were finished"
+    );
     let stored = Investment::find().count(&app.db).await.expect("count");
     assert_eq!(
         stored, accepted,

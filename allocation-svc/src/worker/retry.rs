@@ -20,19 +20,25 @@
 
 use entity::prelude::*;
 use ledger::outcomes;
-use sea_orm::{DbErr, EntityTrait, QuerySelect, TransactionTrait, sea_query::LockType};
+use sea_orm::{
+    DatabaseConnection, DbErr, EntityTrait, QuerySelect, TransactionTrait, sea_query::LockType,
+};
 
-use crate::worker::{Allocator, Job, Verdict};
+use super::{
+    announce::Announcer,
+    job::{Job, Verdict},
+};
+use crate::config::AllocatorArgs;
 
 /// Lock waits, lost races and lost connections hit every job of a batch alike: retrying the
 /// jobs one by one would only repeat the wait per job.
-pub(crate) fn is_pool_wide(error: &DbErr) -> bool {
+pub(super) fn is_pool_wide(error: &DbErr) -> bool {
     out_of_reach(error).is_some() || service_kit::status::is_contention(error)
 }
 
 /// The cause, if `error` means the database cannot be reached (rather than that the attempt
 /// failed): `pool_timeout` when no pooled connection came in time, else `database_unavailable`.
-pub(crate) fn out_of_reach(error: &DbErr) -> Option<&'static str> {
+fn out_of_reach(error: &DbErr) -> Option<&'static str> {
     match error {
         DbErr::ConnectionAcquire(sea_orm::error::ConnAcquireErr::Timeout) => Some("pool_timeout"),
         DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => Some("database_unavailable"),
@@ -41,10 +47,27 @@ pub(crate) fn out_of_reach(error: &DbErr) -> Option<&'static str> {
     }
 }
 
-impl Allocator {
+/// The retry policy: what becomes of a request whose attempt failed. Cheap to clone.
+#[derive(Clone)]
+pub(super) struct Faults {
+    db: DatabaseConnection,
+    args: AllocatorArgs,
+    /// The failed attempt's status changes are announced like any others.
+    announcer: Announcer,
+}
+
+impl Faults {
+    pub(super) fn new(db: DatabaseConnection, args: AllocatorArgs, announcer: Announcer) -> Self {
+        Self {
+            db,
+            args,
+            announcer,
+        }
+    }
+
     /// Says when NATS should bring `job` back after `error`, counting the attempt on the row
     /// if `error` is a failed attempt rather than the database out of reach.
-    pub(crate) async fn on_fault(&self, job: Job, error: &DbErr) -> Verdict {
+    pub(super) async fn on_fault(&self, job: Job, error: &DbErr) -> Verdict {
         let delivered = i32::try_from(job.delivered).unwrap_or(i32::MAX);
         if let Some(cause) = out_of_reach(error) {
             crate::metrics::METRICS
@@ -122,7 +145,7 @@ impl Allocator {
         };
         let updated = outcomes::apply(&txn, &[change]).await?;
         txn.commit().await?;
-        self.announce(&updated, Vec::new()).await;
+        self.announcer.announce(&updated, Vec::new()).await;
         Ok(updated.into_iter().next().map(|c| c.row))
     }
 }

@@ -1,7 +1,7 @@
 //! One unit of work: allocate a micro-batch of one pool's requests. The lane loop only feeds
 //! it ([`Allocator::run_batch`]); tests call it directly.
 //!
-//! The work is one transaction and its announcements ([`steps`](crate::steps)):
+//! The work is one transaction ([`steps`]) and its announcements ([`announce`]):
 //! 1. **allocate and persist**: lock the deal, the investments (by id) and the deal's batches
 //!    (FIFO), run the pure [`allocate`](crate::allocate) step, write batches,
 //!    `user_investments` and outcomes. Each investment's row is updated once, from `pending`
@@ -11,9 +11,15 @@
 //!    lane acks after that.
 //!
 //! A redelivered request for a finished investment changes nothing (invariant 4). Transient
-//! faults are [`retry`](crate::retry)'s business.
+//! faults are [`retry`]'s business: this module owns the allocator and hands each part only
+//! what it needs.
 
-use std::{collections::HashMap, time::Duration};
+mod announce;
+mod job;
+mod retry;
+mod steps;
+
+use std::time::Duration;
 
 use entity::prelude::{DealId, InvestmentId};
 use sea_orm::{
@@ -22,36 +28,21 @@ use sea_orm::{
 };
 use service_kit::messaging::Topology;
 
-use crate::{config::AllocatorArgs, retry, steps::Done};
+pub use job::{Job, Verdict};
 
-/// What to tell NATS about one request once its batch is done.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// Done (allocated, failed, or already finished before): acknowledge.
-    Ack,
-    /// A transient fault: redeliver after this delay.
-    Retry(Duration),
-    /// Garbage or an unknown investment: never redeliver.
-    Reject,
-}
-
-/// One request as a lane hands it to the worker.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Job {
-    /// The investment to allocate.
-    pub investment_id: InvestmentId,
-    /// How many times NATS has delivered it (1 the first time): picks the delay while the
-    /// database is out of reach; attempts are counted on the row (see [`retry`](crate::retry)).
-    pub delivered: i64,
-}
+use crate::config::AllocatorArgs;
+use announce::Announcer;
+use retry::Faults;
+use steps::Done;
 
 /// Allocates micro-batches; cheap to clone.
 #[derive(Clone)]
 pub struct Allocator {
-    pub(crate) db: DatabaseConnection,
-    pub(crate) nats: async_nats::Client,
-    pub(crate) topology: Topology,
-    pub(crate) args: AllocatorArgs,
+    db: DatabaseConnection,
+    /// Row-lock waits inside the transaction end after this (`LOCK_TIMEOUT`).
+    lock_timeout: Duration,
+    announcer: Announcer,
+    faults: Faults,
 }
 
 impl Allocator {
@@ -62,11 +53,12 @@ impl Allocator {
         topology: Topology,
         args: AllocatorArgs,
     ) -> Self {
+        let announcer = Announcer::new(db.clone(), nats, topology);
         Self {
+            lock_timeout: args.lock_timeout,
+            faults: Faults::new(db.clone(), args, announcer.clone()),
+            announcer,
             db,
-            nats,
-            topology,
-            args,
         }
     }
 
@@ -88,7 +80,7 @@ impl Allocator {
             Err(e) if retry::is_pool_wide(&e) => {
                 let mut verdicts = Vec::with_capacity(jobs.len());
                 for job in jobs {
-                    verdicts.push(self.on_fault(*job, &e).await);
+                    verdicts.push(self.faults.on_fault(*job, &e).await);
                 }
                 verdicts
             }
@@ -98,13 +90,13 @@ impl Allocator {
                 for job in jobs {
                     let verdict = match self.try_batch(deal_id, std::slice::from_ref(job)).await {
                         Ok(v) => v.first().copied().unwrap_or(Verdict::Ack),
-                        Err(e) => self.on_fault(*job, &e).await,
+                        Err(e) => self.faults.on_fault(*job, &e).await,
                     };
                     verdicts.push(verdict);
                 }
                 verdicts
             }
-            Err(e) => vec![self.on_fault(*first, &e).await],
+            Err(e) => vec![self.faults.on_fault(*first, &e).await],
         }
     }
 
@@ -119,15 +111,15 @@ impl Allocator {
             changed,
             allocations,
             finished,
-        }) = self.allocate_batch(&txn, deal_id, &ids).await?
+        }) = Done::allocate_batch(&txn, deal_id, &ids).await?
         else {
             tracing::warn!(%deal_id, "requests for an unknown deal rejected");
             return Ok(vec![Verdict::Reject; jobs.len()]);
         };
         txn.commit().await?;
-        self.announce(&changed, allocations).await;
+        self.announcer.announce(&changed, allocations).await;
         // A status event lost in a crash after the commit is sent again on redelivery.
-        self.settle(&finished).await;
+        self.announcer.settle(&finished).await;
         Ok(ids
             .iter()
             .map(|id| verdicts.get(id).copied().unwrap_or(Verdict::Ack))
@@ -135,9 +127,9 @@ impl Allocator {
     }
 
     /// A transaction whose row-lock waits end after `LOCK_TIMEOUT`.
-    pub(crate) async fn begin(&self) -> Result<DatabaseTransaction, DbErr> {
+    async fn begin(&self) -> Result<DatabaseTransaction, DbErr> {
         let txn = self.db.begin().await?;
-        let timeout = format!("{}ms", self.args.lock_timeout.as_millis());
+        let timeout = format!("{}ms", self.lock_timeout.as_millis());
         txn.execute_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
             "SELECT set_config('lock_timeout', $1, true)",
@@ -147,6 +139,3 @@ impl Allocator {
         Ok(txn)
     }
 }
-
-/// Verdicts by investment, while a batch is worked on.
-pub(crate) type Verdicts = HashMap<InvestmentId, Verdict>;

@@ -1,6 +1,7 @@
-//! The steps of the unit of work ([`worker`](crate::worker)): allocate and persist in one
-//! transaction, then announce. Lock order in every transaction: deal -> investments (by id)
-//! -> batches (FIFO) -> subscriptions of failing investments (by id).
+//! The allocation transaction of the unit of work ([`worker`](super)): lock, allocate and
+//! persist; the worker commits it and then announces ([`announce`](super::announce)). Lock
+//! order in every transaction: deal -> investments (by id) -> batches (FIFO) -> subscriptions
+//! of failing investments (by id).
 //!
 //! Every statement covers the whole micro-batch (arrays, `unnest`, `= ANY`), so a batch of N
 //! requests sends the same statements as a batch of one, and each is one prepared statement
@@ -9,21 +10,20 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use api::v1 as pb;
 use entity::prelude::*;
 use ledger::outcomes::{self, Change, Changed};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, EntityTrait, Statement};
-use service_kit::messaging;
 use uuid::Uuid;
 
-use crate::{
-    allocate::{self, Outcome},
-    worker::{Allocator, Verdict, Verdicts},
-};
+use super::job::Verdict;
+use crate::allocate::{self, Outcome};
+
+/// Verdicts by investment, while a batch is worked on.
+pub(super) type Verdicts = HashMap<InvestmentId, Verdict>;
 
 /// What an allocation transaction did.
 #[derive(Default)]
-pub(crate) struct Done {
+pub(super) struct Done {
     /// Verdicts of requests settled without allocating: unknown or misrouted requests
     /// (rejected), finished ones (acked).
     pub verdicts: Verdicts,
@@ -56,12 +56,11 @@ fn statement(sql: &str, values: Vec<sea_orm::Value>) -> Statement {
     Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
 }
 
-impl Allocator {
+impl Done {
     /// Locks the deal and the investments, settles what is not to be allocated, takes the
     /// deal's batches FIFO for the `pending` and `processing` ones and writes the outcome.
     /// `None` if the deal does not exist.
-    pub(crate) async fn allocate_batch(
-        &self,
+    pub(super) async fn allocate_batch(
         txn: &DatabaseTransaction,
         deal_id: DealId,
         ids: &[InvestmentId],
@@ -162,72 +161,6 @@ impl Allocator {
         done.changed = outcomes::apply(txn, &changes).await?;
         Ok(Some(done))
     }
-
-    /// After each commit: publishes the status events of `changed` (`processing` first where
-    /// the row passed through it), each the complete update (allocations included once
-    /// completed). A lost event only delays watchers until they repair from the event log.
-    pub(crate) async fn announce(
-        &self,
-        changed: &[Changed],
-        allocations: Vec<user_investment::Model>,
-    ) {
-        let mut allocations = wire::allocations(allocations);
-        for Changed { via, row } in changed {
-            count(row);
-            if let Some(processing) = via {
-                self.publish(processing, Vec::new()).await;
-            }
-            self.publish(row, allocations.remove(&row.id).unwrap_or_default())
-                .await;
-        }
-    }
-
-    /// Publishes the status events of `rows` again, reading the allocations of completed ones.
-    pub(crate) async fn settle(&self, rows: &[investment::Model]) {
-        if rows.is_empty() {
-            return;
-        }
-        let completed = rows
-            .iter()
-            .filter(|r| r.allocation_status == AllocationStatus::Completed)
-            .map(investment::Model::investment_id);
-        let mut allocations = match ledger::events::allocations(&self.db, completed).await {
-            Ok(rows) => wire::allocations(rows),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read allocations for status events");
-                HashMap::new()
-            }
-        };
-        for row in rows {
-            self.publish(row, allocations.remove(&row.id).unwrap_or_default())
-                .await;
-        }
-    }
-
-    async fn publish(&self, row: &investment::Model, allocations: Vec<pb::Allocation>) {
-        let event: pb::AllocationStatusEvent = wire::status_event(row, allocations);
-        messaging::announce_status(
-            &self.nats,
-            &self.topology,
-            row.owner(),
-            row.investment_id(),
-            &event,
-        )
-        .await;
-    }
-}
-
-/// Counts a finished allocation in `allocations_total`.
-pub(crate) fn count(row: &investment::Model) {
-    let outcome = match row.allocation_status {
-        AllocationStatus::Completed => "completed",
-        AllocationStatus::Failed => "failed",
-        AllocationStatus::Pending | AllocationStatus::Processing => return,
-    };
-    crate::metrics::METRICS
-        .allocations
-        .get_or_create(&crate::metrics::Outcome { outcome })
-        .inc();
 }
 
 /// The allocation rows of one batch, column by column.
