@@ -54,7 +54,7 @@ impl From<Error> for Status {
                 subject,
                 message,
             } => service_kit::status::precondition(kind, subject, message, &[]),
-            Error::Refused(refusal) => refusal.into(),
+            Error::Refused(refusal) => wire::refusal::status(refusal),
             Error::TooManyWatches(_) => Status::resource_exhausted(error.to_string()),
             Error::Db(e) => service_kit::status::database_status(&e),
             Error::Nats(e) => {

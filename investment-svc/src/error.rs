@@ -34,7 +34,7 @@ impl From<Error> for Status {
         match error {
             Error::Invalid(invalid) => invalid.into(),
             Error::NotFound(_) => Status::not_found(message),
-            Error::Refused(refusal) => refusal.into(),
+            Error::Refused(refusal) => wire::refusal::status(refusal),
             Error::RequestIdReused => Status::already_exists(message),
             Error::Db(e) => service_kit::status::database_status(&e),
         }

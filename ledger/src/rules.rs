@@ -3,9 +3,8 @@
 
 use entity::prelude::*;
 use rust_decimal::Decimal;
-use tonic::Status;
 
-/// Why a reservation is refused: `FAILED_PRECONDITION` with a `PreconditionFailure`.
+/// Why a reservation is refused (`wire::refusal` says it as `FAILED_PRECONDITION`).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
     /// Only `active` subscriptions may invest.
@@ -24,7 +23,8 @@ pub enum Refusal {
     },
 }
 
-fn subscription_word(status: SubscriptionStatus) -> &'static str {
+/// A subscription status as the refusal's message and details say it.
+pub fn subscription_word(status: SubscriptionStatus) -> &'static str {
     match status {
         SubscriptionStatus::Active => "active",
         SubscriptionStatus::Paused => "paused",
@@ -62,31 +62,6 @@ impl Reservation {
             });
         }
         Ok(())
-    }
-}
-
-impl From<Refusal> for Status {
-    fn from(refusal: Refusal) -> Status {
-        let (kind, subject, metadata) = match refusal {
-            Refusal::SubscriptionNotActive(status) => (
-                "SUBSCRIPTION_STATUS",
-                "subscription_id",
-                vec![("subscription_status", subscription_word(status).to_owned())],
-            ),
-            Refusal::DealClosed => ("DEAL_STATUS", "deal_id", vec![]),
-            Refusal::InsufficientBalance {
-                required,
-                available,
-            } => (
-                "INSUFFICIENT_BALANCE",
-                "subscription_id",
-                vec![
-                    ("required", required.to_string()),
-                    ("available", available.to_string()),
-                ],
-            ),
-        };
-        service_kit::status::precondition(kind, subject, refusal.to_string(), &metadata)
     }
 }
 

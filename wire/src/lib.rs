@@ -13,6 +13,8 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use service_kit::messaging::{Committed, retry_msg_id};
 use uuid::Uuid;
 
+pub mod refusal;
+
 /// Currency amounts carry exactly two decimal places.
 pub const MONEY_SCALE: u32 = 2;
 
