@@ -15,6 +15,7 @@ pub mod lanes;
 mod metrics;
 pub mod pools;
 mod retry;
+pub mod reverse;
 mod service;
 mod steps;
 pub mod watch;

@@ -81,6 +81,11 @@ impl Allocator {
                     tracing::warn!(investment_id = %id, %deal_id, "request on another deal's subject rejected");
                     done.verdicts.insert(*id, Verdict::Reject);
                 }
+                // Cancelled by its owner before it got here: nothing to do or announce.
+                Some(row) if row.allocation_status == AllocationStatus::Cancelled => {
+                    tracing::info!(investment_id = %id, "cancelled; request acknowledged without work");
+                    done.verdicts.insert(*id, Verdict::Ack);
+                }
                 Some(row) if row.allocation_status.is_terminal() => {
                     tracing::info!(investment_id = %id, "already allocated; redelivery ignored");
                     done.verdicts.insert(*id, Verdict::Ack);
@@ -222,7 +227,7 @@ pub(crate) fn count(row: &investment::Model) {
     let outcome = match row.allocation_status {
         AllocationStatus::Completed => "completed",
         AllocationStatus::Failed => "failed",
-        AllocationStatus::Pending | AllocationStatus::Processing => return,
+        _ => return,
     };
     crate::metrics::METRICS
         .allocations

@@ -154,10 +154,13 @@ impl Watchers {
     }
 }
 
-/// `COMPLETED` and `FAILED` end a watch.
+/// The terminal states end a watch of one investment: `COMPLETED`, `FAILED`, `CANCELLED`,
+/// `REVERSED` (entity's `AllocationStatus::is_terminal`).
 fn is_terminal(status: pb::AllocationStatus) -> bool {
-    matches!(
+    !matches!(
         status,
-        pb::AllocationStatus::Completed | pb::AllocationStatus::Failed
+        pb::AllocationStatus::Unspecified
+            | pb::AllocationStatus::Pending
+            | pb::AllocationStatus::Processing
     )
 }
