@@ -160,7 +160,9 @@ async fn reverse_in_txn(
     .await?;
     let by: Uuid = reversal.by.uuid();
     let extra = vec![
-        (investment::Column::ReversedAt, Expr::cust("now()")),
+        // Stamped now, under the deal lock, as allocation rows are: the audit replays the pool in
+        // that order (see the migration).
+        (investment::Column::ReversedAt, Expr::cust("clock_timestamp()")),
         (investment::Column::ReversedBy, Expr::val(by)),
         (
             investment::Column::ReversalReason,

@@ -8,6 +8,11 @@
 //!   `total_invested + reserved_amount`, and the create's check agrees with the listing's
 //!   `available_balance` in every state (issue 21). The triggers fire on any change into or out
 //!   of those states, not only to and from `failed`.
+//! - An allocation row is stamped when it is inserted (`clock_timestamp()`, after the
+//!   allocator holds the pool's deal lock), not when its transaction began: the order of the
+//!   stamps is then the order in which the pool's units were taken, which is what the audit
+//!   replays to judge FIFO order as it was when each piece was made (a reversal, stamped the
+//!   same way, gives units back to older batches later).
 //! - `allocated_at` stays set on a reversed investment (it was allocated then); the investment
 //!   status follows the allocation status in one CHECK (`active` when completed, `pending`
 //!   until then, otherwise the same word).
@@ -48,6 +53,8 @@ ALTER TABLE investments ADD CONSTRAINT investments_reversal_check
 -- ReverseAllocation is idempotent by request id: one reversal per id.
 CREATE UNIQUE INDEX investments_reversal_request_id_key ON investments (reversal_request_id)
     WHERE reversal_request_id IS NOT NULL;
+
+ALTER TABLE user_investments ALTER COLUMN created_at SET DEFAULT clock_timestamp();
 
 CREATE OR REPLACE FUNCTION subscriptions_committed_amount_rows() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -110,6 +117,7 @@ BEGIN
     END IF;
 END $$;
 DROP TRIGGER investments_committed_amount_update ON investments;
+ALTER TABLE user_investments ALTER COLUMN created_at SET DEFAULT now();
 CREATE OR REPLACE FUNCTION subscriptions_committed_amount_rows() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
