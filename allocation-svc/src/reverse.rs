@@ -118,16 +118,19 @@ async fn reverse_in_txn(
             None => {}
         }
     }
-    let deal = Investment::find_by_id(id.uuid())
+    // Settled without waiting for the pool when it is plainly not reversible...
+    let unlocked = Investment::find_by_id(id.uuid())
         .one(db)
         .await?
-        .ok_or(Error::NotFound("investment"))?
-        .deal_id;
+        .ok_or(Error::NotFound("investment"))?;
+    if let Some(settled) = settled(unlocked.clone(), reversal) {
+        return settled;
+    }
     let txn = db.begin().await?;
     txn.query_one_raw(Statement::from_sql_and_values(
         DbBackend::Postgres,
         LOCK_DEAL,
-        [deal.into()],
+        [unlocked.deal_id.into()],
     ))
     .await?;
     let row = Investment::find_by_id(id.uuid())
@@ -135,22 +138,9 @@ async fn reverse_in_txn(
         .one(&txn)
         .await?
         .ok_or(Error::NotFound("investment"))?;
-    // The same request won a race with this one.
-    if row.allocation_status == AllocationStatus::Reversed
-        && reversal.request_id.is_some()
-        && row.reversal_request_id == reversal.request_id
-    {
-        return Ok((row, false));
-    }
-    if row.allocation_status != AllocationStatus::Completed {
-        return Err(Error::FailedPrecondition {
-            kind: "ALLOCATION_STATUS",
-            subject: "investment_id",
-            message: format!(
-                "only ALLOCATION_STATUS_COMPLETED investments can be reversed; this one is {}",
-                wire::allocation_status(row.allocation_status).as_str_name()
-            ),
-        });
+    // ...and decided again under the locks (a reversal by the same request may have won).
+    if let Some(settled) = settled(row, reversal) {
+        return settled;
     }
     txn.execute_raw(Statement::from_sql_and_values(
         DbBackend::Postgres,
@@ -179,4 +169,25 @@ async fn reverse_in_txn(
         .ok_or(Error::NotFound("investment"))?;
     txn.commit().await?;
     Ok((reversed, true))
+}
+
+/// What a reversal of `row` answers without changing anything: the reversal this request
+/// made, or the refusal of anything but `completed`. `None`: reverse it.
+fn settled(row: investment::Model, reversal: &Reversal) -> Option<Result<(investment::Model, bool)>> {
+    if row.allocation_status == AllocationStatus::Reversed
+        && reversal.request_id.is_some()
+        && row.reversal_request_id == reversal.request_id
+    {
+        return Some(Ok((row, false)));
+    }
+    (row.allocation_status != AllocationStatus::Completed).then(|| {
+        Err(Error::FailedPrecondition {
+            kind: "ALLOCATION_STATUS",
+            subject: "investment_id",
+            message: format!(
+                "only ALLOCATION_STATUS_COMPLETED investments can be reversed; this one is {}",
+                wire::allocation_status(row.allocation_status).as_str_name()
+            ),
+        })
+    })
 }

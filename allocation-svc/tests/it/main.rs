@@ -9,6 +9,7 @@ mod chaos;
 mod fanout;
 mod faults;
 mod hostile;
+mod lifecycle;
 mod lanes;
 mod metrics;
 mod operability;
