@@ -15,8 +15,7 @@ use entity::prelude::*;
 use ledger::events;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
-    QuerySelect,
-    SqlErr, Statement, TransactionTrait,
+    QuerySelect, SqlErr, Statement, TransactionTrait,
     sea_query::{Expr, LockType},
 };
 use service_kit::messaging::{self, Topology};
@@ -49,7 +48,10 @@ impl Reversal {
         if reason.is_empty() {
             v.add("reason", "required");
         } else if reason.chars().count() > MAX_REASON_LEN {
-            v.add("reason", format!("must be at most {MAX_REASON_LEN} characters"));
+            v.add(
+                "reason",
+                format!("must be at most {MAX_REASON_LEN} characters"),
+            );
         }
         let request_id = v.request_id("request_id", request.request_id);
         v.finish()?;
@@ -94,8 +96,7 @@ pub async fn reverse(
     if now {
         crate::metrics::METRICS.reversals.inc();
         let event = wire::status_event(&row, Vec::new());
-        messaging::announce_status(nats, topology, row.owner(), row.investment_id(), &event)
-            .await;
+        messaging::announce_status(nats, topology, row.owner(), row.investment_id(), &event).await;
         tracing::info!(investment_id = %row.id, reversed_by = %reversal.by, "allocation reversed by an admin");
     }
     Ok(row)
@@ -152,7 +153,10 @@ async fn reverse_in_txn(
     let extra = vec![
         // Stamped now, under the deal lock, as allocation rows are: the audit replays the pool in
         // that order (see the migration).
-        (investment::Column::ReversedAt, Expr::cust("clock_timestamp()")),
+        (
+            investment::Column::ReversedAt,
+            Expr::cust("clock_timestamp()"),
+        ),
         (investment::Column::ReversedBy, Expr::val(by)),
         (
             investment::Column::ReversalReason,
@@ -173,7 +177,10 @@ async fn reverse_in_txn(
 
 /// What a reversal of `row` answers without changing anything: the reversal this request
 /// made, or the refusal of anything but `completed`. `None`: reverse it.
-fn settled(row: investment::Model, reversal: &Reversal) -> Option<Result<(investment::Model, bool)>> {
+fn settled(
+    row: investment::Model,
+    reversal: &Reversal,
+) -> Option<Result<(investment::Model, bool)>> {
     if row.allocation_status == AllocationStatus::Reversed
         && reversal.request_id.is_some()
         && row.reversal_request_id == reversal.request_id

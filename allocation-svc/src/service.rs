@@ -13,8 +13,8 @@ use tracing::instrument;
 
 use crate::{
     Error, admin,
-    reverse::{self, Reversal},
     config::AllocatorArgs,
+    reverse::{self, Reversal},
     watch::{UpdateStream, Watchers},
 };
 
@@ -126,7 +126,9 @@ impl AllocationService for Api {
         let pieces = events::allocations(&self.db, [row.investment_id()])
             .await
             .map_err(Error::from)?;
-        let pieces = wire::allocations(pieces).remove(&row.id).unwrap_or_default();
+        let pieces = wire::allocations(pieces)
+            .remove(&row.id)
+            .unwrap_or_default();
         Ok(Response::new(pb::ReverseAllocationResponse {
             investment: Some(wire::with_allocations(&row, pieces)),
         }))

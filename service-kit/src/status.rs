@@ -70,7 +70,10 @@ impl Violations {
     /// characters, no control characters.
     pub fn request_id(&mut self, field: &str, value: String) -> Option<String> {
         if value.chars().count() > MAX_STRING_LEN {
-            self.add(field, format!("must be at most {MAX_STRING_LEN} characters"));
+            self.add(
+                field,
+                format!("must be at most {MAX_STRING_LEN} characters"),
+            );
         } else if value.chars().any(char::is_control) {
             self.add(field, "must not contain control characters");
         } else if !value.is_empty() {

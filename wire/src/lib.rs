@@ -86,7 +86,10 @@ pub fn investment(row: &investment::Model) -> pb::Investment {
 }
 
 /// A stored investment as the API shows it, with its allocations.
-pub fn with_allocations(row: &investment::Model, allocations: Vec<pb::Allocation>) -> pb::Investment {
+pub fn with_allocations(
+    row: &investment::Model,
+    allocations: Vec<pb::Allocation>,
+) -> pb::Investment {
     pb::Investment {
         id: row.id.to_string(),
         user_id: row.user_id.to_string(),

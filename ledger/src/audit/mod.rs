@@ -178,10 +178,7 @@ pub async fn run(db: &DatabaseConnection, stuck_after: Duration) -> Result<Vec<V
 }
 
 /// The checks of [`run`], in the caller's transaction.
-async fn run_in(
-    db: &impl ConnectionTrait,
-    stuck_after: Duration,
-) -> Result<Vec<Violation>, DbErr> {
+async fn run_in(db: &impl ConnectionTrait, stuck_after: Duration) -> Result<Vec<Violation>, DbErr> {
     let mut violations = Vec::new();
     let batches = BatchRow::find_by_statement(Statement::from_string(DbBackend::Postgres, UNITS))
         .all(db)

@@ -112,7 +112,9 @@ impl World<'_> {
                         delivered: 1,
                     })
                     .collect();
-                self.allocator.run_batch(DealId(self.deals[deal]), &jobs).await;
+                self.allocator
+                    .run_batch(DealId(self.deals[deal]), &jobs)
+                    .await;
             }
             Op::Cancel(n) => {
                 let pending = self.with(AllocationStatus::Pending);
@@ -144,7 +146,11 @@ impl World<'_> {
             .filter(|i| i.3.is_committed())
             .map(|i| i.2)
             .sum();
-        assert_eq!(listed, dec("240.00") - committed, "{step}: listing vs model");
+        assert_eq!(
+            listed,
+            dec("240.00") - committed,
+            "{step}: listing vs model"
+        );
         let cents = i64::try_from(listed * Decimal::from(100)).expect("whole cents");
         let over = self
             .create(self.probe, cents + 1)
@@ -219,7 +225,9 @@ fn the_listed_balance_is_what_a_create_admits_after_every_step() {
     });
     runtime.block_on(async {
         // Sequences end with investments left pending on purpose: not stranded.
-        let violations = ledger::audit::run(&stack.db, secs(3600)).await.expect("audit");
+        let violations = ledger::audit::run(&stack.db, secs(3600))
+            .await
+            .expect("audit");
         assert!(violations.is_empty(), "audit: {violations:#?}");
         drop(stack);
     });

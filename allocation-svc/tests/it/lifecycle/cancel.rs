@@ -37,11 +37,19 @@ async fn a_cancel_that_takes_the_row_first_releases_the_reservation_and_the_allo
     let held = hold(&stack, &investor, Hold::Deal).await;
     let created = stack.create(&investor, 4).await;
     let watch = stack.watch(0, investor.user_id, &created.id).await;
-    assert_eq!(balance(&stack, investor.user_id).await.available_balance, "116.00");
+    assert_eq!(
+        balance(&stack, investor.user_id).await.available_balance,
+        "116.00"
+    );
 
-    let cancelled = cancel(&stack, investor.user_id, &created.id).await.expect("cancel");
+    let cancelled = cancel(&stack, investor.user_id, &created.id)
+        .await
+        .expect("cancel");
 
-    assert_eq!(cancelled.allocation_status(), pb::AllocationStatus::Cancelled);
+    assert_eq!(
+        cancelled.allocation_status(),
+        pb::AllocationStatus::Cancelled
+    );
     assert_eq!(cancelled.status(), pb::InvestmentStatus::Cancelled);
     assert_eq!(cancelled.status_version, 2);
     let b = balance(&stack, investor.user_id).await;
@@ -60,7 +68,9 @@ async fn a_cancel_that_takes_the_row_first_releases_the_reservation_and_the_allo
         "streamed like any other change, and the watch ends there"
     );
     // Cancelling a cancelled one returns it unchanged.
-    let again = cancel(&stack, investor.user_id, &created.id).await.expect("again");
+    let again = cancel(&stack, investor.user_id, &created.id)
+        .await
+        .expect("again");
     assert_eq!(again.status_version, 2);
 
     held.rollback().await.expect("release the deal");
@@ -198,6 +208,10 @@ async fn cancels_racing_the_allocator_each_have_exactly_one_winner() {
     }
     eprintln!("cancel won {} races, the allocator {}", won.0, won.1);
     let left: i64 = units_left(&stack, &investor).await.iter().sum();
-    assert_eq!(left, 1000 - 3 * won.1, "only the allocator's winners hold units");
+    assert_eq!(
+        left,
+        1000 - 3 * won.1,
+        "only the allocator's winners hold units"
+    );
     check_invariants(&stack.db).await;
 }

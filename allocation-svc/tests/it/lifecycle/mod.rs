@@ -73,17 +73,21 @@ pub async fn balance(stack: &Stack, user_id: Uuid) -> pb::SubscriptionBalance {
 /// acknowledged request leaves the stream).
 pub async fn drained(stack: &Stack) {
     let admin = stack.admin().await;
-    testkit::eventually(Duration::from_secs(20), "every request acknowledged", || {
-        let mut admin = admin.clone();
-        async move {
-            let stats = admin
-                .get_queue_stats(pb::GetQueueStatsRequest {})
-                .await
-                .ok()?
-                .into_inner();
-            (stats.stream_messages == 0 && stats.consumer_in_flight == 0).then_some(())
-        }
-    })
+    testkit::eventually(
+        Duration::from_secs(20),
+        "every request acknowledged",
+        || {
+            let mut admin = admin.clone();
+            async move {
+                let stats = admin
+                    .get_queue_stats(pb::GetQueueStatsRequest {})
+                    .await
+                    .ok()?
+                    .into_inner();
+                (stats.stream_messages == 0 && stats.consumer_in_flight == 0).then_some(())
+            }
+        },
+    )
     .await;
 }
 

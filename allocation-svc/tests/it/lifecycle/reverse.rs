@@ -24,7 +24,10 @@ async fn a_reversal_gives_units_back_to_their_batches_and_value_back_to_the_bala
         "WatchAllocation ends at COMPLETED"
     );
     assert_eq!(units_left(&stack, &investor).await, [0, 3]);
-    assert_eq!(balance(&stack, investor.user_id).await.available_balance, "110.00");
+    assert_eq!(
+        balance(&stack, investor.user_id).await.available_balance,
+        "110.00"
+    );
     let mut all = stack
         .allocations(0, Some(testkit::token(investor.user_id)))
         .await
@@ -48,13 +51,24 @@ async fn a_reversal_gives_units_back_to_their_batches_and_value_back_to_the_bala
     let pieces: Vec<_> = reversed
         .allocations
         .iter()
-        .map(|a| (a.units, a.value.as_str(), a.price_per_share.as_str(), a.reversed))
+        .map(|a| {
+            (
+                a.units,
+                a.value.as_str(),
+                a.price_per_share.as_str(),
+                a.reversed,
+            )
+        })
         .collect();
     assert_eq!(
         pieces,
         [(3, "6.00", "2.00", true), (2, "4.00", "2.00", true)]
     );
-    assert_eq!(units_left(&stack, &investor).await, [3, 5], "back where they came from");
+    assert_eq!(
+        units_left(&stack, &investor).await,
+        [3, 5],
+        "back where they came from"
+    );
     let b = balance(&stack, investor.user_id).await;
     assert_eq!(
         (b.total_invested.as_str(), b.available_balance.as_str()),
@@ -62,20 +76,38 @@ async fn a_reversal_gives_units_back_to_their_batches_and_value_back_to_the_bala
     );
     let seen = tokio::time::timeout(secs(20), async {
         loop {
-            let update = all.next().await.expect("open").expect("item").update.expect("u");
-            if update.investment_id == done.id && update.allocation_status() == pb::AllocationStatus::Reversed {
+            let update = all
+                .next()
+                .await
+                .expect("open")
+                .expect("item")
+                .update
+                .expect("u");
+            if update.investment_id == done.id
+                && update.allocation_status() == pb::AllocationStatus::Reversed
+            {
                 return update;
             }
         }
     })
     .await
     .expect("the reversal on WatchAllocations");
-    assert_eq!(seen.version, reversed.status_version, "a new event in the log");
-    let logged = ledger::events::after(&stack.db, InvestmentId(Uuid::parse_str(&done.id).expect("uuid")), 0)
-        .await
-        .expect("log");
     assert_eq!(
-        logged.iter().map(|e| e.allocation_status).collect::<Vec<_>>(),
+        seen.version, reversed.status_version,
+        "a new event in the log"
+    );
+    let logged = ledger::events::after(
+        &stack.db,
+        InvestmentId(Uuid::parse_str(&done.id).expect("uuid")),
+        0,
+    )
+    .await
+    .expect("log");
+    assert_eq!(
+        logged
+            .iter()
+            .map(|e| e.allocation_status)
+            .collect::<Vec<_>>(),
         [
             AllocationStatus::Pending,
             AllocationStatus::Processing,
@@ -98,8 +130,15 @@ async fn a_reversal_gives_units_back_to_their_batches_and_value_back_to_the_bala
             .expect_err("reversed already"),
     );
     assert_eq!(kind, "ALLOCATION_STATUS");
-    assert!(description.contains("ALLOCATION_STATUS_REVERSED"), "{description}");
-    assert_eq!(units_left(&stack, &investor).await, [3, 5], "nothing given back twice");
+    assert!(
+        description.contains("ALLOCATION_STATUS_REVERSED"),
+        "{description}"
+    );
+    assert_eq!(
+        units_left(&stack, &investor).await,
+        [3, 5],
+        "nothing given back twice"
+    );
 
     // The next allocation takes the returned units first (FIFO), and the audit agrees that
     // every piece was taken in FIFO order when it was made.
@@ -113,7 +152,10 @@ async fn a_reversal_gives_units_back_to_their_batches_and_value_back_to_the_bala
         .iter()
         .map(|p| (p.bulk_purchase_id, p.units_allocated))
         .collect();
-    assert_eq!(taken, [(investor.batches[0].id, 3), (investor.batches[1].id, 1)]);
+    assert_eq!(
+        taken,
+        [(investor.batches[0].id, 3), (investor.batches[1].id, 1)]
+    );
     let stats = stack
         .admin()
         .await
@@ -122,7 +164,11 @@ async fn a_reversal_gives_units_back_to_their_batches_and_value_back_to_the_bala
         .expect("stats")
         .into_inner();
     assert_eq!(
-        (stats.completed_count, stats.reversed_count, stats.cancelled_count),
+        (
+            stats.completed_count,
+            stats.reversed_count,
+            stats.cancelled_count
+        ),
         (1, 1, 0)
     );
     check_invariants(&stack.db).await;
@@ -139,7 +185,9 @@ async fn only_an_admin_reverses_and_only_a_completed_investment() {
     let held = hold(&stack, &investor, Hold::Deal).await;
     let pending = stack.create(&investor, 1).await;
     let cancelled = stack.create(&investor, 1).await;
-    cancel(&stack, investor.user_id, &cancelled.id).await.expect("cancel");
+    cancel(&stack, investor.user_id, &cancelled.id)
+        .await
+        .expect("cancel");
 
     for (id, status) in [
         (&pending.id, "ALLOCATION_STATUS_PENDING"),
@@ -167,13 +215,17 @@ async fn only_an_admin_reverses_and_only_a_completed_investment() {
         .await
         .expect_err("not an admin");
     assert_eq!(user.code(), Code::PermissionDenied);
-    let no_reason = reverse(&stack, &completed.id, "  ", "").await.expect_err("no reason");
+    let no_reason = reverse(&stack, &completed.id, "  ", "")
+        .await
+        .expect_err("no reason");
     assert_eq!(no_reason.code(), Code::InvalidArgument);
     let unknown = reverse(&stack, &Uuid::new_v4().to_string(), "why", "")
         .await
         .expect_err("unknown");
     assert_eq!(unknown.code(), Code::NotFound);
-    reverse(&stack, &completed.id, "why", "key-1").await.expect("reverse");
+    reverse(&stack, &completed.id, "why", "key-1")
+        .await
+        .expect("reverse");
     let other = stack.create(&investor, 1).await;
     collect(stack.watch(0, investor.user_id, &other.id).await).await;
     let reused = reverse(&stack, &other.id, "why", "key-1")
