@@ -13,6 +13,8 @@
 //!   stamps is then the order in which the pool's units were taken, which is what the audit
 //!   replays to judge FIFO order as it was when each piece was made (a reversal, stamped the
 //!   same way, gives units back to older batches later).
+//! - `cancelled` and `reversed` are terminal in the schema too: a trigger refuses any change
+//!   of `allocation_status` out of them, whoever writes it.
 //! - `allocated_at` stays set on a reversed investment (it was allocated then); the investment
 //!   status follows the allocation status in one CHECK (`active` when completed, `pending`
 //!   until then, otherwise the same word).
@@ -50,6 +52,22 @@ ALTER TABLE investments ADD CONSTRAINT investments_reversal_check
     CHECK ((allocation_status = 'reversed')
            = (reversed_at IS NOT NULL AND reversed_by IS NOT NULL AND reversal_reason IS NOT NULL)
            AND (reversal_request_id IS NULL OR allocation_status = 'reversed'));
+-- Cancelled and reversed are terminal for every writer, operators' SQL included: an
+-- allocation of a cancelled investment (a cancel the allocator did not see) is refused here
+-- rather than leaving it allocated.
+CREATE FUNCTION investments_terminal_guard() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'investment % is % and cannot become %',
+        OLD.id, OLD.allocation_status, NEW.allocation_status
+        USING ERRCODE = 'check_violation';
+END $$;
+CREATE TRIGGER investments_terminal_guard
+    BEFORE UPDATE OF allocation_status ON investments
+    FOR EACH ROW
+    WHEN (OLD.allocation_status IN ('cancelled', 'reversed')
+          AND NEW.allocation_status IS DISTINCT FROM OLD.allocation_status)
+    EXECUTE FUNCTION investments_terminal_guard();
+
 -- ReverseAllocation is idempotent by request id: one reversal per id.
 CREATE UNIQUE INDEX investments_reversal_request_id_key ON investments (reversal_request_id)
     WHERE reversal_request_id IS NOT NULL;
@@ -117,6 +135,7 @@ BEGIN
     END IF;
 END $$;
 DROP TRIGGER investments_committed_amount_update ON investments;
+DROP FUNCTION investments_terminal_guard() CASCADE;
 ALTER TABLE user_investments ALTER COLUMN created_at SET DEFAULT now();
 CREATE OR REPLACE FUNCTION subscriptions_committed_amount_rows() RETURNS trigger
 LANGUAGE plpgsql AS $$

@@ -83,6 +83,19 @@ async fn a_cancel_that_takes_the_row_first_releases_the_reservation_and_the_allo
     );
     assert_eq!(units_left(&stack, &investor).await, [10]);
     assert_eq!(allocations_of(&stack, &created.id).await, 0);
+    // Terminal in the schema too, whoever writes: no way back to pending or on to completed.
+    for status in ["pending", "completed"] {
+        let revived = sea_orm::ConnectionTrait::execute_unprepared(
+            &stack.db,
+            &format!(
+                "UPDATE investments SET allocation_status = '{status}', status = 'pending' \
+                 WHERE id = '{}'",
+                created.id
+            ),
+        )
+        .await;
+        assert!(revived.is_err(), "a cancelled investment became {status}");
+    }
     check_invariants(&stack.db).await;
 }
 
