@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use crate::balance::{self, Scope};
 
+mod fifo;
 mod pieces;
 
 /// One broken invariant on one row.

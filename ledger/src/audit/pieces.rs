@@ -1,5 +1,5 @@
 //! Where allocations came from and whom events belong to: the checks of invariants 9 and 7
-//! that the audit adds to the sums of [`super`].
+//! that the audit adds to the sums of [`super`] (FIFO order: [`super::fifo`]).
 
 use sea_orm::{DbBackend, DbErr, FromQueryResult, Statement, prelude::Decimal};
 use uuid::Uuid;
@@ -33,42 +33,6 @@ ORDER BY p.investment_id, p.created_at
 "#;
 
 #[derive(Debug, FromQueryResult)]
-struct FifoRow {
-    id: Uuid,
-    batch: Uuid,
-    older: Uuid,
-    left: i64,
-}
-
-/// 9. FIFO within a pool, as it was when each piece was made: no older batch of the deal that
-///    existed then still had units, counting the pieces taken from it up to that moment
-///    (stamped at insert under the deal lock, the migration says why) and the units reversals
-///    had given back to it by then.
-const FIFO: &str = r#"
-SELECT DISTINCT ON (p.id) p.investment_id AS id, p.bulk_purchase_id AS batch, o.id AS older,
-       (o.units_total
-        - coalesce((SELECT sum(q.units_allocated) FROM user_investments q
-                    WHERE q.bulk_purchase_id = o.id AND q.created_at <= p.created_at), 0)
-        + coalesce((SELECT sum(q.units_allocated) FROM user_investments q
-                    JOIN investments r ON r.id = q.investment_id
-                    WHERE q.bulk_purchase_id = o.id AND q.is_reversed
-                      AND r.reversed_at <= p.created_at), 0))::bigint AS left
-FROM user_investments p
-JOIN bulk_purchases b ON b.id = p.bulk_purchase_id
-JOIN bulk_purchases o ON o.deal_id = b.deal_id
-     AND (o.purchased_at, o.id) < (b.purchased_at, b.id)
-     AND o.created_at <= p.created_at
-WHERE o.units_total
-      - coalesce((SELECT sum(q.units_allocated) FROM user_investments q
-                  WHERE q.bulk_purchase_id = o.id AND q.created_at <= p.created_at), 0)
-      + coalesce((SELECT sum(q.units_allocated) FROM user_investments q
-                  JOIN investments r ON r.id = q.investment_id
-                  WHERE q.bulk_purchase_id = o.id AND q.is_reversed
-                    AND r.reversed_at <= p.created_at), 0) > 0
-ORDER BY p.id, o.purchased_at, o.id
-"#;
-
-#[derive(Debug, FromQueryResult)]
 struct EventRow {
     id: Uuid,
     version: i64,
@@ -93,7 +57,8 @@ fn statement(sql: &str) -> Statement {
     Statement::from_string(DbBackend::Postgres, sql)
 }
 
-/// The violations of invariants 9 (provenance, FIFO, value) and 7 (events' owners).
+/// The violations of invariants 9 (provenance, FIFO, value) and 7 (events' owners); `db`
+/// must be a transaction.
 pub(super) async fn check(
     db: &impl sea_orm::ConnectionTrait,
     violations: &mut Vec<Violation>,
@@ -127,15 +92,7 @@ pub(super) async fn check(
             detail,
         }));
     }
-    let fifo = FifoRow::find_by_statement(statement(FIFO)).all(db).await?;
-    violations.extend(fifo.into_iter().map(|f| Violation {
-        invariant: 9,
-        subject: f.id,
-        detail: format!(
-            "took units from batch {} while the older batch {} of its pool still had {} left",
-            f.batch, f.older, f.left
-        ),
-    }));
+    super::fifo::check(db, violations).await?;
     let events = EventRow::find_by_statement(statement(EVENT_OWNERS))
         .all(db)
         .await?;
