@@ -5,8 +5,13 @@ use std::{env, path::PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?).join("../proto");
-    let files = ["investment.proto", "allocation.proto", "messages.proto"]
-        .map(|f| root.join("invest/v1").join(f));
+    let files = [
+        "allocation_part.proto",
+        "investment.proto",
+        "allocation.proto",
+        "messages.proto",
+    ]
+    .map(|f| root.join("invest/v1").join(f));
     let out = PathBuf::from(env::var("OUT_DIR")?);
 
     let mut config = tonic_prost_build::Config::new();

@@ -1,4 +1,4 @@
-//! Admin operations on the queue: stats, failed allocations, retry.
+//! Admin operations on the queue: stats, failed allocations, retry (reversal: `reverse`).
 
 use api::v1 as pb;
 use async_nats::jetstream;
@@ -58,6 +58,8 @@ pub async fn queue_stats(
             AllocationStatus::Processing => stats.processing_count = c.count,
             AllocationStatus::Completed => stats.completed_count = c.count,
             AllocationStatus::Failed => stats.failed_count = c.count,
+            AllocationStatus::Cancelled => stats.cancelled_count = c.count,
+            AllocationStatus::Reversed => stats.reversed_count = c.count,
         }
     }
     Ok(stats)

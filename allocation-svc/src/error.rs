@@ -30,6 +30,9 @@ pub enum Error {
     /// The subscription, deal or balance does not allow the money to be reserved again.
     #[error(transparent)]
     Refused(#[from] ledger::rules::Refusal),
+    /// The request id was used before for another investment.
+    #[error("request_id was already used for another reversal")]
+    RequestIdReused,
     /// PostgreSQL failed.
     #[error("database error")]
     Db(#[from] DbErr),
@@ -55,6 +58,7 @@ impl From<Error> for Status {
                 message,
             } => service_kit::status::precondition(kind, subject, message, &[]),
             Error::Refused(refusal) => wire::refusal::status(refusal),
+            Error::RequestIdReused => Status::already_exists(error.to_string()),
             Error::TooManyWatches(_) => Status::resource_exhausted(error.to_string()),
             Error::Db(e) => service_kit::status::database_status(&e),
             Error::Nats(e) => {

@@ -14,6 +14,7 @@ pub mod error;
 pub mod lanes;
 mod metrics;
 pub mod pools;
+pub mod reverse;
 mod service;
 pub mod watch;
 pub mod watch_limit;

@@ -71,6 +71,8 @@ pub struct Metrics {
     pub watch_streams: Family<Rpc, Gauge>,
     /// Allocations that ended, by outcome.
     pub allocations: Family<Outcome, Counter>,
+    /// Completed allocations an admin reversed (ReverseAllocation, replays not counted).
+    pub reversals: Counter,
     /// Requests per allocation transaction.
     pub micro_batch_size: Histogram,
     /// Failed attempts, by cause.
@@ -97,6 +99,7 @@ pub struct Metrics {
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     watch_streams: Family::default(),
     allocations: Family::default(),
+    reversals: Counter::default(),
     micro_batch_size: Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]),
     retries: Family::default(),
     requeues: Family::default(),
@@ -121,6 +124,11 @@ pub fn register(registry: &mut Registry) {
         "allocations",
         "Allocations that ended, by outcome",
         m.allocations.clone(),
+    );
+    registry.register(
+        "allocations_reversed",
+        "Completed allocations reversed by an admin",
+        m.reversals.clone(),
     );
     registry.register(
         "allocation_micro_batch_size",

@@ -2,7 +2,10 @@
 
 use api::v1::{self as pb, allocation_service_server::AllocationService};
 use async_nats::jetstream;
-use ledger::listing::{self, ListQuery};
+use ledger::{
+    events,
+    listing::{self, ListQuery},
+};
 use sea_orm::{Condition, DatabaseConnection};
 use service_kit::{auth::Caller, messaging::Topology, status::Violations};
 use tonic::{Request, Response, Status};
@@ -11,6 +14,7 @@ use tracing::instrument;
 use crate::{
     Error, admin,
     config::AllocatorArgs,
+    reverse::{self, Reversal},
     watch::{UpdateStream, Watchers},
 };
 
@@ -106,6 +110,27 @@ impl AllocationService for Api {
         let row = admin::retry(&self.db, &self.js, &self.nats, &self.topology, id).await?;
         Ok(Response::new(pb::RetryAllocationResponse {
             investment: Some(wire::investment(&row)),
+        }))
+    }
+
+    #[instrument(skip_all, fields(user_id, investment_id = %request.get_ref().investment_id))]
+    async fn reverse_allocation(
+        &self,
+        request: Request<pb::ReverseAllocationRequest>,
+    ) -> Result<Response<pb::ReverseAllocationResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        record_user(&caller);
+        caller.require_admin()?;
+        let reversal = Reversal::parse(request.into_inner(), caller.user_id)?;
+        let row = reverse::reverse(&self.db, &self.nats, &self.topology, &reversal).await?;
+        let pieces = events::allocations(&self.db, [row.investment_id()])
+            .await
+            .map_err(Error::from)?;
+        let pieces = wire::allocations(pieces)
+            .remove(&row.id)
+            .unwrap_or_default();
+        Ok(Response::new(pb::ReverseAllocationResponse {
+            investment: Some(wire::with_allocations(&row, pieces)),
         }))
     }
 }

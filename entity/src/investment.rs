@@ -17,9 +17,13 @@ pub enum InvestmentStatus {
     /// Allocation failed: terminal unless an admin retries it.
     #[sea_orm(string_value = "failed")]
     Failed,
+    /// An operator undid its allocation: terminal.
+    #[sea_orm(string_value = "reversed")]
+    Reversed,
 }
 
-/// `allocation_status`: `pending -> processing -> completed | failed`.
+/// `allocation_status`: `pending -> processing -> completed | failed`, `pending -> cancelled`
+/// (the owner), `completed -> reversed` (an operator); docs/lifecycle.md.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
 #[sea_orm(rs_type = "String", db_type = "Enum", enum_name = "allocation_status")]
 pub enum AllocationStatus {
@@ -31,21 +35,37 @@ pub enum AllocationStatus {
     Completed,
     #[sea_orm(string_value = "failed")]
     Failed,
+    /// Cancelled by its owner while pending: terminal, holds and reserves nothing.
+    #[sea_orm(string_value = "cancelled")]
+    Cancelled,
+    /// Its allocation undone by an operator: terminal, its units back in their batches.
+    #[sea_orm(string_value = "reversed")]
+    Reversed,
 }
 
 impl AllocationStatus {
-    /// `completed` and `failed` never change again.
+    /// Allocation is over: `completed` (which only an operator's reversal changes), `failed`
+    /// (which only an admin retry changes), `cancelled`, `reversed`. A watcher of one
+    /// investment stops at the first of them.
     pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Completed | Self::Failed)
+        !matches!(self, Self::Pending | Self::Processing)
+    }
+
+    /// Whether its amount counts in the subscription's `committed_amount`: reserved
+    /// (`pending`, `processing`) or invested (`completed`).
+    pub fn is_committed(self) -> bool {
+        matches!(self, Self::Pending | Self::Processing | Self::Completed)
     }
 
     /// The investment status that goes with this allocation status: `active` once allocated,
-    /// `failed` when allocation failed, `pending` until then.
+    /// `pending` until then, otherwise the same word (the table's CHECK).
     pub fn investment_status(self) -> InvestmentStatus {
         match self {
             Self::Pending | Self::Processing => InvestmentStatus::Pending,
             Self::Completed => InvestmentStatus::Active,
             Self::Failed => InvestmentStatus::Failed,
+            Self::Cancelled => InvestmentStatus::Cancelled,
+            Self::Reversed => InvestmentStatus::Reversed,
         }
     }
 }
@@ -77,6 +97,12 @@ pub struct Model {
     pub last_published_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// Set exactly when reversed, with who did it and why.
+    pub reversed_at: Option<DateTimeUtc>,
+    pub reversed_by: Option<Uuid>,
+    pub reversal_reason: Option<String>,
+    /// The ReverseAllocation request id, unique.
+    pub reversal_request_id: Option<String>,
 }
 
 /// No navigable relations: queries join explicitly.

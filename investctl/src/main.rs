@@ -5,7 +5,7 @@
 //! - `keygen`: makes an Ed25519 key pair for tokens (private PEM, public PEM, `jwks.json`).
 //! - `token`: mints a bearer token for local use, with that private key or an HS256 secret.
 //! - `dev-certs`: a development CA and certificates for TLS on this machine.
-//! - `audit`: checks invariants 1, 2, 3, 5, 6 and 8 (docs/invariants.md) over a live database.
+//! - `audit`: checks invariants 1, 2, 3, 5, 6, 7, 8 and 9 (docs/invariants.md) over a live database.
 //! - `health`: one `grpc.health.v1` check (container probes), over TLS and mutual TLS too.
 
 mod dev_certs;
@@ -53,8 +53,10 @@ enum Command {
         #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
         database_url: SecretUrl,
     },
-    /// Check invariants 1 (units conserved), 2 (completed = exactly allocated), 3 (nothing
-    /// stranded), 5 (never over-reserved) and 6 (gapless event logs) over the whole database;
+    /// Check invariants 1 (units conserved), 2 (completed = exactly allocated, nothing else holds
+    /// units), 3 (nothing stranded), 5 (never over-reserved), 6 (gapless event logs), 7 (events
+    /// belong to their investment's user), 8 (one available balance) and 9 (allocations from
+    /// the deal's own batches, FIFO, valued exactly) over the whole database in one snapshot;
     /// prints each violation, exits 1 if any.
     Audit {
         /// PostgreSQL URL of the invest database (never printed).
@@ -263,7 +265,7 @@ async fn audit(url: &str, stuck_after: Duration) -> anyhow::Result<()> {
         println!("{v}");
     }
     if violations.is_empty() {
-        println!("audit: invariants 1, 2, 3, 5, 6 and 8 hold");
+        println!("audit: invariants 1, 2, 3, 5, 6, 7, 8 and 9 hold");
         Ok(())
     } else {
         eprintln!("audit: {} violation(s)", violations.len());

@@ -20,6 +20,12 @@ pub enum Error {
     /// The subscription, deal or balance does not allow the investment.
     #[error(transparent)]
     Refused(#[from] Refusal),
+    /// Only a `pending` investment can be cancelled.
+    #[error(
+        "only ALLOCATION_STATUS_PENDING investments can be cancelled; this one is {}",
+        wire::allocation_status(*.0).as_str_name()
+    )]
+    NotCancellable(entity::prelude::AllocationStatus),
     /// The request id was used before with a different payload.
     #[error("request_id was already used for a different investment")]
     RequestIdReused,
@@ -35,6 +41,15 @@ impl From<Error> for Status {
             Error::Invalid(invalid) => invalid.into(),
             Error::NotFound(_) => Status::not_found(message),
             Error::Refused(refusal) => wire::refusal::status(refusal),
+            Error::NotCancellable(status) => service_kit::status::precondition(
+                "ALLOCATION_STATUS",
+                "investment_id",
+                message,
+                &[(
+                    "allocation_status",
+                    wire::allocation_status(status).as_str_name().to_owned(),
+                )],
+            ),
             Error::RequestIdReused => Status::already_exists(message),
             Error::Db(e) => service_kit::status::database_status(&e),
         }

@@ -13,7 +13,7 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
     SqlErr, Statement,
 };
-use service_kit::status::{Invalid, MAX_STRING_LEN, Violations};
+use service_kit::status::{Invalid, Violations};
 use uuid::Uuid;
 
 use ledger::{balance, rules::Reservation};
@@ -47,21 +47,7 @@ impl NewInvestment {
         } else if request.shares > MAX_SHARES {
             v.add("shares", format!("must be at most {MAX_SHARES}"));
         }
-        let request_id = match request.request_id {
-            id if id.is_empty() => None,
-            id if id.chars().count() > MAX_STRING_LEN => {
-                v.add(
-                    "request_id",
-                    format!("must be at most {MAX_STRING_LEN} characters"),
-                );
-                None
-            }
-            id if id.chars().any(char::is_control) => {
-                v.add("request_id", "must not contain control characters");
-                None
-            }
-            id => Some(id),
-        };
+        let request_id = v.request_id("request_id", request.request_id);
         v.finish()?;
         Ok(Self {
             subscription_id,
@@ -139,7 +125,8 @@ WITH subscription AS (
 SELECT id, user_id, subscription_id, deal_id, shares, price_per_share, total_amount,
        status::text AS status, allocation_status::text AS allocation_status,
        allocation_attempts, allocated_at, allocation_error, request_id, status_version,
-       last_published_at, created_at, updated_at
+       last_published_at, created_at, updated_at, reversed_at, reversed_by, reversal_reason,
+       reversal_request_id
 FROM created
 "#;
 

@@ -5,6 +5,7 @@
 //! run the service in process on port 0.
 
 mod app;
+pub mod cancel;
 pub mod config;
 mod deals;
 pub mod error;

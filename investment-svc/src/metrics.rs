@@ -9,7 +9,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-/// How a create ended.
+/// How a create or a cancel ended.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Outcome {
     /// `created`, `replayed` (same request id again), `refused` (subscription, deal or
@@ -21,11 +21,14 @@ pub struct Outcome {
 pub struct Metrics {
     /// Creates by outcome.
     pub creates: Family<Outcome, Counter>,
+    /// Cancels by outcome.
+    pub cancels: Family<Outcome, Counter>,
 }
 
 /// The process's families.
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     creates: Family::default(),
+    cancels: Family::default(),
 });
 
 /// Registers the families in `registry`.
@@ -35,6 +38,17 @@ pub fn register(registry: &mut Registry) {
         "CreateInvestment calls by outcome",
         METRICS.creates.clone(),
     );
+    registry.register(
+        "investments_cancelled",
+        "CancelInvestment calls by outcome: cancelled, replayed (cancelled before), refused \
+         (not pending), rejected (invalid, unknown) or error",
+        METRICS.cancels.clone(),
+    );
+}
+
+/// Counts a cancel that ended with `outcome`.
+pub fn count_cancel(outcome: &'static str) {
+    METRICS.cancels.get_or_create(&Outcome { outcome }).inc();
 }
 
 /// Counts a create that ended with `outcome`.

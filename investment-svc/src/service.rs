@@ -15,12 +15,13 @@ use tonic::{Request, Response, Status};
 use tracing::{Instrument as _, instrument};
 
 use ledger::{
-    balance, deals,
+    balance, deals, events,
     listing::{self, ListQuery},
 };
 
 use crate::{
     Error,
+    cancel::{self, Cancelled},
     investments::{self, Created, NewInvestment},
     metrics,
 };
@@ -50,7 +51,7 @@ impl Api {
             .await
             .inspect_err(|e| {
                 metrics::count_create(match e {
-                    Error::Refused(_) => "refused",
+                    Error::Refused(_) | Error::NotCancellable(_) => "refused",
                     Error::Db(_) => "error",
                     Error::Invalid(_) | Error::NotFound(_) | Error::RequestIdReused => "rejected",
                 })
@@ -91,6 +92,56 @@ impl Api {
             }
         }
         Ok(row)
+    }
+
+    /// Cancels the caller's investment and announces the change (a cancel replayed announces
+    /// nothing).
+    async fn cancel_and_announce(
+        &self,
+        user_id: UserId,
+        id: InvestmentId,
+    ) -> Result<investment::Model, Error> {
+        let (row, cancelled) = cancel::cancel(&self.db, user_id, id)
+            .await
+            .inspect_err(|e| {
+                metrics::count_cancel(match e {
+                    Error::NotCancellable(_) => "refused",
+                    Error::Db(_) => "error",
+                    _ => "rejected",
+                })
+            })?;
+        metrics::count_cancel(match cancelled {
+            Cancelled::Now => "cancelled",
+            Cancelled::Already => "replayed",
+        });
+        if cancelled == Cancelled::Now {
+            let event = wire::status_event(&row, Vec::new());
+            messaging::announce_status(&self.nats, &self.topology, user_id, id, &event).await;
+            tracing::info!(investment_id = %row.id, "investment cancelled by its owner");
+        }
+        Ok(row)
+    }
+
+    /// `rows` as the API shows them, each with its allocations: one statement for the whole
+    /// page (none when no row is completed or reversed, the only states that hold any).
+    async fn with_allocations(
+        &self,
+        rows: &[investment::Model],
+    ) -> Result<Vec<pb::Investment>, Error> {
+        let allocated = rows
+            .iter()
+            .filter(|r| {
+                matches!(
+                    r.allocation_status,
+                    AllocationStatus::Completed | AllocationStatus::Reversed
+                )
+            })
+            .map(investment::Model::investment_id);
+        let mut pieces = wire::allocations(events::allocations(&self.db, allocated).await?);
+        Ok(rows
+            .iter()
+            .map(|r| wire::with_allocations(r, pieces.remove(&r.id).unwrap_or_default()))
+            .collect())
     }
 }
 
@@ -133,7 +184,27 @@ impl InvestmentService for Api {
         let id = v.id("investment_id", &request.get_ref().investment_id);
         v.finish().map_err(Error::from)?;
         let row = investments::get(&self.db, caller.user_id, id).await?;
+        let investment = self.with_allocations(std::slice::from_ref(&row)).await?;
         Ok(Response::new(pb::GetInvestmentResponse {
+            investment: investment.into_iter().next(),
+        }))
+    }
+
+    #[instrument(skip_all, fields(user_id, investment_id = %request.get_ref().investment_id))]
+    async fn cancel_investment(
+        &self,
+        request: Request<pb::CancelInvestmentRequest>,
+    ) -> Result<Response<pb::CancelInvestmentResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        tracing::Span::current().record("user_id", tracing::field::display(caller.user_id));
+        let r = request.into_inner();
+        let mut v = Violations::default();
+        let id = v.id("investment_id", &r.investment_id);
+        // Checked for form only: cancelling is idempotent by itself.
+        v.request_id("request_id", r.request_id);
+        v.finish().map_err(Error::from)?;
+        let row = self.cancel_and_announce(caller.user_id, id).await?;
+        Ok(Response::new(pb::CancelInvestmentResponse {
             investment: Some(wire::investment(&row)),
         }))
     }
@@ -158,7 +229,7 @@ impl InvestmentService for Api {
             .await
             .map_err(Error::from)?;
         Ok(Response::new(pb::ListInvestmentsResponse {
-            investments: rows.iter().map(wire::investment).collect(),
+            investments: self.with_allocations(&rows).await?,
             next_page_token: query.next_token(next),
         }))
     }

@@ -79,7 +79,8 @@ pub async fn after(
         .await
 }
 
-/// The allocations of completed investments, oldest first.
+/// The allocations of investments, oldest first, reversed ones included (marked
+/// `is_reversed`; only a reversed investment has any). One statement for any number.
 pub async fn allocations(
     db: &impl ConnectionTrait,
     investment_ids: impl IntoIterator<Item = InvestmentId>,
@@ -92,7 +93,6 @@ pub async fn allocations(
     }
     UserInvestment::find()
         .filter(user_investment::Column::InvestmentId.is_in(investment_ids))
-        .filter(Expr::col(user_investment::Column::IsReversed).not())
         .order_by_asc(user_investment::Column::CreatedAt)
         .order_by_asc(user_investment::Column::Id)
         .all(db)

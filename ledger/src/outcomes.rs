@@ -50,7 +50,7 @@ pub async fn apply(txn: &impl ConnectionTrait, changes: &[Change]) -> Result<Vec
     };
     let values = vec![
         column(&|c| c.row.id.into()),
-        column(&|c| status_name(c.status).to_owned().into()),
+        column(&|c| sea_orm::ActiveEnum::to_value(&c.status).into()),
         column(&|c| c.error.clone().unwrap_or_default().into()),
         column(&|c| c.attempts.into()),
         column(&|c| via(c).into()),
@@ -97,16 +97,6 @@ fn array_type(value: &Value) -> sea_orm::sea_query::ArrayType {
         Value::Int(_) => ArrayType::Int,
         Value::Bool(_) => ArrayType::Bool,
         _ => ArrayType::String,
-    }
-}
-
-/// The enum label, as the SQL casts it.
-fn status_name(status: AllocationStatus) -> &'static str {
-    match status {
-        AllocationStatus::Pending => "pending",
-        AllocationStatus::Processing => "processing",
-        AllocationStatus::Completed => "completed",
-        AllocationStatus::Failed => "failed",
     }
 }
 

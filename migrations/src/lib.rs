@@ -11,6 +11,8 @@ mod m20261125_000002_deal_reserved_index;
 mod m20261125_000003_event_time_index;
 mod m20261201_000001_subscription_totals;
 mod m20261201_000002_plan_indexes;
+mod m20261202_000001_lifecycle_statuses;
+mod m20261202_000002_cancel_and_reverse;
 
 /// A fingerprint of every migration's SQL: test templates are rebuilt when it changes, so a
 /// schema edited during development never leaves a stale template behind.
@@ -23,6 +25,8 @@ pub fn fingerprint() -> u64 {
     m20261125_000003_event_time_index::UP.hash(&mut hasher);
     m20261201_000001_subscription_totals::UP.hash(&mut hasher);
     m20261201_000002_plan_indexes::UP.hash(&mut hasher);
+    m20261202_000001_lifecycle_statuses::UP.hash(&mut hasher);
+    m20261202_000002_cancel_and_reverse::UP.hash(&mut hasher);
     hasher.finish()
 }
 
@@ -39,6 +43,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000003_event_time_index::Migration),
             Box::new(m20261201_000001_subscription_totals::Migration),
             Box::new(m20261201_000002_plan_indexes::Migration),
+            Box::new(m20261202_000001_lifecycle_statuses::Migration),
+            Box::new(m20261202_000002_cancel_and_reverse::Migration),
         ]
     }
 }

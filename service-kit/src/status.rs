@@ -81,6 +81,22 @@ impl Violations {
         Uuid::nil()
     }
 
+    /// An optional idempotency key (AIP-155): `None` when empty; at most [`MAX_STRING_LEN`]
+    /// characters, no control characters.
+    pub fn request_id(&mut self, field: &str, value: String) -> Option<String> {
+        if value.chars().count() > MAX_STRING_LEN {
+            self.add(
+                field,
+                format!("must be at most {MAX_STRING_LEN} characters"),
+            );
+        } else if value.chars().any(char::is_control) {
+            self.add(field, "must not contain control characters");
+        } else if !value.is_empty() {
+            return Some(value);
+        }
+        None
+    }
+
     /// A typed id ([`entity::ids`]) from a UUID field, as [`Violations::uuid`].
     pub fn id<T: From<Uuid>>(&mut self, field: &str, value: &str) -> T {
         T::from(self.uuid(field, value))

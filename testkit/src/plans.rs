@@ -66,7 +66,11 @@ fn pg_type(value: &Value) -> String {
 }
 
 /// The generic plan of `statement` (text format, one line per node), on `db`'s current data.
+/// A `FETCH` from a cursor has no plan of its own (its `DECLARE` planned the query): none.
 pub async fn generic_plan(db: &DatabaseConnection, statement: &Statement) -> Vec<String> {
+    if statement.sql.trim_start().starts_with("FETCH ") {
+        return Vec::new();
+    }
     let values = statement
         .values
         .as_ref()

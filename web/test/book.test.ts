@@ -2,7 +2,8 @@ import { create } from "@bufbuild/protobuf";
 import { TimestampSchema } from "@bufbuild/protobuf/wkt";
 import { describe, expect, it } from "vitest";
 import { Book, statusName } from "../src/book.js";
-import { AllocationUpdateSchema, AllocationSchema } from "../src/gen/invest/v1/allocation_pb.js";
+import { AllocationSchema } from "../src/gen/invest/v1/allocation_part_pb.js";
+import { AllocationUpdateSchema } from "../src/gen/invest/v1/allocation_pb.js";
 import { AllocationStatus, InvestmentSchema } from "../src/gen/invest/v1/investment_pb.js";
 
 const ID = "6f1c7e0a-0000-4000-8000-000000000001";

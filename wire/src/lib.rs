@@ -41,6 +41,8 @@ pub fn allocation_status(status: AllocationStatus) -> pb::AllocationStatus {
         AllocationStatus::Processing => pb::AllocationStatus::Processing,
         AllocationStatus::Completed => pb::AllocationStatus::Completed,
         AllocationStatus::Failed => pb::AllocationStatus::Failed,
+        AllocationStatus::Cancelled => pb::AllocationStatus::Cancelled,
+        AllocationStatus::Reversed => pb::AllocationStatus::Reversed,
     }
 }
 
@@ -53,6 +55,8 @@ pub fn allocation_status_filter(status: i32) -> Result<Option<AllocationStatus>,
         Ok(pb::AllocationStatus::Processing) => Ok(Some(AllocationStatus::Processing)),
         Ok(pb::AllocationStatus::Completed) => Ok(Some(AllocationStatus::Completed)),
         Ok(pb::AllocationStatus::Failed) => Ok(Some(AllocationStatus::Failed)),
+        Ok(pb::AllocationStatus::Cancelled) => Ok(Some(AllocationStatus::Cancelled)),
+        Ok(pb::AllocationStatus::Reversed) => Ok(Some(AllocationStatus::Reversed)),
         Err(_) => Err(status),
     }
 }
@@ -73,11 +77,21 @@ fn investment_status(status: InvestmentStatus) -> pb::InvestmentStatus {
         InvestmentStatus::Active => pb::InvestmentStatus::Active,
         InvestmentStatus::Cancelled => pb::InvestmentStatus::Cancelled,
         InvestmentStatus::Failed => pb::InvestmentStatus::Failed,
+        InvestmentStatus::Reversed => pb::InvestmentStatus::Reversed,
     }
 }
 
-/// A stored investment as the API shows it.
+/// A stored investment as the API shows it, with no allocations: for the states that hold
+/// none (a create, a cancel, the failed ones) or where they are not read.
 pub fn investment(row: &investment::Model) -> pb::Investment {
+    with_allocations(row, Vec::new())
+}
+
+/// A stored investment as the API shows it, with its allocations.
+pub fn with_allocations(
+    row: &investment::Model,
+    allocations: Vec<pb::Allocation>,
+) -> pb::Investment {
     pb::Investment {
         id: row.id.to_string(),
         user_id: row.user_id.to_string(),
@@ -95,7 +109,19 @@ pub fn investment(row: &investment::Model) -> pb::Investment {
         request_id: row.request_id.clone().unwrap_or_default(),
         status_version: row.status_version,
         updated_at: Some(timestamp(row.updated_at)),
+        allocations,
+        reversal: reversal(row),
     }
+}
+
+/// Who reversed it, when and why, if it was.
+fn reversal(row: &investment::Model) -> Option<pb::Reversal> {
+    Some(pb::Reversal {
+        reason: row.reversal_reason.clone()?,
+        reversed_by: row.reversed_by?.to_string(),
+        reversed_at: Some(timestamp(row.reversed_at?)),
+        request_id: row.reversal_request_id.clone().unwrap_or_default(),
+    })
 }
 
 /// A subscription's balance with every term of its formula.
@@ -150,7 +176,9 @@ pub fn open_deal(deal: &OpenDeal) -> pb::Deal {
     }
 }
 
-/// Allocation rows grouped by investment, in the order given.
+/// Allocation rows grouped by investment, in the order given. The price per share is
+/// `value / units`, which is the investment's price (`investctl audit` checks that every
+/// piece's value is its units times that price).
 pub fn allocations(
     rows: impl IntoIterator<Item = user_investment::Model>,
 ) -> HashMap<Uuid, Vec<pb::Allocation>> {
@@ -163,6 +191,12 @@ pub fn allocations(
                 bulk_purchase_id: row.bulk_purchase_id.to_string(),
                 units: row.units_allocated,
                 value: money(row.value_allocated),
+                price_per_share: money(
+                    row.value_allocated
+                        .checked_div(Decimal::from(row.units_allocated))
+                        .unwrap_or_default(),
+                ),
+                reversed: row.is_reversed,
             });
     }
     by_investment

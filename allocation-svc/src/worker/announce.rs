@@ -86,7 +86,10 @@ fn count(row: &investment::Model) {
     let outcome = match row.allocation_status {
         AllocationStatus::Completed => "completed",
         AllocationStatus::Failed => "failed",
-        AllocationStatus::Pending | AllocationStatus::Processing => return,
+        AllocationStatus::Pending
+        | AllocationStatus::Processing
+        | AllocationStatus::Cancelled
+        | AllocationStatus::Reversed => return,
     };
     crate::metrics::METRICS
         .allocations

@@ -80,6 +80,11 @@ impl Done {
                     tracing::warn!(investment_id = %id, %deal_id, "request on another deal's subject rejected");
                     done.verdicts.insert(*id, Verdict::Reject);
                 }
+                // Cancelled by its owner before it got here: nothing to do or announce.
+                Some(row) if row.allocation_status == AllocationStatus::Cancelled => {
+                    tracing::info!(investment_id = %id, "cancelled; request acknowledged without work");
+                    done.verdicts.insert(*id, Verdict::Ack);
+                }
                 Some(row) if row.allocation_status.is_terminal() => {
                     tracing::info!(investment_id = %id, "already allocated; redelivery ignored");
                     done.verdicts.insert(*id, Verdict::Ack);

@@ -11,6 +11,7 @@ mod fanout;
 mod faults;
 mod hostile;
 mod lanes;
+mod lifecycle;
 mod metrics;
 mod operability;
 mod plans;

@@ -343,7 +343,7 @@ pub fn steps(updates: &[pb::AllocationUpdate]) -> Vec<(pb::AllocationStatus, i64
         .collect()
 }
 
-/// Checks invariants 1, 2, 3, 5, 6 and 8 over the whole database, with the production audit and, as a
+/// Checks invariants 1, 2, 3, 5 to 9 over the whole database, with the production audit and, as a
 /// cross-check of the audit itself, independently here for 1 and 2.
 pub async fn check_invariants(db: &DatabaseConnection) {
     use std::collections::HashMap;

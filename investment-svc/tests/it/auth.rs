@@ -28,9 +28,13 @@ async fn every_rpc_rejects_missing_and_invalid_tokens() {
                 .list_subscription_balances(pb::ListSubscriptionBalancesRequest::default())
                 .await
                 .map(|_| ()),
+            client
+                .cancel_investment(pb::CancelInvestmentRequest::default())
+                .await
+                .map(|_| ()),
         ]
         .map(|r| r.expect_err(case).code());
-        assert_eq!(codes, [Code::Unauthenticated; 4], "{case}");
+        assert_eq!(codes, [Code::Unauthenticated; 5], "{case}");
     }
 }
 

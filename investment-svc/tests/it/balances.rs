@@ -47,30 +47,37 @@ async fn balance_follows_the_formula() {
         shares,
         request_id: String::new(),
     };
-    // Allocated (30 shares = 300.00), one of whose two allocation rows was reversed (100.00).
-    let allocated = client
-        .create_investment(create(30))
-        .await
-        .expect("allocated")
-        .into_inner()
-        .investment
-        .expect("i");
-    let allocated = investment::ActiveModel {
-        id: Set(allocated.id.parse().expect("uuid")),
-        allocation_status: Set(AllocationStatus::Completed),
-        status: Set(InvestmentStatus::Active),
-        allocated_at: Set(Some(Utc::now())),
-        ..Default::default()
-    }
-    .update(&app.db)
-    .await
-    .expect("complete it");
-    f.user_investment(&allocated, batch.id, 20, "200.00", false)
-        .await
-        .expect("allocation");
-    f.user_investment(&allocated, batch.id, 10, "100.00", true)
-        .await
-        .expect("reversed");
+    // Allocated (20 shares = 200.00), and another (10 = 100.00) allocated then reversed: its
+    // row is marked reversed and its amount no longer counts.
+    let mut allocate = async |shares: i64, value: &str, reversed: bool| {
+        let created = client
+            .create_investment(create(shares))
+            .await
+            .expect("created")
+            .into_inner()
+            .investment
+            .expect("i");
+        let mut row = investment::ActiveModel {
+            id: Set(created.id.parse().expect("uuid")),
+            allocation_status: Set(AllocationStatus::Completed),
+            status: Set(InvestmentStatus::Active),
+            allocated_at: Set(Some(Utc::now())),
+            ..Default::default()
+        };
+        if reversed {
+            row.allocation_status = Set(AllocationStatus::Reversed);
+            row.status = Set(InvestmentStatus::Reversed);
+            row.reversed_at = Set(Some(Utc::now()));
+            row.reversed_by = Set(Some(Uuid::new_v4()));
+            row.reversal_reason = Set(Some("refund".into()));
+        }
+        let row = row.update(&app.db).await.expect("allocate it");
+        f.user_investment(&row, batch.id, shares, value, reversed)
+            .await
+            .expect("allocation");
+    };
+    allocate(20, "200.00", false).await;
+    allocate(10, "100.00", true).await;
     // Pending (5 shares = 50.00) and processing (7 = 70.00) are reserved; failed (9) is not.
     client.create_investment(create(5)).await.expect("pending");
     let processing = client
@@ -119,6 +126,22 @@ async fn balance_follows_the_formula() {
     );
     assert_eq!(b.reserved_amount, "120.00", "pending + processing");
     assert_eq!(b.available_balance, "1180.00");
+
+    // One balance: a create admits exactly what the listing shows (issue 21: it used to
+    // admit 1080.00, counting the reversed investment still).
+    let over = client
+        .create_investment(create(119))
+        .await
+        .expect_err("1190.00 is more than available");
+    assert!(
+        over.message().ends_with("1180.00 available"),
+        "{}",
+        over.message()
+    );
+    client
+        .create_investment(create(118))
+        .await
+        .expect("exactly the 1180.00 shown");
 }
 
 #[tokio::test]

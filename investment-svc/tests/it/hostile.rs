@@ -116,58 +116,71 @@ fn arbitrary_requests_get_documented_codes_and_refusals_change_nothing() {
         any::<i32>(),
         prop_oneof![text(), "[A-Za-z0-9_-]{0,120}"],
         any::<i32>(),
+        text(),
     );
     runner()
-        .run(&reads, |(investment_id, page_size, page_token, status)| {
-            rt.block_on(async {
-                let before = footprint(&app.db).await;
-                let mut client = client.clone();
-                let codes = [
-                    client
-                        .get_investment(pb::GetInvestmentRequest { investment_id })
-                        .await
-                        .err()
-                        .map(|s| s.code()),
-                    client
-                        .list_investments(pb::ListInvestmentsRequest {
-                            page_size,
-                            page_token: page_token.clone(),
-                            allocation_status: status,
-                        })
-                        .await
-                        .err()
-                        .map(|s| s.code()),
-                    client
-                        .list_subscription_balances(pb::ListSubscriptionBalancesRequest {
-                            page_size,
-                            page_token: page_token.clone(),
-                        })
-                        .await
-                        .err()
-                        .map(|s| s.code()),
-                    client
-                        .list_deals(pb::ListDealsRequest {
-                            page_size,
-                            page_token,
-                        })
-                        .await
-                        .err()
-                        .map(|s| s.code()),
-                ];
-                for code in codes.into_iter().flatten() {
-                    prop_assert!(
-                        matches!(code, Code::InvalidArgument | Code::NotFound),
-                        "undocumented {code:?}"
+        .run(
+            &reads,
+            |(investment_id, page_size, page_token, status, request_id)| {
+                rt.block_on(async {
+                    let before = footprint(&app.db).await;
+                    let mut client = client.clone();
+                    let codes = [
+                        // None of these ids is an investment of alice's: nothing to cancel.
+                        client
+                            .cancel_investment(pb::CancelInvestmentRequest {
+                                investment_id: investment_id.clone(),
+                                request_id,
+                            })
+                            .await
+                            .err()
+                            .map(|s| s.code()),
+                        client
+                            .get_investment(pb::GetInvestmentRequest { investment_id })
+                            .await
+                            .err()
+                            .map(|s| s.code()),
+                        client
+                            .list_investments(pb::ListInvestmentsRequest {
+                                page_size,
+                                page_token: page_token.clone(),
+                                allocation_status: status,
+                            })
+                            .await
+                            .err()
+                            .map(|s| s.code()),
+                        client
+                            .list_subscription_balances(pb::ListSubscriptionBalancesRequest {
+                                page_size,
+                                page_token: page_token.clone(),
+                            })
+                            .await
+                            .err()
+                            .map(|s| s.code()),
+                        client
+                            .list_deals(pb::ListDealsRequest {
+                                page_size,
+                                page_token,
+                            })
+                            .await
+                            .err()
+                            .map(|s| s.code()),
+                    ];
+                    for code in codes.into_iter().flatten() {
+                        prop_assert!(
+                            matches!(code, Code::InvalidArgument | Code::NotFound),
+                            "undocumented {code:?}"
+                        );
+                    }
+                    prop_assert_eq!(
+                        footprint(&app.db).await,
+                        before,
+                        "a read or a refused cancel changed the database"
                     );
-                }
-                prop_assert_eq!(
-                    footprint(&app.db).await,
-                    before,
-                    "a read changed the database"
-                );
-                Ok(())
-            })
-        })
+                    Ok(())
+                })
+            },
+        )
         .expect("reads");
     rt.block_on(async move { drop(app) });
 }

@@ -1,6 +1,7 @@
 //! investment-svc black-box tests: the service in process on port 0, a fresh database per
 //! test, real NATS, real tonic clients.
 
+mod allocations;
 mod auth;
 mod balances;
 mod connections;

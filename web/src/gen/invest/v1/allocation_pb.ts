@@ -6,6 +6,8 @@ import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegen
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Allocation } from "./allocation_part_pb.js";
+import { file_invest_v1_allocation_part } from "./allocation_part_pb.js";
 import type { AllocationStatus, Investment } from "./investment_pb.js";
 import { file_invest_v1_investment } from "./investment_pb.js";
 import type { Message } from "@bufbuild/protobuf";
@@ -14,38 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file invest/v1/allocation.proto.
  */
 export const file_invest_v1_allocation: GenFile = /*@__PURE__*/
-  fileDesc("ChppbnZlc3QvdjEvYWxsb2NhdGlvbi5wcm90bxIJaW52ZXN0LnYxIkQKCkFsbG9jYXRpb24SGAoQYnVsa19wdXJjaGFzZV9pZBgBIAEoCRINCgV1bml0cxgCIAEoAxINCgV2YWx1ZRgDIAEoCSL/AQoQQWxsb2NhdGlvblVwZGF0ZRIVCg1pbnZlc3RtZW50X2lkGAEgASgJEjYKEWFsbG9jYXRpb25fc3RhdHVzGAIgASgOMhsuaW52ZXN0LnYxLkFsbG9jYXRpb25TdGF0dXMSDwoHdmVyc2lvbhgDIAEoAxIPCgdhdHRlbXB0GAQgASgFEg0KBWVycm9yGAUgASgJEioKC2FsbG9jYXRpb25zGAYgAygLMhUuaW52ZXN0LnYxLkFsbG9jYXRpb24SLgoKdXBkYXRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHZGVhbF9pZBgIIAEoCSIvChZXYXRjaEFsbG9jYXRpb25SZXF1ZXN0EhUKDWludmVzdG1lbnRfaWQYASABKAkiRgoXV2F0Y2hBbGxvY2F0aW9uUmVzcG9uc2USKwoGdXBkYXRlGAEgASgLMhsuaW52ZXN0LnYxLkFsbG9jYXRpb25VcGRhdGUiGQoXV2F0Y2hBbGxvY2F0aW9uc1JlcXVlc3QiRwoYV2F0Y2hBbGxvY2F0aW9uc1Jlc3BvbnNlEisKBnVwZGF0ZRgBIAEoCzIbLmludmVzdC52MS5BbGxvY2F0aW9uVXBkYXRlIhYKFEdldFF1ZXVlU3RhdHNSZXF1ZXN0IuQBChVHZXRRdWV1ZVN0YXRzUmVzcG9uc2USFwoPc3RyZWFtX21lc3NhZ2VzGAEgASgEEhgKEGNvbnN1bWVyX3BlbmRpbmcYAiABKAQSGgoSY29uc3VtZXJfaW5fZmxpZ2h0GAMgASgEEhwKFGNvbnN1bWVyX3JlZGVsaXZlcmVkGAQgASgEEhUKDXBlbmRpbmdfY291bnQYBSABKAMSGAoQcHJvY2Vzc2luZ19jb3VudBgGIAEoAxIXCg9jb21wbGV0ZWRfY291bnQYByABKAMSFAoMZmFpbGVkX2NvdW50GAggASgDIkUKHExpc3RGYWlsZWRBbGxvY2F0aW9uc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiZAodTGlzdEZhaWxlZEFsbG9jYXRpb25zUmVzcG9uc2USKgoLaW52ZXN0bWVudHMYASADKAsyFS5pbnZlc3QudjEuSW52ZXN0bWVudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiLwoWUmV0cnlBbGxvY2F0aW9uUmVxdWVzdBIVCg1pbnZlc3RtZW50X2lkGAEgASgJIkQKF1JldHJ5QWxsb2NhdGlvblJlc3BvbnNlEikKCmludmVzdG1lbnQYASABKAsyFS5pbnZlc3QudjEuSW52ZXN0bWVudDLoAwoRQWxsb2NhdGlvblNlcnZpY2USWgoPV2F0Y2hBbGxvY2F0aW9uEiEuaW52ZXN0LnYxLldhdGNoQWxsb2NhdGlvblJlcXVlc3QaIi5pbnZlc3QudjEuV2F0Y2hBbGxvY2F0aW9uUmVzcG9uc2UwARJdChBXYXRjaEFsbG9jYXRpb25zEiIuaW52ZXN0LnYxLldhdGNoQWxsb2NhdGlvbnNSZXF1ZXN0GiMuaW52ZXN0LnYxLldhdGNoQWxsb2NhdGlvbnNSZXNwb25zZTABElIKDUdldFF1ZXVlU3RhdHMSHy5pbnZlc3QudjEuR2V0UXVldWVTdGF0c1JlcXVlc3QaIC5pbnZlc3QudjEuR2V0UXVldWVTdGF0c1Jlc3BvbnNlEmoKFUxpc3RGYWlsZWRBbGxvY2F0aW9ucxInLmludmVzdC52MS5MaXN0RmFpbGVkQWxsb2NhdGlvbnNSZXF1ZXN0GiguaW52ZXN0LnYxLkxpc3RGYWlsZWRBbGxvY2F0aW9uc1Jlc3BvbnNlElgKD1JldHJ5QWxsb2NhdGlvbhIhLmludmVzdC52MS5SZXRyeUFsbG9jYXRpb25SZXF1ZXN0GiIuaW52ZXN0LnYxLlJldHJ5QWxsb2NhdGlvblJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_invest_v1_investment]);
-
-/**
- * Allocation is the part of an investment served from one inventory batch.
- *
- * @generated from message invest.v1.Allocation
- */
-export type Allocation = Message<"invest.v1.Allocation"> & {
-  /**
-   * @generated from field: string bulk_purchase_id = 1;
-   */
-  bulkPurchaseId: string;
-
-  /**
-   * @generated from field: int64 units = 2;
-   */
-  units: bigint;
-
-  /**
-   * Decimal string: units x price_per_share.
-   *
-   * @generated from field: string value = 3;
-   */
-  value: string;
-};
-
-/**
- * Describes the message invest.v1.Allocation.
- * Use `create(AllocationSchema)` to create a new message.
- */
-export const AllocationSchema: GenMessage<Allocation> = /*@__PURE__*/
-  messageDesc(file_invest_v1_allocation, 0);
+  fileDesc("ChppbnZlc3QvdjEvYWxsb2NhdGlvbi5wcm90bxIJaW52ZXN0LnYxIv8BChBBbGxvY2F0aW9uVXBkYXRlEhUKDWludmVzdG1lbnRfaWQYASABKAkSNgoRYWxsb2NhdGlvbl9zdGF0dXMYAiABKA4yGy5pbnZlc3QudjEuQWxsb2NhdGlvblN0YXR1cxIPCgd2ZXJzaW9uGAMgASgDEg8KB2F0dGVtcHQYBCABKAUSDQoFZXJyb3IYBSABKAkSKgoLYWxsb2NhdGlvbnMYBiADKAsyFS5pbnZlc3QudjEuQWxsb2NhdGlvbhIuCgp1cGRhdGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdkZWFsX2lkGAggASgJIi8KFldhdGNoQWxsb2NhdGlvblJlcXVlc3QSFQoNaW52ZXN0bWVudF9pZBgBIAEoCSJGChdXYXRjaEFsbG9jYXRpb25SZXNwb25zZRIrCgZ1cGRhdGUYASABKAsyGy5pbnZlc3QudjEuQWxsb2NhdGlvblVwZGF0ZSIZChdXYXRjaEFsbG9jYXRpb25zUmVxdWVzdCJHChhXYXRjaEFsbG9jYXRpb25zUmVzcG9uc2USKwoGdXBkYXRlGAEgASgLMhsuaW52ZXN0LnYxLkFsbG9jYXRpb25VcGRhdGUiFgoUR2V0UXVldWVTdGF0c1JlcXVlc3QilQIKFUdldFF1ZXVlU3RhdHNSZXNwb25zZRIXCg9zdHJlYW1fbWVzc2FnZXMYASABKAQSGAoQY29uc3VtZXJfcGVuZGluZxgCIAEoBBIaChJjb25zdW1lcl9pbl9mbGlnaHQYAyABKAQSHAoUY29uc3VtZXJfcmVkZWxpdmVyZWQYBCABKAQSFQoNcGVuZGluZ19jb3VudBgFIAEoAxIYChBwcm9jZXNzaW5nX2NvdW50GAYgASgDEhcKD2NvbXBsZXRlZF9jb3VudBgHIAEoAxIUCgxmYWlsZWRfY291bnQYCCABKAMSFwoPY2FuY2VsbGVkX2NvdW50GAkgASgDEhYKDnJldmVyc2VkX2NvdW50GAogASgDIkUKHExpc3RGYWlsZWRBbGxvY2F0aW9uc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiZAodTGlzdEZhaWxlZEFsbG9jYXRpb25zUmVzcG9uc2USKgoLaW52ZXN0bWVudHMYASADKAsyFS5pbnZlc3QudjEuSW52ZXN0bWVudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiLwoWUmV0cnlBbGxvY2F0aW9uUmVxdWVzdBIVCg1pbnZlc3RtZW50X2lkGAEgASgJIkQKF1JldHJ5QWxsb2NhdGlvblJlc3BvbnNlEikKCmludmVzdG1lbnQYASABKAsyFS5pbnZlc3QudjEuSW52ZXN0bWVudCJVChhSZXZlcnNlQWxsb2NhdGlvblJlcXVlc3QSFQoNaW52ZXN0bWVudF9pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkSEgoKcmVxdWVzdF9pZBgDIAEoCSJGChlSZXZlcnNlQWxsb2NhdGlvblJlc3BvbnNlEikKCmludmVzdG1lbnQYASABKAsyFS5pbnZlc3QudjEuSW52ZXN0bWVudDLIBAoRQWxsb2NhdGlvblNlcnZpY2USWgoPV2F0Y2hBbGxvY2F0aW9uEiEuaW52ZXN0LnYxLldhdGNoQWxsb2NhdGlvblJlcXVlc3QaIi5pbnZlc3QudjEuV2F0Y2hBbGxvY2F0aW9uUmVzcG9uc2UwARJdChBXYXRjaEFsbG9jYXRpb25zEiIuaW52ZXN0LnYxLldhdGNoQWxsb2NhdGlvbnNSZXF1ZXN0GiMuaW52ZXN0LnYxLldhdGNoQWxsb2NhdGlvbnNSZXNwb25zZTABElIKDUdldFF1ZXVlU3RhdHMSHy5pbnZlc3QudjEuR2V0UXVldWVTdGF0c1JlcXVlc3QaIC5pbnZlc3QudjEuR2V0UXVldWVTdGF0c1Jlc3BvbnNlEmoKFUxpc3RGYWlsZWRBbGxvY2F0aW9ucxInLmludmVzdC52MS5MaXN0RmFpbGVkQWxsb2NhdGlvbnNSZXF1ZXN0GiguaW52ZXN0LnYxLkxpc3RGYWlsZWRBbGxvY2F0aW9uc1Jlc3BvbnNlElgKD1JldHJ5QWxsb2NhdGlvbhIhLmludmVzdC52MS5SZXRyeUFsbG9jYXRpb25SZXF1ZXN0GiIuaW52ZXN0LnYxLlJldHJ5QWxsb2NhdGlvblJlc3BvbnNlEl4KEVJldmVyc2VBbGxvY2F0aW9uEiMuaW52ZXN0LnYxLlJldmVyc2VBbGxvY2F0aW9uUmVxdWVzdBokLmludmVzdC52MS5SZXZlcnNlQWxsb2NhdGlvblJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_invest_v1_allocation_part, file_invest_v1_investment]);
 
 /**
  * AllocationUpdate is one investment's allocation state at one status_version.
@@ -85,7 +56,8 @@ export type AllocationUpdate = Message<"invest.v1.AllocationUpdate"> & {
   error: string;
 
   /**
-   * Filled once COMPLETED.
+   * Filled once COMPLETED; empty on the other states, REVERSED included (see
+   * Investment.allocations for what was reversed).
    *
    * @generated from field: repeated invest.v1.Allocation allocations = 6;
    */
@@ -107,7 +79,7 @@ export type AllocationUpdate = Message<"invest.v1.AllocationUpdate"> & {
  * Use `create(AllocationUpdateSchema)` to create a new message.
  */
 export const AllocationUpdateSchema: GenMessage<AllocationUpdate> = /*@__PURE__*/
-  messageDesc(file_invest_v1_allocation, 1);
+  messageDesc(file_invest_v1_allocation, 0);
 
 /**
  * WatchAllocationRequest names the investment to watch.
@@ -126,7 +98,7 @@ export type WatchAllocationRequest = Message<"invest.v1.WatchAllocationRequest">
  * Use `create(WatchAllocationRequestSchema)` to create a new message.
  */
 export const WatchAllocationRequestSchema: GenMessage<WatchAllocationRequest> = /*@__PURE__*/
-  messageDesc(file_invest_v1_allocation, 2);
+  messageDesc(file_invest_v1_allocation, 1);
 
 /**
  * WatchAllocationResponse is one update of the watched investment.
@@ -145,7 +117,7 @@ export type WatchAllocationResponse = Message<"invest.v1.WatchAllocationResponse
  * Use `create(WatchAllocationResponseSchema)` to create a new message.
  */
 export const WatchAllocationResponseSchema: GenMessage<WatchAllocationResponse> = /*@__PURE__*/
-  messageDesc(file_invest_v1_allocation, 3);
+  messageDesc(file_invest_v1_allocation, 2);
 
 /**
  * WatchAllocationsRequest watches all of the caller's investments.
@@ -160,7 +132,7 @@ export type WatchAllocationsRequest = Message<"invest.v1.WatchAllocationsRequest
  * Use `create(WatchAllocationsRequestSchema)` to create a new message.
  */
 export const WatchAllocationsRequestSchema: GenMessage<WatchAllocationsRequest> = /*@__PURE__*/
-  messageDesc(file_invest_v1_allocation, 4);
+  messageDesc(file_invest_v1_allocation, 3);
 
 /**
  * WatchAllocationsResponse is one update of one of the caller's investments.
@@ -179,7 +151,7 @@ export type WatchAllocationsResponse = Message<"invest.v1.WatchAllocationsRespon
  * Use `create(WatchAllocationsResponseSchema)` to create a new message.
  */
 export const WatchAllocationsResponseSchema: GenMessage<WatchAllocationsResponse> = /*@__PURE__*/
-  messageDesc(file_invest_v1_allocation, 5);
+  messageDesc(file_invest_v1_allocation, 4);
 
 /**
  * GetQueueStatsRequest has no parameters.
@@ -194,7 +166,7 @@ export type GetQueueStatsRequest = Message<"invest.v1.GetQueueStatsRequest"> & {
  * Use `create(GetQueueStatsRequestSchema)` to create a new message.
  */
 export const GetQueueStatsRequestSchema: GenMessage<GetQueueStatsRequest> = /*@__PURE__*/
-  messageDesc(file_invest_v1_allocation, 6);
+  messageDesc(file_invest_v1_allocation, 5);
 
 /**
  * GetQueueStatsResponse describes the allocation queue.
@@ -249,6 +221,16 @@ export type GetQueueStatsResponse = Message<"invest.v1.GetQueueStatsResponse"> &
    * @generated from field: int64 failed_count = 8;
    */
   failedCount: bigint;
+
+  /**
+   * @generated from field: int64 cancelled_count = 9;
+   */
+  cancelledCount: bigint;
+
+  /**
+   * @generated from field: int64 reversed_count = 10;
+   */
+  reversedCount: bigint;
 };
 
 /**
@@ -256,7 +238,7 @@ export type GetQueueStatsResponse = Message<"invest.v1.GetQueueStatsResponse"> &
  * Use `create(GetQueueStatsResponseSchema)` to create a new message.
  */
 export const GetQueueStatsResponseSchema: GenMessage<GetQueueStatsResponse> = /*@__PURE__*/
-  messageDesc(file_invest_v1_allocation, 7);
+  messageDesc(file_invest_v1_allocation, 6);
 
 /**
  * ListFailedAllocationsRequest pages through failed investments.
@@ -282,7 +264,7 @@ export type ListFailedAllocationsRequest = Message<"invest.v1.ListFailedAllocati
  * Use `create(ListFailedAllocationsRequestSchema)` to create a new message.
  */
 export const ListFailedAllocationsRequestSchema: GenMessage<ListFailedAllocationsRequest> = /*@__PURE__*/
-  messageDesc(file_invest_v1_allocation, 8);
+  messageDesc(file_invest_v1_allocation, 7);
 
 /**
  * ListFailedAllocationsResponse is one page of failed investments.
@@ -306,7 +288,7 @@ export type ListFailedAllocationsResponse = Message<"invest.v1.ListFailedAllocat
  * Use `create(ListFailedAllocationsResponseSchema)` to create a new message.
  */
 export const ListFailedAllocationsResponseSchema: GenMessage<ListFailedAllocationsResponse> = /*@__PURE__*/
-  messageDesc(file_invest_v1_allocation, 9);
+  messageDesc(file_invest_v1_allocation, 8);
 
 /**
  * RetryAllocationRequest names a FAILED investment.
@@ -325,7 +307,7 @@ export type RetryAllocationRequest = Message<"invest.v1.RetryAllocationRequest">
  * Use `create(RetryAllocationRequestSchema)` to create a new message.
  */
 export const RetryAllocationRequestSchema: GenMessage<RetryAllocationRequest> = /*@__PURE__*/
-  messageDesc(file_invest_v1_allocation, 10);
+  messageDesc(file_invest_v1_allocation, 9);
 
 /**
  * RetryAllocationResponse carries the investment, PENDING again.
@@ -344,7 +326,60 @@ export type RetryAllocationResponse = Message<"invest.v1.RetryAllocationResponse
  * Use `create(RetryAllocationResponseSchema)` to create a new message.
  */
 export const RetryAllocationResponseSchema: GenMessage<RetryAllocationResponse> = /*@__PURE__*/
+  messageDesc(file_invest_v1_allocation, 10);
+
+/**
+ * ReverseAllocationRequest names a COMPLETED investment and says why it is undone.
+ *
+ * @generated from message invest.v1.ReverseAllocationRequest
+ */
+export type ReverseAllocationRequest = Message<"invest.v1.ReverseAllocationRequest"> & {
+  /**
+   * @generated from field: string investment_id = 1;
+   */
+  investmentId: string;
+
+  /**
+   * Why, for the record and the investor (1 to 1000 characters).
+   *
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+
+  /**
+   * Idempotency key (at most 128 characters, AIP-155): the same key returns the reversal it
+   * made instead of failing. Optional; stored with the reversal, unique.
+   *
+   * @generated from field: string request_id = 3;
+   */
+  requestId: string;
+};
+
+/**
+ * Describes the message invest.v1.ReverseAllocationRequest.
+ * Use `create(ReverseAllocationRequestSchema)` to create a new message.
+ */
+export const ReverseAllocationRequestSchema: GenMessage<ReverseAllocationRequest> = /*@__PURE__*/
   messageDesc(file_invest_v1_allocation, 11);
+
+/**
+ * ReverseAllocationResponse carries the investment, REVERSED.
+ *
+ * @generated from message invest.v1.ReverseAllocationResponse
+ */
+export type ReverseAllocationResponse = Message<"invest.v1.ReverseAllocationResponse"> & {
+  /**
+   * @generated from field: invest.v1.Investment investment = 1;
+   */
+  investment?: Investment | undefined;
+};
+
+/**
+ * Describes the message invest.v1.ReverseAllocationResponse.
+ * Use `create(ReverseAllocationResponseSchema)` to create a new message.
+ */
+export const ReverseAllocationResponseSchema: GenMessage<ReverseAllocationResponse> = /*@__PURE__*/
+  messageDesc(file_invest_v1_allocation, 12);
 
 /**
  * AllocationService streams allocation progress and lets admins run the queue.
@@ -356,7 +391,9 @@ export const RetryAllocationResponseSchema: GenMessage<RetryAllocationResponse> 
 export const AllocationService: GenService<{
   /**
    * WatchAllocation streams one investment's status: the current state first, then every
-   * change in order, and ends after COMPLETED or FAILED.
+   * change in order, and ends after the first terminal state it sends (COMPLETED, FAILED,
+   * CANCELLED or REVERSED). A later reversal of a completed investment is not on it: see
+   * WatchAllocations or GetInvestment.
    *
    * @generated from rpc invest.v1.AllocationService.WatchAllocation
    */
@@ -366,7 +403,8 @@ export const AllocationService: GenService<{
     output: typeof WatchAllocationResponseSchema;
   },
   /**
-   * WatchAllocations streams every status change of all the caller's investments.
+   * WatchAllocations streams every status change of all the caller's investments, a
+   * cancellation or a reversal after completion included.
    *
    * @generated from rpc invest.v1.AllocationService.WatchAllocations
    */
@@ -404,6 +442,20 @@ export const AllocationService: GenService<{
     methodKind: "unary";
     input: typeof RetryAllocationRequestSchema;
     output: typeof RetryAllocationResponseSchema;
+  },
+  /**
+   * ReverseAllocation undoes a COMPLETED investment (a refund, a mistaken trade): it becomes
+   * REVERSED, its allocations are marked reversed, their units go back to the batches they
+   * came from and its value back to the subscription's available balance. The reason and the
+   * admin are recorded and the change is streamed. Anything but COMPLETED (or REVERSED by the
+   * same request_id, which returns it unchanged) is FAILED_PRECONDITION. Admin only.
+   *
+   * @generated from rpc invest.v1.AllocationService.ReverseAllocation
+   */
+  reverseAllocation: {
+    methodKind: "unary";
+    input: typeof ReverseAllocationRequestSchema;
+    output: typeof ReverseAllocationResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_invest_v1_allocation, 0);

@@ -6,13 +6,15 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Allocation } from "./allocation_part_pb.js";
+import { file_invest_v1_allocation_part } from "./allocation_part_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file invest/v1/investment.proto.
  */
 export const file_invest_v1_investment: GenFile = /*@__PURE__*/
-  fileDesc("ChppbnZlc3QvdjEvaW52ZXN0bWVudC5wcm90bxIJaW52ZXN0LnYxIuwDCgpJbnZlc3RtZW50EgoKAmlkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSFwoPc3Vic2NyaXB0aW9uX2lkGAMgASgJEg8KB2RlYWxfaWQYBCABKAkSDgoGc2hhcmVzGAUgASgDEhcKD3ByaWNlX3Blcl9zaGFyZRgGIAEoCRIUCgx0b3RhbF9hbW91bnQYByABKAkSKwoGc3RhdHVzGAggASgOMhsuaW52ZXN0LnYxLkludmVzdG1lbnRTdGF0dXMSNgoRYWxsb2NhdGlvbl9zdGF0dXMYCSABKA4yGy5pbnZlc3QudjEuQWxsb2NhdGlvblN0YXR1cxIbChNhbGxvY2F0aW9uX2F0dGVtcHRzGAogASgFEhgKEGFsbG9jYXRpb25fZXJyb3IYCyABKAkSLgoKY3JlYXRlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMYWxsb2NhdGVkX2F0GA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpyZXF1ZXN0X2lkGA4gASgJEhYKDnN0YXR1c192ZXJzaW9uGA8gASgDEi4KCnVwZGF0ZWRfYXQYECABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImcKF0NyZWF0ZUludmVzdG1lbnRSZXF1ZXN0EhcKD3N1YnNjcmlwdGlvbl9pZBgBIAEoCRIPCgdkZWFsX2lkGAIgASgJEg4KBnNoYXJlcxgDIAEoAxISCgpyZXF1ZXN0X2lkGAQgASgJIkUKGENyZWF0ZUludmVzdG1lbnRSZXNwb25zZRIpCgppbnZlc3RtZW50GAEgASgLMhUuaW52ZXN0LnYxLkludmVzdG1lbnQiLQoUR2V0SW52ZXN0bWVudFJlcXVlc3QSFQoNaW52ZXN0bWVudF9pZBgBIAEoCSJCChVHZXRJbnZlc3RtZW50UmVzcG9uc2USKQoKaW52ZXN0bWVudBgBIAEoCzIVLmludmVzdC52MS5JbnZlc3RtZW50IncKFkxpc3RJbnZlc3RtZW50c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSNgoRYWxsb2NhdGlvbl9zdGF0dXMYAyABKA4yGy5pbnZlc3QudjEuQWxsb2NhdGlvblN0YXR1cyJeChdMaXN0SW52ZXN0bWVudHNSZXNwb25zZRIqCgtpbnZlc3RtZW50cxgBIAMoCzIVLmludmVzdC52MS5JbnZlc3RtZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJICh9MaXN0U3Vic2NyaXB0aW9uQmFsYW5jZXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJIoQBCiBMaXN0U3Vic2NyaXB0aW9uQmFsYW5jZXNSZXNwb25zZRIwCghiYWxhbmNlcxgBIAMoCzIeLmludmVzdC52MS5TdWJzY3JpcHRpb25CYWxhbmNlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRIVCg1jdXJyZW5jeV9jb2RlGAMgASgJIvECChNTdWJzY3JpcHRpb25CYWxhbmNlEhcKD3N1YnNjcmlwdGlvbl9pZBgBIAEoCRIPCgdwbGFuX2lkGAIgASgJEhEKCXBsYW5fbmFtZRgDIAEoCRItCgZzdGF0dXMYBCABKA4yHS5pbnZlc3QudjEuU3Vic2NyaXB0aW9uU3RhdHVzEhYKDm1vbnRobHlfYW1vdW50GAUgASgJEhcKD2R1cmF0aW9uX21vbnRocxgGIAEoBRITCgt0b3RhbF92YWx1ZRgHIAEoCRIYChBtb250aHNfY29tcGxldGVkGAggASgDEhIKCnRvdGFsX3BhaWQYCSABKAkSFgoOdG90YWxfaW52ZXN0ZWQYCiABKAkSFwoPcmVzZXJ2ZWRfYW1vdW50GAsgASgJEhkKEWF2YWlsYWJsZV9iYWxhbmNlGAwgASgJEi4KCmNyZWF0ZWRfYXQYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjkKEExpc3REZWFsc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiTAoRTGlzdERlYWxzUmVzcG9uc2USHgoFZGVhbHMYASADKAsyDy5pbnZlc3QudjEuRGVhbBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAki2gEKBERlYWwSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIXCg9wcmljZV9wZXJfc2hhcmUYAyABKAkSJQoGc3RhdHVzGAQgASgOMhUuaW52ZXN0LnYxLkRlYWxTdGF0dXMSFwoPdW5pdHNfcmVtYWluaW5nGAUgASgDEhYKDnVuaXRzX3Jlc2VydmVkGAYgASgDEhcKD3VuaXRzX2F2YWlsYWJsZRgHIAEoAxIuCgpjcmVhdGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIjCg9HZXREZWFsc1JlcXVlc3QSEAoIZGVhbF9pZHMYASADKAkiOQoQR2V0RGVhbHNSZXNwb25zZRIlCgVkZWFscxgBIAMoCzIWLmludmVzdC52MS5EZWFsU3VtbWFyeSJnCgtEZWFsU3VtbWFyeRIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEhcKD3ByaWNlX3Blcl9zaGFyZRgDIAEoCRIlCgZzdGF0dXMYBCABKA4yFS5pbnZlc3QudjEuRGVhbFN0YXR1cyqxAQoQSW52ZXN0bWVudFN0YXR1cxIhCh1JTlZFU1RNRU5UX1NUQVRVU19VTlNQRUNJRklFRBAAEh0KGUlOVkVTVE1FTlRfU1RBVFVTX1BFTkRJTkcQARIcChhJTlZFU1RNRU5UX1NUQVRVU19BQ1RJVkUQAhIfChtJTlZFU1RNRU5UX1NUQVRVU19DQU5DRUxMRUQQAxIcChhJTlZFU1RNRU5UX1NUQVRVU19GQUlMRUQQBCq1AQoQQWxsb2NhdGlvblN0YXR1cxIhCh1BTExPQ0FUSU9OX1NUQVRVU19VTlNQRUNJRklFRBAAEh0KGUFMTE9DQVRJT05fU1RBVFVTX1BFTkRJTkcQARIgChxBTExPQ0FUSU9OX1NUQVRVU19QUk9DRVNTSU5HEAISHwobQUxMT0NBVElPTl9TVEFUVVNfQ09NUExFVEVEEAMSHAoYQUxMT0NBVElPTl9TVEFUVVNfRkFJTEVEEAQqVwoKRGVhbFN0YXR1cxIbChdERUFMX1NUQVRVU19VTlNQRUNJRklFRBAAEhQKEERFQUxfU1RBVFVTX09QRU4QARIWChJERUFMX1NUQVRVU19DTE9TRUQQAiq/AQoSU3Vic2NyaXB0aW9uU3RhdHVzEiMKH1NVQlNDUklQVElPTl9TVEFUVVNfVU5TUEVDSUZJRUQQABIeChpTVUJTQ1JJUFRJT05fU1RBVFVTX0FDVElWRRABEh4KGlNVQlNDUklQVElPTl9TVEFUVVNfUEFVU0VEEAISIQodU1VCU0NSSVBUSU9OX1NUQVRVU19DQU5DRUxMRUQQAxIhCh1TVUJTQ1JJUFRJT05fU1RBVFVTX0NPTVBMRVRFRBAEMqAEChFJbnZlc3RtZW50U2VydmljZRJbChBDcmVhdGVJbnZlc3RtZW50EiIuaW52ZXN0LnYxLkNyZWF0ZUludmVzdG1lbnRSZXF1ZXN0GiMuaW52ZXN0LnYxLkNyZWF0ZUludmVzdG1lbnRSZXNwb25zZRJSCg1HZXRJbnZlc3RtZW50Eh8uaW52ZXN0LnYxLkdldEludmVzdG1lbnRSZXF1ZXN0GiAuaW52ZXN0LnYxLkdldEludmVzdG1lbnRSZXNwb25zZRJYCg9MaXN0SW52ZXN0bWVudHMSIS5pbnZlc3QudjEuTGlzdEludmVzdG1lbnRzUmVxdWVzdBoiLmludmVzdC52MS5MaXN0SW52ZXN0bWVudHNSZXNwb25zZRJzChhMaXN0U3Vic2NyaXB0aW9uQmFsYW5jZXMSKi5pbnZlc3QudjEuTGlzdFN1YnNjcmlwdGlvbkJhbGFuY2VzUmVxdWVzdBorLmludmVzdC52MS5MaXN0U3Vic2NyaXB0aW9uQmFsYW5jZXNSZXNwb25zZRJGCglMaXN0RGVhbHMSGy5pbnZlc3QudjEuTGlzdERlYWxzUmVxdWVzdBocLmludmVzdC52MS5MaXN0RGVhbHNSZXNwb25zZRJDCghHZXREZWFscxIaLmludmVzdC52MS5HZXREZWFsc1JlcXVlc3QaGy5pbnZlc3QudjEuR2V0RGVhbHNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("ChppbnZlc3QvdjEvaW52ZXN0bWVudC5wcm90bxIJaW52ZXN0LnYxIr8ECgpJbnZlc3RtZW50EgoKAmlkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSFwoPc3Vic2NyaXB0aW9uX2lkGAMgASgJEg8KB2RlYWxfaWQYBCABKAkSDgoGc2hhcmVzGAUgASgDEhcKD3ByaWNlX3Blcl9zaGFyZRgGIAEoCRIUCgx0b3RhbF9hbW91bnQYByABKAkSKwoGc3RhdHVzGAggASgOMhsuaW52ZXN0LnYxLkludmVzdG1lbnRTdGF0dXMSNgoRYWxsb2NhdGlvbl9zdGF0dXMYCSABKA4yGy5pbnZlc3QudjEuQWxsb2NhdGlvblN0YXR1cxIbChNhbGxvY2F0aW9uX2F0dGVtcHRzGAogASgFEhgKEGFsbG9jYXRpb25fZXJyb3IYCyABKAkSLgoKY3JlYXRlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMYWxsb2NhdGVkX2F0GA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpyZXF1ZXN0X2lkGA4gASgJEhYKDnN0YXR1c192ZXJzaW9uGA8gASgDEi4KCnVwZGF0ZWRfYXQYECABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEioKC2FsbG9jYXRpb25zGBEgAygLMhUuaW52ZXN0LnYxLkFsbG9jYXRpb24SJQoIcmV2ZXJzYWwYEiABKAsyEy5pbnZlc3QudjEuUmV2ZXJzYWwidAoIUmV2ZXJzYWwSDgoGcmVhc29uGAEgASgJEhMKC3JldmVyc2VkX2J5GAIgASgJEi8KC3JldmVyc2VkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpyZXF1ZXN0X2lkGAQgASgJImcKF0NyZWF0ZUludmVzdG1lbnRSZXF1ZXN0EhcKD3N1YnNjcmlwdGlvbl9pZBgBIAEoCRIPCgdkZWFsX2lkGAIgASgJEg4KBnNoYXJlcxgDIAEoAxISCgpyZXF1ZXN0X2lkGAQgASgJIkQKF0NhbmNlbEludmVzdG1lbnRSZXF1ZXN0EhUKDWludmVzdG1lbnRfaWQYASABKAkSEgoKcmVxdWVzdF9pZBgCIAEoCSJFChhDYW5jZWxJbnZlc3RtZW50UmVzcG9uc2USKQoKaW52ZXN0bWVudBgBIAEoCzIVLmludmVzdC52MS5JbnZlc3RtZW50IkUKGENyZWF0ZUludmVzdG1lbnRSZXNwb25zZRIpCgppbnZlc3RtZW50GAEgASgLMhUuaW52ZXN0LnYxLkludmVzdG1lbnQiLQoUR2V0SW52ZXN0bWVudFJlcXVlc3QSFQoNaW52ZXN0bWVudF9pZBgBIAEoCSJCChVHZXRJbnZlc3RtZW50UmVzcG9uc2USKQoKaW52ZXN0bWVudBgBIAEoCzIVLmludmVzdC52MS5JbnZlc3RtZW50IncKFkxpc3RJbnZlc3RtZW50c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSNgoRYWxsb2NhdGlvbl9zdGF0dXMYAyABKA4yGy5pbnZlc3QudjEuQWxsb2NhdGlvblN0YXR1cyJeChdMaXN0SW52ZXN0bWVudHNSZXNwb25zZRIqCgtpbnZlc3RtZW50cxgBIAMoCzIVLmludmVzdC52MS5JbnZlc3RtZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJICh9MaXN0U3Vic2NyaXB0aW9uQmFsYW5jZXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJIoQBCiBMaXN0U3Vic2NyaXB0aW9uQmFsYW5jZXNSZXNwb25zZRIwCghiYWxhbmNlcxgBIAMoCzIeLmludmVzdC52MS5TdWJzY3JpcHRpb25CYWxhbmNlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRIVCg1jdXJyZW5jeV9jb2RlGAMgASgJIvECChNTdWJzY3JpcHRpb25CYWxhbmNlEhcKD3N1YnNjcmlwdGlvbl9pZBgBIAEoCRIPCgdwbGFuX2lkGAIgASgJEhEKCXBsYW5fbmFtZRgDIAEoCRItCgZzdGF0dXMYBCABKA4yHS5pbnZlc3QudjEuU3Vic2NyaXB0aW9uU3RhdHVzEhYKDm1vbnRobHlfYW1vdW50GAUgASgJEhcKD2R1cmF0aW9uX21vbnRocxgGIAEoBRITCgt0b3RhbF92YWx1ZRgHIAEoCRIYChBtb250aHNfY29tcGxldGVkGAggASgDEhIKCnRvdGFsX3BhaWQYCSABKAkSFgoOdG90YWxfaW52ZXN0ZWQYCiABKAkSFwoPcmVzZXJ2ZWRfYW1vdW50GAsgASgJEhkKEWF2YWlsYWJsZV9iYWxhbmNlGAwgASgJEi4KCmNyZWF0ZWRfYXQYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjkKEExpc3REZWFsc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiTAoRTGlzdERlYWxzUmVzcG9uc2USHgoFZGVhbHMYASADKAsyDy5pbnZlc3QudjEuRGVhbBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAki2gEKBERlYWwSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIXCg9wcmljZV9wZXJfc2hhcmUYAyABKAkSJQoGc3RhdHVzGAQgASgOMhUuaW52ZXN0LnYxLkRlYWxTdGF0dXMSFwoPdW5pdHNfcmVtYWluaW5nGAUgASgDEhYKDnVuaXRzX3Jlc2VydmVkGAYgASgDEhcKD3VuaXRzX2F2YWlsYWJsZRgHIAEoAxIuCgpjcmVhdGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIjCg9HZXREZWFsc1JlcXVlc3QSEAoIZGVhbF9pZHMYASADKAkiOQoQR2V0RGVhbHNSZXNwb25zZRIlCgVkZWFscxgBIAMoCzIWLmludmVzdC52MS5EZWFsU3VtbWFyeSJnCgtEZWFsU3VtbWFyeRIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEhcKD3ByaWNlX3Blcl9zaGFyZRgDIAEoCRIlCgZzdGF0dXMYBCABKA4yFS5pbnZlc3QudjEuRGVhbFN0YXR1cyrRAQoQSW52ZXN0bWVudFN0YXR1cxIhCh1JTlZFU1RNRU5UX1NUQVRVU19VTlNQRUNJRklFRBAAEh0KGUlOVkVTVE1FTlRfU1RBVFVTX1BFTkRJTkcQARIcChhJTlZFU1RNRU5UX1NUQVRVU19BQ1RJVkUQAhIfChtJTlZFU1RNRU5UX1NUQVRVU19DQU5DRUxMRUQQAxIcChhJTlZFU1RNRU5UX1NUQVRVU19GQUlMRUQQBBIeChpJTlZFU1RNRU5UX1NUQVRVU19SRVZFUlNFRBAFKvYBChBBbGxvY2F0aW9uU3RhdHVzEiEKHUFMTE9DQVRJT05fU1RBVFVTX1VOU1BFQ0lGSUVEEAASHQoZQUxMT0NBVElPTl9TVEFUVVNfUEVORElORxABEiAKHEFMTE9DQVRJT05fU1RBVFVTX1BST0NFU1NJTkcQAhIfChtBTExPQ0FUSU9OX1NUQVRVU19DT01QTEVURUQQAxIcChhBTExPQ0FUSU9OX1NUQVRVU19GQUlMRUQQBBIfChtBTExPQ0FUSU9OX1NUQVRVU19DQU5DRUxMRUQQBRIeChpBTExPQ0FUSU9OX1NUQVRVU19SRVZFUlNFRBAGKlcKCkRlYWxTdGF0dXMSGwoXREVBTF9TVEFUVVNfVU5TUEVDSUZJRUQQABIUChBERUFMX1NUQVRVU19PUEVOEAESFgoSREVBTF9TVEFUVVNfQ0xPU0VEEAIqvwEKElN1YnNjcmlwdGlvblN0YXR1cxIjCh9TVUJTQ1JJUFRJT05fU1RBVFVTX1VOU1BFQ0lGSUVEEAASHgoaU1VCU0NSSVBUSU9OX1NUQVRVU19BQ1RJVkUQARIeChpTVUJTQ1JJUFRJT05fU1RBVFVTX1BBVVNFRBACEiEKHVNVQlNDUklQVElPTl9TVEFUVVNfQ0FOQ0VMTEVEEAMSIQodU1VCU0NSSVBUSU9OX1NUQVRVU19DT01QTEVURUQQBDL9BAoRSW52ZXN0bWVudFNlcnZpY2USWwoQQ3JlYXRlSW52ZXN0bWVudBIiLmludmVzdC52MS5DcmVhdGVJbnZlc3RtZW50UmVxdWVzdBojLmludmVzdC52MS5DcmVhdGVJbnZlc3RtZW50UmVzcG9uc2USUgoNR2V0SW52ZXN0bWVudBIfLmludmVzdC52MS5HZXRJbnZlc3RtZW50UmVxdWVzdBogLmludmVzdC52MS5HZXRJbnZlc3RtZW50UmVzcG9uc2USWAoPTGlzdEludmVzdG1lbnRzEiEuaW52ZXN0LnYxLkxpc3RJbnZlc3RtZW50c1JlcXVlc3QaIi5pbnZlc3QudjEuTGlzdEludmVzdG1lbnRzUmVzcG9uc2USWwoQQ2FuY2VsSW52ZXN0bWVudBIiLmludmVzdC52MS5DYW5jZWxJbnZlc3RtZW50UmVxdWVzdBojLmludmVzdC52MS5DYW5jZWxJbnZlc3RtZW50UmVzcG9uc2UScwoYTGlzdFN1YnNjcmlwdGlvbkJhbGFuY2VzEiouaW52ZXN0LnYxLkxpc3RTdWJzY3JpcHRpb25CYWxhbmNlc1JlcXVlc3QaKy5pbnZlc3QudjEuTGlzdFN1YnNjcmlwdGlvbkJhbGFuY2VzUmVzcG9uc2USRgoJTGlzdERlYWxzEhsuaW52ZXN0LnYxLkxpc3REZWFsc1JlcXVlc3QaHC5pbnZlc3QudjEuTGlzdERlYWxzUmVzcG9uc2USQwoIR2V0RGVhbHMSGi5pbnZlc3QudjEuR2V0RGVhbHNSZXF1ZXN0GhsuaW52ZXN0LnYxLkdldERlYWxzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp, file_invest_v1_allocation_part]);
 
 /**
  * Investment is a request to buy shares of a deal, paid from a subscription's balance.
@@ -94,7 +96,7 @@ export type Investment = Message<"invest.v1.Investment"> & {
   createdAt?: Timestamp | undefined;
 
   /**
-   * Set once allocation_status is COMPLETED.
+   * Set once allocation_status is COMPLETED (and kept when REVERSED).
    *
    * @generated from field: google.protobuf.Timestamp allocated_at = 13;
    */
@@ -118,6 +120,21 @@ export type Investment = Message<"invest.v1.Investment"> & {
    * @generated from field: google.protobuf.Timestamp updated_at = 16;
    */
   updatedAt?: Timestamp | undefined;
+
+  /**
+   * Units taken from each inventory batch, oldest batch first: filled once COMPLETED, and
+   * kept (each marked reversed) once REVERSED.
+   *
+   * @generated from field: repeated invest.v1.Allocation allocations = 17;
+   */
+  allocations: Allocation[];
+
+  /**
+   * Set when allocation_status is REVERSED.
+   *
+   * @generated from field: invest.v1.Reversal reversal = 18;
+   */
+  reversal?: Reversal | undefined;
 };
 
 /**
@@ -126,6 +143,46 @@ export type Investment = Message<"invest.v1.Investment"> & {
  */
 export const InvestmentSchema: GenMessage<Investment> = /*@__PURE__*/
   messageDesc(file_invest_v1_investment, 0);
+
+/**
+ * Reversal records an admin's undoing of a completed investment.
+ *
+ * @generated from message invest.v1.Reversal
+ */
+export type Reversal = Message<"invest.v1.Reversal"> & {
+  /**
+   * Why it was reversed.
+   *
+   * @generated from field: string reason = 1;
+   */
+  reason: string;
+
+  /**
+   * The admin who reversed it (the token's subject).
+   *
+   * @generated from field: string reversed_by = 2;
+   */
+  reversedBy: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp reversed_at = 3;
+   */
+  reversedAt?: Timestamp | undefined;
+
+  /**
+   * The ReverseAllocation request id, empty when none was given.
+   *
+   * @generated from field: string request_id = 4;
+   */
+  requestId: string;
+};
+
+/**
+ * Describes the message invest.v1.Reversal.
+ * Use `create(ReversalSchema)` to create a new message.
+ */
+export const ReversalSchema: GenMessage<Reversal> = /*@__PURE__*/
+  messageDesc(file_invest_v1_investment, 1);
 
 /**
  * CreateInvestmentRequest asks for `shares` of a deal paid from a subscription.
@@ -168,7 +225,53 @@ export type CreateInvestmentRequest = Message<"invest.v1.CreateInvestmentRequest
  * Use `create(CreateInvestmentRequestSchema)` to create a new message.
  */
 export const CreateInvestmentRequestSchema: GenMessage<CreateInvestmentRequest> = /*@__PURE__*/
-  messageDesc(file_invest_v1_investment, 1);
+  messageDesc(file_invest_v1_investment, 2);
+
+/**
+ * CancelInvestmentRequest names one of the caller's investments to cancel.
+ *
+ * @generated from message invest.v1.CancelInvestmentRequest
+ */
+export type CancelInvestmentRequest = Message<"invest.v1.CancelInvestmentRequest"> & {
+  /**
+   * @generated from field: string investment_id = 1;
+   */
+  investmentId: string;
+
+  /**
+   * Idempotency key (at most 128 characters, AIP-155). Optional: a cancel is idempotent by
+   * itself (a CANCELLED investment is returned unchanged), so the key is only checked for form.
+   *
+   * @generated from field: string request_id = 2;
+   */
+  requestId: string;
+};
+
+/**
+ * Describes the message invest.v1.CancelInvestmentRequest.
+ * Use `create(CancelInvestmentRequestSchema)` to create a new message.
+ */
+export const CancelInvestmentRequestSchema: GenMessage<CancelInvestmentRequest> = /*@__PURE__*/
+  messageDesc(file_invest_v1_investment, 3);
+
+/**
+ * CancelInvestmentResponse carries the investment, CANCELLED.
+ *
+ * @generated from message invest.v1.CancelInvestmentResponse
+ */
+export type CancelInvestmentResponse = Message<"invest.v1.CancelInvestmentResponse"> & {
+  /**
+   * @generated from field: invest.v1.Investment investment = 1;
+   */
+  investment?: Investment | undefined;
+};
+
+/**
+ * Describes the message invest.v1.CancelInvestmentResponse.
+ * Use `create(CancelInvestmentResponseSchema)` to create a new message.
+ */
+export const CancelInvestmentResponseSchema: GenMessage<CancelInvestmentResponse> = /*@__PURE__*/
+  messageDesc(file_invest_v1_investment, 4);
 
 /**
  * CreateInvestmentResponse carries the accepted investment.
@@ -187,7 +290,7 @@ export type CreateInvestmentResponse = Message<"invest.v1.CreateInvestmentRespon
  * Use `create(CreateInvestmentResponseSchema)` to create a new message.
  */
 export const CreateInvestmentResponseSchema: GenMessage<CreateInvestmentResponse> = /*@__PURE__*/
-  messageDesc(file_invest_v1_investment, 2);
+  messageDesc(file_invest_v1_investment, 5);
 
 /**
  * GetInvestmentRequest names one investment.
@@ -206,7 +309,7 @@ export type GetInvestmentRequest = Message<"invest.v1.GetInvestmentRequest"> & {
  * Use `create(GetInvestmentRequestSchema)` to create a new message.
  */
 export const GetInvestmentRequestSchema: GenMessage<GetInvestmentRequest> = /*@__PURE__*/
-  messageDesc(file_invest_v1_investment, 3);
+  messageDesc(file_invest_v1_investment, 6);
 
 /**
  * GetInvestmentResponse carries the investment.
@@ -225,7 +328,7 @@ export type GetInvestmentResponse = Message<"invest.v1.GetInvestmentResponse"> &
  * Use `create(GetInvestmentResponseSchema)` to create a new message.
  */
 export const GetInvestmentResponseSchema: GenMessage<GetInvestmentResponse> = /*@__PURE__*/
-  messageDesc(file_invest_v1_investment, 4);
+  messageDesc(file_invest_v1_investment, 7);
 
 /**
  * ListInvestmentsRequest pages through the caller's investments.
@@ -260,7 +363,7 @@ export type ListInvestmentsRequest = Message<"invest.v1.ListInvestmentsRequest">
  * Use `create(ListInvestmentsRequestSchema)` to create a new message.
  */
 export const ListInvestmentsRequestSchema: GenMessage<ListInvestmentsRequest> = /*@__PURE__*/
-  messageDesc(file_invest_v1_investment, 5);
+  messageDesc(file_invest_v1_investment, 8);
 
 /**
  * ListInvestmentsResponse is one page of investments.
@@ -286,7 +389,7 @@ export type ListInvestmentsResponse = Message<"invest.v1.ListInvestmentsResponse
  * Use `create(ListInvestmentsResponseSchema)` to create a new message.
  */
 export const ListInvestmentsResponseSchema: GenMessage<ListInvestmentsResponse> = /*@__PURE__*/
-  messageDesc(file_invest_v1_investment, 6);
+  messageDesc(file_invest_v1_investment, 9);
 
 /**
  * ListSubscriptionBalancesRequest pages through the caller's subscriptions.
@@ -314,7 +417,7 @@ export type ListSubscriptionBalancesRequest = Message<"invest.v1.ListSubscriptio
  * Use `create(ListSubscriptionBalancesRequestSchema)` to create a new message.
  */
 export const ListSubscriptionBalancesRequestSchema: GenMessage<ListSubscriptionBalancesRequest> = /*@__PURE__*/
-  messageDesc(file_invest_v1_investment, 7);
+  messageDesc(file_invest_v1_investment, 10);
 
 /**
  * ListSubscriptionBalancesResponse is one page of balances.
@@ -347,7 +450,7 @@ export type ListSubscriptionBalancesResponse = Message<"invest.v1.ListSubscripti
  * Use `create(ListSubscriptionBalancesResponseSchema)` to create a new message.
  */
 export const ListSubscriptionBalancesResponseSchema: GenMessage<ListSubscriptionBalancesResponse> = /*@__PURE__*/
-  messageDesc(file_invest_v1_investment, 8);
+  messageDesc(file_invest_v1_investment, 11);
 
 /**
  * SubscriptionBalance is a subscription with every term of its balance.
@@ -421,14 +524,14 @@ export type SubscriptionBalance = Message<"invest.v1.SubscriptionBalance"> & {
   totalInvested: string;
 
   /**
-   * Decimal string: investments still PENDING or PROCESSING.
+   * Decimal string: investments still PENDING or PROCESSING (cancelled ones released theirs).
    *
    * @generated from field: string reserved_amount = 11;
    */
   reservedAmount: string;
 
   /**
-   * Decimal string: what a new investment may spend.
+   * Decimal string: what a new investment may spend; exactly what CreateInvestment admits.
    *
    * @generated from field: string available_balance = 12;
    */
@@ -445,7 +548,7 @@ export type SubscriptionBalance = Message<"invest.v1.SubscriptionBalance"> & {
  * Use `create(SubscriptionBalanceSchema)` to create a new message.
  */
 export const SubscriptionBalanceSchema: GenMessage<SubscriptionBalance> = /*@__PURE__*/
-  messageDesc(file_invest_v1_investment, 9);
+  messageDesc(file_invest_v1_investment, 12);
 
 /**
  * ListDealsRequest pages through the open deals.
@@ -473,7 +576,7 @@ export type ListDealsRequest = Message<"invest.v1.ListDealsRequest"> & {
  * Use `create(ListDealsRequestSchema)` to create a new message.
  */
 export const ListDealsRequestSchema: GenMessage<ListDealsRequest> = /*@__PURE__*/
-  messageDesc(file_invest_v1_investment, 10);
+  messageDesc(file_invest_v1_investment, 13);
 
 /**
  * ListDealsResponse is one page of open deals.
@@ -499,7 +602,7 @@ export type ListDealsResponse = Message<"invest.v1.ListDealsResponse"> & {
  * Use `create(ListDealsResponseSchema)` to create a new message.
  */
 export const ListDealsResponseSchema: GenMessage<ListDealsResponse> = /*@__PURE__*/
-  messageDesc(file_invest_v1_investment, 11);
+  messageDesc(file_invest_v1_investment, 14);
 
 /**
  * Deal is a pool of pre-IPO shares bought in inventory batches.
@@ -561,7 +664,7 @@ export type Deal = Message<"invest.v1.Deal"> & {
  * Use `create(DealSchema)` to create a new message.
  */
 export const DealSchema: GenMessage<Deal> = /*@__PURE__*/
-  messageDesc(file_invest_v1_investment, 12);
+  messageDesc(file_invest_v1_investment, 15);
 
 /**
  * GetDealsRequest names deals by id.
@@ -582,7 +685,7 @@ export type GetDealsRequest = Message<"invest.v1.GetDealsRequest"> & {
  * Use `create(GetDealsRequestSchema)` to create a new message.
  */
 export const GetDealsRequestSchema: GenMessage<GetDealsRequest> = /*@__PURE__*/
-  messageDesc(file_invest_v1_investment, 13);
+  messageDesc(file_invest_v1_investment, 16);
 
 /**
  * GetDealsResponse has the deals found, in no particular order.
@@ -601,7 +704,7 @@ export type GetDealsResponse = Message<"invest.v1.GetDealsResponse"> & {
  * Use `create(GetDealsResponseSchema)` to create a new message.
  */
 export const GetDealsResponseSchema: GenMessage<GetDealsResponse> = /*@__PURE__*/
-  messageDesc(file_invest_v1_investment, 14);
+  messageDesc(file_invest_v1_investment, 17);
 
 /**
  * DealSummary is what names a deal, open or not.
@@ -637,7 +740,7 @@ export type DealSummary = Message<"invest.v1.DealSummary"> & {
  * Use `create(DealSummarySchema)` to create a new message.
  */
 export const DealSummarySchema: GenMessage<DealSummary> = /*@__PURE__*/
-  messageDesc(file_invest_v1_investment, 15);
+  messageDesc(file_invest_v1_investment, 18);
 
 /**
  * InvestmentStatus is the business state of an investment.
@@ -665,7 +768,7 @@ export enum InvestmentStatus {
   ACTIVE = 2,
 
   /**
-   * Withdrawn; holds no units.
+   * Terminal: cancelled by its owner before allocation; holds no units and reserves nothing.
    *
    * @generated from enum value: INVESTMENT_STATUS_CANCELLED = 3;
    */
@@ -678,6 +781,13 @@ export enum InvestmentStatus {
    * @generated from enum value: INVESTMENT_STATUS_FAILED = 4;
    */
   FAILED = 4,
+
+  /**
+   * Terminal: an admin reversed its allocation (see reversal); holds no units.
+   *
+   * @generated from enum value: INVESTMENT_STATUS_REVERSED = 5;
+   */
+  REVERSED = 5,
 }
 
 /**
@@ -687,8 +797,10 @@ export const InvestmentStatusSchema: GenEnum<InvestmentStatus> = /*@__PURE__*/
   enumDesc(file_invest_v1_investment, 0);
 
 /**
- * AllocationStatus is where an investment is in the allocation pipeline.
- * PENDING -> PROCESSING -> COMPLETED | FAILED, with PROCESSING -> PENDING between retries.
+ * AllocationStatus is where an investment is in the allocation pipeline (docs/lifecycle.md):
+ * PENDING -> PROCESSING -> COMPLETED | FAILED, with PROCESSING -> PENDING between retries;
+ * PENDING -> CANCELLED by the owner; COMPLETED -> REVERSED and FAILED -> PENDING (retry) by
+ * an admin.
  *
  * @generated from enum invest.v1.AllocationStatus
  */
@@ -725,6 +837,21 @@ export enum AllocationStatus {
    * @generated from enum value: ALLOCATION_STATUS_FAILED = 4;
    */
   FAILED = 4,
+
+  /**
+   * Terminal: cancelled by the owner while PENDING; its reservation was released.
+   *
+   * @generated from enum value: ALLOCATION_STATUS_CANCELLED = 5;
+   */
+  CANCELLED = 5,
+
+  /**
+   * Terminal: an admin undid the allocation; units back in their batches, value back in the
+   * balance.
+   *
+   * @generated from enum value: ALLOCATION_STATUS_REVERSED = 6;
+   */
+  REVERSED = 6,
 }
 
 /**
@@ -821,7 +948,7 @@ export const InvestmentService: GenService<{
     output: typeof CreateInvestmentResponseSchema;
   },
   /**
-   * GetInvestment returns one of the caller's investments.
+   * GetInvestment returns one of the caller's investments, with its allocations.
    *
    * @generated from rpc invest.v1.InvestmentService.GetInvestment
    */
@@ -831,7 +958,8 @@ export const InvestmentService: GenService<{
     output: typeof GetInvestmentResponseSchema;
   },
   /**
-   * ListInvestments pages through the caller's investments, newest first.
+   * ListInvestments pages through the caller's investments, newest first, each with its
+   * allocations.
    *
    * @generated from rpc invest.v1.InvestmentService.ListInvestments
    */
@@ -839,6 +967,20 @@ export const InvestmentService: GenService<{
     methodKind: "unary";
     input: typeof ListInvestmentsRequestSchema;
     output: typeof ListInvestmentsResponseSchema;
+  },
+  /**
+   * CancelInvestment withdraws one of the caller's PENDING investments: it becomes CANCELLED
+   * at once and its reservation is released; the allocator then drops its request. A
+   * CANCELLED one is returned unchanged; PROCESSING, COMPLETED, FAILED or REVERSED is
+   * FAILED_PRECONDITION (PreconditionFailure type ALLOCATION_STATUS). Racing the allocator,
+   * exactly one of the two wins.
+   *
+   * @generated from rpc invest.v1.InvestmentService.CancelInvestment
+   */
+  cancelInvestment: {
+    methodKind: "unary";
+    input: typeof CancelInvestmentRequestSchema;
+    output: typeof CancelInvestmentResponseSchema;
   },
   /**
    * ListSubscriptionBalances pages through the caller's active and paused subscriptions

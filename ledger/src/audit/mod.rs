@@ -1,12 +1,23 @@
-//! Checks invariants 1, 2, 3, 5, 6 and 8 of docs/invariants.md over a live database and reports every
-//! violation: `investctl audit` runs it, and every fault test ends with it.
+//! Checks invariants 1, 2, 3, 5, 6, 7 (events' owners), 8 and 9 of docs/invariants.md over a
+//! live database and reports every violation: `investctl audit` runs it, and every fault test
+//! ends with it.
+//!
+//! Every check reads one snapshot: the audit is one `REPEATABLE READ`, read-only transaction,
+//! so rows committed while it runs (an allocation between the batch check and the investment
+//! check) can never show up as a violation, nor hide one.
 
 use std::{fmt, time::Duration};
 
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, FromQueryResult, Statement, prelude::Decimal};
+use sea_orm::{
+    AccessMode, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, FromQueryResult,
+    IsolationLevel, Statement, TransactionTrait, prelude::Decimal,
+};
 use uuid::Uuid;
 
 use crate::balance::{self, Scope};
+
+mod fifo;
+mod pieces;
 
 /// One broken invariant on one row.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,7 +73,7 @@ struct InvestmentRow {
 }
 
 /// 2. A completed investment's allocations sum exactly to its shares and total amount; any
-///    other investment holds none.
+///    other investment (a cancelled or reversed one included) holds none.
 const EXACT: &str = r#"
 SELECT i.id, i.allocation_status::text AS status, i.shares, i.total_amount,
        coalesce(a.units, 0)::bigint AS units, coalesce(a.value, 0) AS value
@@ -130,8 +141,10 @@ struct TotalsRow {
     reserved_amount: Decimal,
 }
 
-/// 8. The total a subscription row carries (what a reservation checks) equals the sums it
-///    stands for (what the listing shows): `committed_amount = total_invested + reserved_amount`.
+/// 8. One available balance: the total a subscription row carries (what a create checks)
+///    equals the sums it stands for (what the listing shows), `committed_amount =
+///    total_invested + reserved_amount`, so both compute the same `available_balance`. A
+///    cancelled or reversed investment whose money was not given back shows here.
 const TOTALS: &str = r#"
 SELECT s.id, s.committed_amount,
        coalesce(u.invested, 0) AS total_invested, coalesce(i.reserved, 0) AS reserved_amount
@@ -150,13 +163,23 @@ WHERE s.committed_amount <> coalesce(u.invested, 0) + coalesce(i.reserved, 0)
 /// Subscriptions read per statement for invariant 5.
 const PAGE: u64 = 1000;
 
-/// Every violation of invariants 1, 2, 3, 5, 6 and 8, in that order; empty when all hold.
-/// `stuck_after`: how long an investment may stay pending or processing without a status
-/// change before it counts as stranded (invariant 3).
-pub async fn run(
-    db: &impl ConnectionTrait,
-    stuck_after: Duration,
-) -> Result<Vec<Violation>, DbErr> {
+/// Every violation of invariants 1, 2, 3, 5, 6, 8, 9 and 7, in that order, read in one
+/// snapshot; empty when all hold. `stuck_after`: how long an investment may stay pending or
+/// processing without a status change before it counts as stranded (invariant 3).
+pub async fn run(db: &DatabaseConnection, stuck_after: Duration) -> Result<Vec<Violation>, DbErr> {
+    let txn = db
+        .begin_with_config(
+            Some(IsolationLevel::RepeatableRead),
+            Some(AccessMode::ReadOnly),
+        )
+        .await?;
+    let violations = run_in(&txn, stuck_after).await?;
+    txn.commit().await?;
+    Ok(violations)
+}
+
+/// The checks of [`run`], in the caller's transaction.
+async fn run_in(db: &impl ConnectionTrait, stuck_after: Duration) -> Result<Vec<Violation>, DbErr> {
     let mut violations = Vec::new();
     let batches = BatchRow::find_by_statement(Statement::from_string(DbBackend::Postgres, UNITS))
         .all(db)
@@ -244,12 +267,14 @@ pub async fn run(
         invariant: 8,
         subject: t.id,
         detail: format!(
-            "carries committed_amount {} but invested {} + reserved {} is {}",
+            "carries committed_amount {} but invested {} + reserved {} is {}: a create and the \
+             listing disagree on its available balance",
             t.committed_amount,
             t.total_invested,
             t.reserved_amount,
             t.total_invested + t.reserved_amount
         ),
     }));
+    pieces::check(db, &mut violations).await?;
     Ok(violations)
 }
