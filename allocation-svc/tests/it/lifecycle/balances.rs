@@ -80,7 +80,7 @@ impl World<'_> {
 
     /// Locks deal `deal`'s batches until the transaction is dropped.
     async fn hold_batches(&self, deal: usize) -> sea_orm::DatabaseTransaction {
-        use sea_orm::{ConnectionTrait, TransactionTrait};
+        use sea_orm::TransactionTrait;
         let txn = self.stack.db.begin().await.expect("begin");
         txn.execute_unprepared(&format!(
             "SELECT 1 FROM bulk_purchases WHERE deal_id = '{}' FOR UPDATE",
@@ -255,11 +255,10 @@ fn the_listed_balance_is_what_a_create_admits_after_every_step() {
             .expect("audit");
         assert!(violations.is_empty(), "audit: {violations:#?}");
         // What the sequences reached (the probes' cancelled ones included).
-        use sea_orm::ConnectionTrait;
         let reached = stack
             .db
-            .query_all_raw(sea_orm::Statement::from_string(
-                sea_orm::DbBackend::Postgres,
+            .query_all_raw(Statement::from_string(
+                DbBackend::Postgres,
                 "SELECT allocation_status::text AS status, count(*) AS n, \
                  count(*) FILTER (WHERE allocation_attempts > 0) AS attempted \
                  FROM investments GROUP BY 1 ORDER BY 1",
