@@ -46,7 +46,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => any::<bool>().prop_map(|scarce| Op::Allocate { scarce }),
         1 => any::<bool>().prop_map(|scarce| Op::FailAttempt { scarce }),
         1 => any::<usize>().prop_map(Op::Cancel),
-        1 => any::<usize>().prop_map(Op::Reverse),
+        2 => any::<usize>().prop_map(Op::Reverse),
     ]
 }
 
