@@ -52,6 +52,11 @@ impl Reversal {
                 "reason",
                 format!("must be at most {MAX_REASON_LEN} characters"),
             );
+        } else if reason
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t')
+        {
+            v.add("reason", "must not contain control characters");
         }
         let request_id = v.request_id("request_id", request.request_id);
         v.finish()?;

@@ -72,19 +72,18 @@ impl Pool {
             };
         }
         let place = (m.purchased_at, m.batch);
-        if m.kind == 2 {
-            if let Some(&(_, older)) = self.holding.first().filter(|&&first| first < place) {
-                violations.push(Violation {
-                    invariant: 9,
-                    subject: m.investment_id.unwrap_or(m.batch),
-                    detail: format!(
-                        "took units from batch {} while the older batch {older} of its pool \
-                         still had {} left",
-                        m.batch,
-                        self.left.get(&older).copied().unwrap_or_default()
-                    ),
-                });
-            }
+        let older = self.holding.first().filter(|&&first| first < place);
+        if let (2, Some(&(_, older))) = (m.kind, older) {
+            violations.push(Violation {
+                invariant: 9,
+                subject: m.investment_id.unwrap_or(m.batch),
+                detail: format!(
+                    "took units from batch {} while the older batch {older} of its pool \
+                     still had {} left",
+                    m.batch,
+                    self.left.get(&older).copied().unwrap_or_default()
+                ),
+            });
         }
         let left = self.left.entry(m.batch).or_default();
         *left += if m.kind == 2 { -m.units } else { m.units };

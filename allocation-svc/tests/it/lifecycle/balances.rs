@@ -1,5 +1,6 @@
 //! One available balance: after every step of random sequences of creates, allocations
-//! (completing or failing), cancels and reversals, the listing's `available_balance` is
+//! (completing or failing), failed attempts (logged `processing`, back to `pending`, `failed`
+//! once out of attempts), cancels and reversals, the listing's `available_balance` is
 //! exactly what a create admits, and both equal the model's (issue 21, part 3).
 //!
 //! "What a create admits" is measured, not computed: in a deal at 0.01 a share, a create of
@@ -30,6 +31,9 @@ enum Op {
     /// Run the allocator over the pending investments of one deal (the scarce one fails
     /// whatever it cannot cover).
     Allocate { scarce: bool },
+    /// The same while the test holds the deal's batches: the attempt times out on its lock
+    /// and is counted (`processing`, then `pending` again, or `failed` after the last one).
+    FailAttempt { scarce: bool },
     /// Cancel the n-th pending investment (modulo how many there are).
     Cancel(usize),
     /// Reverse the n-th completed investment.
@@ -40,8 +44,9 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => (any::<bool>(), 1i64..=30).prop_map(|(scarce, shares)| Op::Create { scarce, shares }),
         2 => any::<bool>().prop_map(|scarce| Op::Allocate { scarce }),
+        1 => any::<bool>().prop_map(|scarce| Op::FailAttempt { scarce }),
         1 => any::<usize>().prop_map(Op::Cancel),
-        1 => any::<usize>().prop_map(Op::Reverse),
+        2 => any::<usize>().prop_map(Op::Reverse),
     ]
 }
 
@@ -73,6 +78,19 @@ impl World<'_> {
             .map(|r| r.into_inner().investment.expect("investment"))
     }
 
+    /// Locks deal `deal`'s batches until the transaction is dropped.
+    async fn hold_batches(&self, deal: usize) -> sea_orm::DatabaseTransaction {
+        use sea_orm::TransactionTrait;
+        let txn = self.stack.db.begin().await.expect("begin");
+        txn.execute_unprepared(&format!(
+            "SELECT 1 FROM bulk_purchases WHERE deal_id = '{}' FOR UPDATE",
+            self.deals[deal]
+        ))
+        .await
+        .expect("lock the batches");
+        txn
+    }
+
     fn with(&self, status: AllocationStatus) -> Vec<usize> {
         (0..self.investments.len())
             .filter(|&i| self.investments[i].3 == status)
@@ -101,7 +119,7 @@ impl World<'_> {
                     }
                 }
             }
-            Op::Allocate { scarce } => {
+            Op::Allocate { scarce } | Op::FailAttempt { scarce } => {
                 let deal = usize::from(scarce);
                 let jobs: Vec<Job> = self
                     .with(AllocationStatus::Pending)
@@ -112,9 +130,14 @@ impl World<'_> {
                         delivered: 1,
                     })
                     .collect();
+                let held = match op {
+                    Op::FailAttempt { .. } => Some(self.hold_batches(deal).await),
+                    _ => None,
+                };
                 self.allocator
                     .run_batch(DealId(self.deals[deal]), &jobs)
                     .await;
+                drop(held);
             }
             Op::Cancel(n) => {
                 let pending = self.with(AllocationStatus::Pending);
@@ -179,6 +202,8 @@ fn the_listed_balance_is_what_a_create_admits_after_every_step() {
     let (stack, allocator) = runtime.block_on(async {
         let mut stack = stack_with(Options {
             replicas: 0,
+            // A held batch lock fails an attempt quickly.
+            lock_timeout: ms(50),
             ..Options::default()
         })
         .await;
@@ -229,6 +254,25 @@ fn the_listed_balance_is_what_a_create_admits_after_every_step() {
             .await
             .expect("audit");
         assert!(violations.is_empty(), "audit: {violations:#?}");
+        // What the sequences reached (the probes' cancelled ones included).
+        let reached = stack
+            .db
+            .query_all_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT allocation_status::text AS status, count(*) AS n, \
+                 count(*) FILTER (WHERE allocation_attempts > 0) AS attempted \
+                 FROM investments GROUP BY 1 ORDER BY 1",
+            ))
+            .await
+            .expect("tally");
+        for row in reached {
+            let (status, n, attempted): (String, i64, i64) = (
+                row.try_get("", "status").expect("status"),
+                row.try_get("", "n").expect("n"),
+                row.try_get("", "attempted").expect("attempted"),
+            );
+            eprintln!("one balance: {n} {status} ({attempted} after a failed attempt)");
+        }
         drop(stack);
     });
     let (sequences, steps) = (sequences.into_inner(), steps.into_inner());

@@ -85,7 +85,7 @@ async fn a_cancel_that_takes_the_row_first_releases_the_reservation_and_the_allo
     assert_eq!(allocations_of(&stack, &created.id).await, 0);
     // Terminal in the schema too, whoever writes: no way back to pending or on to completed.
     for status in ["pending", "completed"] {
-        let revived = sea_orm::ConnectionTrait::execute_unprepared(
+        let revived = ConnectionTrait::execute_unprepared(
             &stack.db,
             &format!(
                 "UPDATE investments SET allocation_status = '{status}', status = 'pending' \

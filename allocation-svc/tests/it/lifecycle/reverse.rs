@@ -215,10 +215,12 @@ async fn only_an_admin_reverses_and_only_a_completed_investment() {
         .await
         .expect_err("not an admin");
     assert_eq!(user.code(), Code::PermissionDenied);
-    let no_reason = reverse(&stack, &completed.id, "  ", "")
-        .await
-        .expect_err("no reason");
-    assert_eq!(no_reason.code(), Code::InvalidArgument);
+    for reason in ["  ", "a\u{0}b", &"x".repeat(1001)] {
+        let refused = reverse(&stack, &completed.id, reason, "")
+            .await
+            .expect_err("a reason that cannot be stored");
+        assert_eq!(refused.code(), Code::InvalidArgument, "{reason:?}");
+    }
     let unknown = reverse(&stack, &Uuid::new_v4().to_string(), "why", "")
         .await
         .expect_err("unknown");

@@ -340,7 +340,8 @@ export type ReverseAllocationRequest = Message<"invest.v1.ReverseAllocationReque
   investmentId: string;
 
   /**
-   * Why, for the record and the investor (1 to 1000 characters).
+   * Why, for the record and the investor: 1 to 1000 characters, no control characters but
+   * newline and tab.
    *
    * @generated from field: string reason = 2;
    */
