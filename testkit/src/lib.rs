@@ -7,6 +7,7 @@
 //! Reads `DATABASE_URL` (a superuser URL; `scripts/test` provides one), `NATS_URL` and
 //! `NATS_SERVER_BIN`.
 
+pub mod cluster;
 pub mod db;
 /// Row builders, shared with `investctl seed`.
 pub use fixtures;

@@ -6,6 +6,7 @@ mod allocation;
 mod audit;
 mod cancel;
 mod chaos;
+mod cluster;
 mod fanout;
 mod faults;
 mod hostile;
