@@ -4,6 +4,7 @@
 //! clean; what it prints (`--nocapture`) is for the issue note, never asserted.
 
 mod faults;
+mod publish;
 mod replicas;
 mod scale;
 mod window;
