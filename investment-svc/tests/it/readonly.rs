@@ -18,8 +18,8 @@ async fn read_only(app: &TestApp, on: bool) {
     };
     app.db
         .execute_unprepared(&format!(
-            "SET SESSION default_transaction_read_only = off; \
-             ALTER DATABASE \"{}\" {setting}; \
+            // Read-write explicitly: this pooled session may be a read-only one already.
+            "BEGIN TRANSACTION READ WRITE; ALTER DATABASE \"{}\" {setting}; COMMIT; \
              SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
              WHERE datname = current_database() AND pid <> pg_backend_pid()",
             app.test_db.name
