@@ -4,10 +4,11 @@
 //! For each configuration, one after the other in the same run, on a cluster of its own and a
 //! fresh database: R1 (the reference), R3, and R3 with `sync_interval: always` (every node
 //! flushes before it acknowledges). investment-svc and an allocating allocation-svc run in
-//! process; C clients call CreateInvestment back to back for the window. Printed: creates/s
-//! and create latency seen by the clients, create -> COMPLETED p50/p99 from the database (the
-//! COMPLETED event's time against the investment's), and each rate and latency as a ratio of
-//! R1's. Then, on R3, the stream leader is SIGKILLed under the same load: the longest a
+//! process; C clients call CreateInvestment back to back for the window: creates/s and create
+//! latency seen by the clients. Then a window at `--paced-rate` creates/s (below what the
+//! allocator drains, so no backlog): create -> COMPLETED p50/p99 from the database (the
+//! COMPLETED event's time against the investment's). Each figure is also printed as a ratio
+//! of R1's. Then, on R3, the stream leader is SIGKILLed under the same load: the longest a
 //! single create took around the loss (its publish retried through the election) and how long
 //! the clients went without any create answered.
 
@@ -36,6 +37,10 @@ struct Args {
     /// Deals (allocation pools) the clients spread over.
     #[arg(long, default_value_t = 4)]
     pools: usize,
+    /// Creates per second, all clients together, of the window that measures create ->
+    /// COMPLETED: below what the allocator drains, so the figure is the path, not a backlog.
+    #[arg(long, default_value_t = 200)]
+    paced_rate: u32,
 }
 
 /// One configuration's services on its own cluster.
@@ -175,17 +180,25 @@ struct Seen {
     answered: Vec<Instant>,
 }
 
-/// Every client creates back to back until `until`.
-async fn load(clients: &[(Investments, Uuid, Uuid)], until: Instant) -> anyhow::Result<Seen> {
+/// Every client creates until `until`: back to back, or one create per `pace` each.
+async fn load(
+    clients: &[(Investments, Uuid, Uuid)],
+    until: Instant,
+    pace: Option<Duration>,
+) -> anyhow::Result<Seen> {
     let runs = clients.iter().map(|(client, subscription, deal)| {
         let mut client = client.clone();
         async move {
+            let mut ticks = pace.map(tokio::time::interval);
             let mut seen = Seen {
                 latencies: histogram(),
                 errors: 0,
                 answered: Vec::new(),
             };
             while Instant::now() < until {
+                if let Some(ticks) = ticks.as_mut() {
+                    ticks.tick().await;
+                }
                 let start = Instant::now();
                 match client
                     .create_investment(request(*subscription, *deal))
@@ -227,19 +240,28 @@ struct Figures {
 async fn measure(label: &str, setup: &Setup, args: &Args) -> anyhow::Result<Figures> {
     let clients = setup.clients(args.clients, args.pools).await?;
     // Warm-up: connections, plans, the first stream blocks.
-    load(&clients, Instant::now() + Duration::from_secs(2)).await?;
+    load(&clients, Instant::now() + Duration::from_secs(2), None).await?;
     setup.drained().await?;
-    let since = setup.now().await?;
     let from = Instant::now();
-    let seen = load(&clients, from + Duration::from_secs(args.seconds)).await?;
+    let seen = load(&clients, from + Duration::from_secs(args.seconds), None).await?;
     let rate = seen.latencies.len() as f64 / from.elapsed().as_secs_f64();
+    setup.drained().await?;
+    // Create -> COMPLETED at a rate the allocator keeps up with.
+    let since = setup.now().await?;
+    let pace = Duration::from_secs_f64(clients.len() as f64 / f64::from(args.paced_rate.max(1)));
+    load(
+        &clients,
+        Instant::now() + Duration::from_secs(args.seconds),
+        Some(pace),
+    )
+    .await?;
     setup.drained().await?;
     let (completed_p50, completed_p99) = setup.to_completed(since).await?;
     let ms = |q: f64| seen.latencies.value_at_quantile(q) as f64 / 1000.0;
     report(&format!("{label}: create"), &seen.latencies);
     println!(
-        "{label:<20} {rate:>8.0} creates/s  create->COMPLETED p50 {completed_p50:>7.1} ms  p99 {completed_p99:>7.1} ms  errors {}",
-        seen.errors
+        "{label:<20} {rate:>8.0} creates/s  create->COMPLETED at {}/s: p50 {completed_p50:>7.1} ms  p99 {completed_p99:>7.1} ms  errors {}",
+        args.paced_rate, seen.errors
     );
     ledger_audit(&setup.infra.db).await?;
     Ok(Figures {
@@ -267,7 +289,7 @@ async fn leader_loss(setup: &mut Setup, args: &Args) -> anyhow::Result<()> {
     let from = Instant::now();
     let until = from + Duration::from_secs(args.seconds.max(9));
     let kill_at = from + Duration::from_secs(args.seconds.max(9) / 3);
-    let (seen, killed) = tokio::join!(load(&clients, until), async {
+    let (seen, killed) = tokio::join!(load(&clients, until, None), async {
         tokio::time::sleep_until(kill_at.into()).await;
         setup.cluster.kill(leader);
         Instant::now()
