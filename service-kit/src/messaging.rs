@@ -1,6 +1,7 @@
 //! NATS JetStream wiring shared by both services (docs/messaging.md): the connection, the
-//! allocation stream (ensured idempotently at start-up), subject names, and publishing an
-//! allocation request with the investment id as `Nats-Msg-Id`.
+//! allocation stream's settings (ensured at start-up by [`crate::stream`]), subject names, and
+//! publishing an allocation request with the investment id as `Nats-Msg-Id`, retried through
+//! a stream leader election.
 
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use api::v1::{AllocationRequest, AllocationStatusEvent};
 use async_nats::connection::State;
 use async_nats::jetstream::{
     self,
-    context::{CreateStreamError, PublishError, PublishErrorKind},
+    context::{PublishError, PublishErrorKind},
     stream::{self, RetentionPolicy, StorageType},
 };
 use entity::prelude::*;
@@ -18,6 +19,7 @@ use prost::Message as _;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, sea_query::Expr};
 
 pub use crate::metrics::PublishPath;
+pub use crate::stream::ensure_stream;
 use crate::{
     config::NatsArgs,
     metrics::{Publish, PublishFailure},
@@ -144,62 +146,6 @@ pub fn jetstream(client: async_nats::Client, timeout: Duration) -> jetstream::Co
     jetstream::ContextBuilder::new()
         .timeout(timeout)
         .build(client)
-}
-
-/// Creates the stream, or updates it to the configured settings: safe to run on every start
-/// of every replica. A stream with another replica count is scaled to `NATS_STREAM_REPLICAS`
-/// (the servers copy the data to the new peers), logged, and waited for: a consumer with as
-/// many replicas cannot be placed before the stream's peers are.
-pub async fn ensure_stream(
-    js: &jetstream::Context,
-    topology: &Topology,
-) -> Result<stream::Info, CreateStreamError> {
-    let before = match js.get_stream(&topology.stream).await {
-        Ok(mut existing) => existing.info().await.ok().map(|i| i.config.num_replicas),
-        Err(_) => None,
-    };
-    let info = js.create_or_update_stream(topology.stream_config()).await?;
-    match before.filter(|&n| n != topology.replicas) {
-        Some(before) => {
-            tracing::warn!(
-                stream = %topology.stream,
-                from = before,
-                to = topology.replicas,
-                "stream scaling to NATS_STREAM_REPLICAS"
-            );
-            Ok(scaled(js, topology).await.unwrap_or(info))
-        }
-        None => Ok(info),
-    }
-}
-
-/// How long [`ensure_stream`] waits for a scaled stream's peers to catch up.
-const SCALE_WAIT: Duration = Duration::from_secs(30);
-
-/// The stream's info once it has `replicas - 1` followers, all current; `None` if that takes
-/// longer than [`SCALE_WAIT`] (logged: the caller goes on, and what needs the peers fails and
-/// is retried on its own).
-async fn scaled(js: &jetstream::Context, topology: &Topology) -> Option<stream::Info> {
-    let give_up = Instant::now() + SCALE_WAIT;
-    while Instant::now() < give_up {
-        if let Ok(mut stream) = js.get_stream(&topology.stream).await
-            && let Ok(info) = stream.info().await
-        {
-            let followers = info.cluster.as_ref().map_or(0, |c| {
-                c.replicas
-                    .iter()
-                    .filter(|p| p.current && !p.offline)
-                    .count()
-            });
-            if followers + 1 >= topology.replicas {
-                tracing::info!(stream = %topology.stream, replicas = topology.replicas, "stream scaled");
-                return Some(info.clone());
-            }
-        }
-        tokio::time::sleep(PUBLISH_RETRY_MIN).await;
-    }
-    tracing::warn!(stream = %topology.stream, "stream peers not caught up yet");
-    None
 }
 
 /// `Nats-Msg-Id` of the request re-published by an admin retry: the investment id alone would
