@@ -241,6 +241,11 @@ pub async fn publish_request(
         {
             tracing::debug!(stream = %topology.stream, error = %e, "stream not ensured; retrying");
         }
+        // No try starts after the deadline: the last acknowledgement is due within
+        // `publish_retry + NATS_TIMEOUT`, inside the duplicate window.
+        if Instant::now() >= give_up {
+            return Err(error);
+        }
     }
 }
 
