@@ -42,6 +42,8 @@ pub async fn ensure_consumer(
         // Attempts are counted in the database; NATS never gives up on a request by itself.
         max_deliver: -1,
         max_ack_pending: args.max_ack_pending,
+        // As many as the stream: the consumer's state survives the loss of a node with it.
+        num_replicas: topology.replicas,
         ..Default::default()
     };
     match stream
@@ -97,8 +99,10 @@ impl Source {
 
 const MIN_RETRY_DELAY: Duration = Duration::from_millis(100);
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
-/// Idle heartbeat asked of the server; two missed in a row mean the pull is dead.
-const HEARTBEAT: Duration = Duration::from_secs(5);
+/// Idle heartbeat asked of the server; two missed in a row mean the pull is dead (parked on a
+/// server that died, or on a consumer leader that lost its leadership), so a new pull starts
+/// within seconds.
+const HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// Pulls requests until `shutdown`, then drains the lanes.
 ///

@@ -61,6 +61,11 @@ pub struct NatsArgs {
     /// Deadline for a JetStream API call or publish acknowledgement.
     #[arg(long, env = "NATS_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
     pub nats_timeout: Duration,
+    /// How long a request publish is retried (no responders or no acknowledgement, as during
+    /// a stream leader election) before it is left to the sweeper. With NATS_TIMEOUT it must
+    /// end inside NATS_DUPLICATE_WINDOW.
+    #[arg(long, env = "NATS_PUBLISH_RETRY", default_value = "10s", value_parser = parse_duration)]
+    pub nats_publish_retry: Duration,
     /// CA certificate(s) (PEM) the NATS server's certificate must chain to. Set: TLS is
     /// required, and only this CA is trusted.
     #[arg(long, env = "NATS_TLS_CA_FILE")]
@@ -87,6 +92,25 @@ pub struct NatsArgs {
         requires = "nats_user"
     )]
     pub nats_password: Option<Secret>,
+}
+
+impl NatsArgs {
+    /// Refuses settings under which a retried publish could outlive the duplicate window: the
+    /// last try (NATS_PUBLISH_RETRY, then up to NATS_TIMEOUT for its acknowledgement) would
+    /// be stored a second time if an earlier one was stored after all.
+    pub fn check(&self) -> Result<(), String> {
+        let last_ack = self.nats_publish_retry + self.nats_timeout;
+        if last_ack >= self.nats_duplicate_window {
+            return Err(format!(
+                "NATS_PUBLISH_RETRY ({}) plus NATS_TIMEOUT ({}) must be less than \
+                 NATS_DUPLICATE_WINDOW ({})",
+                humantime::format_duration(self.nats_publish_retry),
+                humantime::format_duration(self.nats_timeout),
+                humantime::format_duration(self.nats_duplicate_window),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Token verification settings (README, Security). Exactly one key source is set:

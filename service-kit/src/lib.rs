@@ -18,6 +18,7 @@ pub mod page;
 pub mod secret;
 pub mod server;
 pub mod status;
+pub mod stream;
 pub mod telemetry;
 pub mod tls;
 pub mod tracing_context;

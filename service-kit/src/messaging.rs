@@ -1,14 +1,17 @@
 //! NATS JetStream wiring shared by both services (docs/messaging.md): the connection, the
-//! allocation stream (ensured idempotently at start-up), subject names, and publishing an
-//! allocation request with the investment id as `Nats-Msg-Id`.
+//! allocation stream's settings (ensured at start-up by [`crate::stream`]), subject names, and
+//! publishing an allocation request with the investment id as `Nats-Msg-Id`, retried through
+//! a stream leader election.
 
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use api::v1::{AllocationRequest, AllocationStatusEvent};
 use async_nats::connection::State;
 use async_nats::jetstream::{
     self,
-    context::{CreateStreamError, PublishError, PublishErrorKind},
+    context::{PublishError, PublishErrorKind},
     stream::{self, RetentionPolicy, StorageType},
 };
 use entity::prelude::*;
@@ -16,6 +19,7 @@ use prost::Message as _;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, sea_query::Expr};
 
 pub use crate::metrics::PublishPath;
+pub use crate::stream::ensure_stream;
 use crate::{
     config::NatsArgs,
     metrics::{Publish, PublishFailure},
@@ -33,6 +37,9 @@ pub struct Topology {
     pub replicas: usize,
     /// Server-side de-duplication window for `Nats-Msg-Id`.
     pub duplicate_window: Duration,
+    /// How long a publish is retried (no responders, no acknowledgement) before it is left to
+    /// the sweeper; inside `duplicate_window` ([`NatsArgs::check`]).
+    pub publish_retry: Duration,
 }
 
 impl Topology {
@@ -43,6 +50,7 @@ impl Topology {
             prefix: args.nats_subject_prefix.clone(),
             replicas: args.nats_stream_replicas,
             duplicate_window: args.nats_duplicate_window,
+            publish_retry: args.nats_publish_retry,
         }
     }
 
@@ -140,15 +148,6 @@ pub fn jetstream(client: async_nats::Client, timeout: Duration) -> jetstream::Co
         .build(client)
 }
 
-/// Creates the stream, or updates it to the configured settings: safe to run on every start
-/// of every replica.
-pub async fn ensure_stream(
-    js: &jetstream::Context,
-    topology: &Topology,
-) -> Result<stream::Info, CreateStreamError> {
-    js.create_or_update_stream(topology.stream_config()).await
-}
-
 /// `Nats-Msg-Id` of the request re-published by an admin retry: the investment id alone would
 /// be dropped as a duplicate of the first request within the duplicate window.
 pub fn retry_msg_id(investment_id: InvestmentId, status_version: i64) -> String {
@@ -193,15 +192,19 @@ pub async fn announce_status(
 /// Publishes `request` to its deal's subject and waits for the stream's acknowledgement.
 ///
 /// `msg_id` becomes `Nats-Msg-Id`: the investment id, so a request published twice within the
-/// duplicate window is stored once (an admin retry uses a fresh one, see [`retry_msg_id`]). If the stream is missing (a NATS server that lost its store) it is
-/// created again and the publish retried once.
+/// duplicate window is stored once (an admin retry uses a fresh one, see [`retry_msg_id`]).
+/// While a stream leader is elected a publish gets no responders or no acknowledgement; such a
+/// publish is sent again, with the same id and with backoff, until `publish_retry` has passed
+/// (inside the duplicate window, so a try that was stored after all is not stored twice). A
+/// stream that is really missing (a NATS server that lost its store) is created again between
+/// tries.
 pub async fn publish_request(
     js: &jetstream::Context,
     topology: &Topology,
     request: &AllocationRequest,
     msg_id: &str,
     deal_id: DealId,
-) -> Result<(), PublishError> {
+) -> Result<jetstream::publish::PublishAck, PublishError> {
     let subject = topology.request_subject(deal_id);
     let payload = request.encode_to_vec();
     // The trace of the create (or retry) continues in allocation-svc.
@@ -218,16 +221,48 @@ pub async fn publish_request(
         .await?
         .await
     };
-    match send().await {
-        Err(e) if e.kind() == PublishErrorKind::StreamNotFound => {
-            tracing::warn!(stream = %topology.stream, "stream missing; creating it again");
-            ensure_stream(js, topology)
-                .await
-                .map_err(|e| PublishError::with_source(PublishErrorKind::StreamNotFound, e))?;
-            send().await.map(|_| ())
+    let give_up = Instant::now() + topology.publish_retry;
+    let mut delay = PUBLISH_RETRY_MIN;
+    loop {
+        let error = match send().await {
+            Ok(ack) => return Ok(ack),
+            Err(e) if retryable(&e) => e,
+            Err(e) => return Err(e),
+        };
+        let now = Instant::now();
+        if now >= give_up {
+            return Err(error);
         }
-        other => other.map(|_| ()),
+        tracing::debug!(%msg_id, error = %error, ?delay, "publish not acknowledged; retrying");
+        tokio::time::sleep(delay.min(give_up - now)).await;
+        delay = (delay * 2).min(PUBLISH_RETRY_MAX);
+        if error.kind() == PublishErrorKind::StreamNotFound
+            && let Err(e) = ensure_stream(js, topology).await
+        {
+            tracing::debug!(stream = %topology.stream, error = %e, "stream not ensured; retrying");
+        }
+        // No try starts after the deadline: the last acknowledgement is due within
+        // `publish_retry + NATS_TIMEOUT`, inside the duplicate window.
+        if Instant::now() >= give_up {
+            return Err(error);
+        }
     }
+}
+
+/// First and longest pause between tries of a publish.
+const PUBLISH_RETRY_MIN: Duration = Duration::from_millis(50);
+const PUBLISH_RETRY_MAX: Duration = Duration::from_secs(1);
+
+/// What an election (or a node going away) looks like to a publisher: no stream answered (the
+/// client reports no responders as `StreamNotFound`), no acknowledgement in time, or the reply
+/// subscription lost with the connection.
+fn retryable(error: &PublishError) -> bool {
+    matches!(
+        error.kind(),
+        PublishErrorKind::StreamNotFound
+            | PublishErrorKind::TimedOut
+            | PublishErrorKind::BrokenPipe
+    )
 }
 
 /// An allocation request to publish after its investment's transaction committed (made from
@@ -282,7 +317,7 @@ pub async fn publish_committed(
                 request.deal_id,
             );
             match sent.await {
-                Ok(()) => published += 1,
+                Ok(_) => published += 1,
                 Err(e) => {
                     failure = Some(e.into());
                     break;

@@ -150,8 +150,9 @@ pub fn is_contention(error: &sea_orm::DbErr) -> bool {
     matches!(db.code().as_deref(), Some("40001" | "40P01" | "55P03"))
 }
 
-/// A connection lost mid-query, a server shutting down or out of connections: the database is
-/// (for now) out of reach rather than wrong.
+/// A connection lost mid-query, a server shutting down or out of connections, or a server that
+/// answers read-only (SQLSTATE 25006: a primary demoted by a failover, or the endpoint still
+/// pointing at a standby): the database is (for now) out of reach rather than wrong.
 pub fn is_unavailable(error: &sea_orm::DbErr) -> bool {
     use sea_orm::{DbErr, RuntimeErr, sqlx};
     let (DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e))) = error
@@ -161,7 +162,10 @@ pub fn is_unavailable(error: &sea_orm::DbErr) -> bool {
     match e.as_ref() {
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
         sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            code.starts_with("08") || code.starts_with("57P0") || code.starts_with("53")
+            code.starts_with("08")
+                || code.starts_with("57P0")
+                || code.starts_with("53")
+                || code == "25006"
         }),
         _ => false,
     }

@@ -1,12 +1,14 @@
 //! Test support shared by every crate's integration tests: a fresh
 //! database per test cloned from a migrated template, private NATS names or a private
 //! nats-server process, tokens (HS256, or asymmetric keys in `keys`), a grpc-web client, data
-//! fixtures, service binaries run to their end (`process`), and for the TLS links a test CA
-//! with a TLS-only nats-server and PostgreSQL.
+//! fixtures, service binaries run to their end (`process`), a 3-node JetStream cluster to kill
+//! and step down (`cluster`), and for the TLS links a test CA with a TLS-only nats-server and
+//! PostgreSQL.
 //!
 //! Reads `DATABASE_URL` (a superuser URL; `scripts/test` provides one), `NATS_URL` and
 //! `NATS_SERVER_BIN`.
 
+pub mod cluster;
 pub mod db;
 /// Row builders, shared with `investctl seed`.
 pub use fixtures;

@@ -29,6 +29,8 @@ pub struct Infra {
     pub nats_url: String,
     /// The private nats-server, if the test asked for one.
     pub nats_server: Option<NatsServer>,
+    /// Flags every service of this test gets after the shared ones (a cluster's replicas).
+    pub extra_args: Vec<String>,
     // Dropped last: the database outlives the services using it.
     /// The database, dropped with the infrastructure.
     pub test_db: TestDb,
@@ -59,6 +61,7 @@ impl Infra {
             nats,
             nats_url,
             nats_server,
+            extra_args: Vec::new(),
             test_db,
         })
     }
@@ -68,6 +71,7 @@ impl Infra {
     pub fn service_args(&self, bin: &str) -> Vec<String> {
         let mut args = vec![bin.to_owned()];
         args.extend(crate::nats::service_args(&self.names, &self.nats_url));
+        args.extend(self.extra_args.iter().cloned());
         args
     }
 }

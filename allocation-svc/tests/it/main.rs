@@ -6,6 +6,7 @@ mod allocation;
 mod audit;
 mod cancel;
 mod chaos;
+mod cluster;
 mod deliveries;
 mod fanout;
 mod faults;

@@ -112,6 +112,11 @@ pub async fn stack_with(options: Options) -> Stack {
     let infra = Infra::start(options.own_nats_server)
         .await
         .expect("database and NATS (run the tests with scripts/test)");
+    stack_on(infra, options).await
+}
+
+/// A stack on infrastructure made by the caller (a 3-node cluster).
+pub async fn stack_on(infra: Infra, options: Options) -> Stack {
     let mut config = investment_svc::Config::try_parse_from(infra.service_args("investment-svc"))
         .expect("config");
     config.sweeper.sweep_interval = options.sweeper.0;

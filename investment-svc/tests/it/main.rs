@@ -13,6 +13,7 @@ mod limits;
 mod operability;
 mod plans;
 mod read;
+mod readonly;
 mod secrets;
 mod support;
 mod sweeper;

@@ -84,6 +84,7 @@ async fn a_request_the_stream_acknowledged_waits_for_the_stuck_age_before_republ
         prefix: app.names.prefix.clone(),
         replicas: 1,
         duplicate_window: Duration::from_secs(120),
+        publish_retry: Duration::from_secs(1),
     };
     let sweeper = |min_age: u64, stuck_age: u64| {
         let args = SweeperArgs {
