@@ -577,6 +577,13 @@ try {
   const returned = await row(first).locator(".allocations li").allTextContents();
   if (returned.join("|") !== "4 shares allocated, $100.00 (returned)") throw new Error(`reversed allocations ${JSON.stringify(returned)}`);
   await waitAvailable("$5,775.00");
+  // The operator's figures count both (GetQueueStats), refreshed by the page's polling.
+  await until("one cancelled and one reversed in the operator's figures", async () => {
+    const figures = await admin.locator("#queue div").evaluateAll((ds) =>
+      Object.fromEntries(ds.map((d) => [d.querySelector("dt").textContent, d.querySelector("dd").textContent])),
+    );
+    return figures.Cancelled === "1" && figures.Reversed === "1";
+  });
 
   step("a deal closed: its investments and holdings still show its name (GetDeals)");
   sql(`UPDATE deals SET status = 'closed' WHERE id = '${SCARCE_DEAL}'`);

@@ -47,6 +47,8 @@ export class Operator {
         ["Allocating", stats.processingCount],
         ["Completed", stats.completedCount],
         ["Failed", stats.failedCount],
+        ["Cancelled", stats.cancelledCount],
+        ["Reversed", stats.reversedCount],
         ["Requests queued", stats.streamMessages],
         ["Not yet delivered", stats.consumerPending],
         ["Delivered, not yet done", stats.consumerInFlight],
