@@ -553,6 +553,11 @@ try {
   await invest(page, ACTIVE, OPEN_DEAL, 1);
   await waiting.waitFor();
   const tooLate = await waiting.getAttribute("data-id");
+  // "Keep it" closes the question and gives the focus back to the row's Cancel button.
+  await row(tooLate).getByRole("button", { name: /^Cancel the investment/ }).click();
+  await row(tooLate).getByRole("button", { name: "Keep it" }).click();
+  await row(tooLate).getByRole("group").waitFor({ state: "detached" });
+  await until("the focus back on Cancel", () => page.evaluate((id) => document.activeElement?.matches(`tr[data-id="${id}"] .cancel`), tooLate));
   await row(tooLate).getByRole("button", { name: /^Cancel the investment/ }).click();
   await page.route("**/invest.v1.InvestmentService/CancelInvestment", async (route) => {
     await hold.release();
