@@ -17,7 +17,7 @@
 // deadline; nothing sleeps to synchronize.
 
 import { execFileSync, spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import http from "node:http";
 import https from "node:https";
@@ -27,7 +27,9 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 import { preview } from "vite";
-import { walkView } from "./checks.mjs";
+import { audit, fitsWidth, walkView } from "./checks.mjs";
+import { holdRow, sql as sqlOn } from "./db.mjs";
+import { field, unary } from "./grpcweb.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, "../..");
@@ -95,6 +97,9 @@ const env = {
   JWT_SECRET: secret,
   CORS_ALLOWED_ORIGINS: origin,
   LOG_FORMAT: "text",
+  // The cancel step holds the deal's row in an open transaction so that the allocator waits for
+  // it: long enough that no attempt times out (and is retried) while the test cancels.
+  LOCK_TIMEOUT: "120s",
 };
 const investctl = (...args) =>
   execFileSync(path.join(bin, "investctl"), args, { env, encoding: "utf8" }).trim().split("\n").at(-1);
@@ -190,46 +195,36 @@ async function deliverOnly(request) {
   });
 }
 
-/** CreateInvestment over grpc-web from here, as another client would (the protobuf written out:
- * subscription_id = 1, deal_id = 2, shares = 3). */
-async function createElsewhere(bearer, subscriptionId, dealId, shares) {
-  const str = (n, v) => {
-    const b = Buffer.from(v);
-    return Buffer.concat([Buffer.from([(n << 3) | 2, b.length]), b]);
-  };
-  const msg = Buffer.concat([str(1, subscriptionId), str(2, dealId), Buffer.from([3 << 3, shares])]);
-  const frame = Buffer.concat([Buffer.from([0, 0, 0, 0, msg.length]), msg]);
-  const url = new URL(`${investOrigin}/invest.v1.InvestmentService/CreateInvestment`);
-  const body = await new Promise((resolve, reject) => {
-    const req = (tls ? https : http).request(
-      url,
-      {
-        method: "POST",
-        ca,
-        headers: {
-          "content-type": "application/grpc-web+proto",
-          "x-grpc-web": "1",
-          authorization: `Bearer ${bearer}`,
-          origin,
-          "content-length": frame.length,
-        },
-      },
-      (res) => {
-        const chunks = [];
-        res.on("data", (c) => chunks.push(c));
-        res.on("end", () => resolve(Buffer.concat(chunks).toString("latin1")));
-        res.on("error", reject);
-      },
-    );
-    req.on("error", reject);
-    req.end(frame);
+/** CreateInvestment over grpc-web from here, as another client would (subscription_id = 1,
+ * deal_id = 2, shares = 3). */
+const createElsewhere = (bearer, subscriptionId, dealId, shares) =>
+  unary({
+    serviceOrigin: investOrigin,
+    method: "invest.v1.InvestmentService/CreateInvestment",
+    bearer,
+    pageOrigin: origin,
+    ca,
+    fields: [field(1, subscriptionId), field(2, dealId), field(3, shares)],
   });
-  if (!/grpc-status:\s*0/.test(body)) throw new Error(`CreateInvestment elsewhere: ${JSON.stringify(body.slice(-200))}`);
-}
+
+/** ReverseAllocation as an operator's tool would call it (investment_id = 1, reason = 2,
+ * request_id = 3). */
+const reverseElsewhere = (bearer, investmentId, reason) =>
+  unary({
+    serviceOrigin: allocOrigin,
+    method: "invest.v1.AllocationService/ReverseAllocation",
+    bearer,
+    pageOrigin: origin,
+    ca,
+    fields: [field(1, investmentId), field(2, reason), field(3, randomUUID())],
+  });
 
 let browser;
 let server;
+/** The deal's row lock the cancel step holds, while it does. */
+let hold;
 async function cleanup() {
+  await hold?.release().catch(() => {});
   await browser?.close().catch(() => {});
   await server?.close().catch(() => {});
   decoy.close();
@@ -245,13 +240,8 @@ let networkErrorsExpected = false;
 /** Every origin the pages sent a request to. */
 const requested = new Set();
 
-/** A statement on the test's database (a deal closed, as an operator would), with psql from
- * PATH or PostgreSQL's own bin directory. */
-function sql(statement) {
-  const psql = execFileSync("sh", ["-c", "command -v psql || ls /usr/lib/postgresql/*/bin/psql | tail -1"], { encoding: "utf8" }).trim();
-  if (!psql) throw new Error("no psql (apt-get install postgresql-client)");
-  execFileSync(psql, [dbUrl.toString(), "-v", "ON_ERROR_STOP=1", "-qc", statement], { stdio: "inherit" });
-}
+/** A statement on the test's database (a deal closed, as an operator would). */
+const sql = (statement) => sqlOn(dbUrl.toString(), statement);
 
 /** A token whose signature the services cannot verify: well formed, refused. */
 function forgedToken() {
@@ -533,18 +523,86 @@ try {
   });
   await admin.locator(`#failed tbody tr[data-id="${failed}"]`).waitFor();
 
+  step("a waiting investment cancelled (its deal's row held open, so the allocator waits): CANCELLED in both tabs, the balance back");
+  const available = () => text(page, `${plan} [data-term="available"]`);
+  const waitAvailable = (amount) => until(`${amount} available`, async () => (await available()) === amount);
+  await waitAvailable("$5,700.00");
+  hold = await holdRow(dbUrl.toString(), `SELECT id FROM deals WHERE id = '${OPEN_DEAL}'`, "FOR NO KEY UPDATE", WAIT);
+  await invest(page, ACTIVE, OPEN_DEAL, 2);
+  const waiting = page.locator('#investments tbody tr[data-status="PENDING"]');
+  await waiting.waitFor();
+  const cancelled = await waiting.getAttribute("data-id");
+  await waitAvailable("$5,650.00");
+  await page.getByRole("button", { name: /^Cancel the investment in Acme Robotics \(pre-IPO\) of / }).focus();
+  await page.keyboard.press("Enter");
+  await row(cancelled).getByRole("group", { name: "Cancel 2 shares of Acme Robotics (pre-IPO) ($50.00)? The amount goes back to your plan." }).waitFor();
+  if (!(await page.evaluate(() => document.activeElement?.classList.contains("cancel-yes")))) throw new Error("the focus is not on Yes, cancel it");
+  // The question in the row passes the audit, and fits a phone's width.
+  step(`  the open question: axe ${JSON.stringify(await audit(page, "a waiting row's Cancel question"))}`);
+  await page.setViewportSize({ width: 390, height: 844 });
+  await fitsWidth(page, [`#investments tr[data-id="${cancelled}"] .cancel-yes`, `#investments tr[data-id="${cancelled}"] .cancel-no`]);
+  await page.setViewportSize({ width: 1280, height: 900 });
+  await page.keyboard.press("Enter");
+  await page.locator("#history-done").filter({ hasText: "Cancelled: 2 shares of Acme Robotics (pre-IPO) ($50.00)." }).waitFor();
+  await row(cancelled).and(page.locator('[data-status="CANCELLED"]')).locator(".details").filter({ hasText: "You cancelled it" }).waitFor();
+  // The other tab learns it from the stream only.
+  await rowOf(admin, cancelled).and(admin.locator('[data-status="CANCELLED"]')).waitFor();
+  await waitAvailable("$5,700.00");
+
+  step("a cancel too late (the deal let go and the investment allocated before the call arrives): refused, in words");
+  await invest(page, ACTIVE, OPEN_DEAL, 1);
+  await waiting.waitFor();
+  const tooLate = await waiting.getAttribute("data-id");
+  // "Keep it" closes the question and gives the focus back to the row's Cancel button.
+  await row(tooLate).getByRole("button", { name: /^Cancel the investment/ }).click();
+  await row(tooLate).getByRole("button", { name: "Keep it" }).click();
+  await row(tooLate).getByRole("group").waitFor({ state: "detached" });
+  await until("the focus back on Cancel", () => page.evaluate((id) => document.activeElement?.matches(`tr[data-id="${id}"] .cancel`), tooLate));
+  await row(tooLate).getByRole("button", { name: /^Cancel the investment/ }).click();
+  await page.route("**/invest.v1.InvestmentService/CancelInvestment", async (route) => {
+    await hold.release();
+    hold = undefined;
+    await until("the investment COMPLETED in the other tab", async () => (await rowOf(admin, tooLate).getAttribute("data-status")) === "COMPLETED");
+    await route.continue();
+  });
+  await row(tooLate).getByRole("button", { name: "Yes, cancel it" }).click();
+  await page.locator("#history .error").filter({ hasText: "Not cancelled: This investment can no longer be cancelled: its shares were already allocated." }).waitFor();
+  await page.unroute("**/invest.v1.InvestmentService/CancelInvestment");
+  await row(tooLate).and(page.locator('[data-status="COMPLETED"]')).waitFor();
+  if ((await row(tooLate).getByRole("button").count()) !== 0) throw new Error("a completed row still offers Cancel");
+  await waitAvailable("$5,675.00");
+
+  step("an operator reverses a completed investment (ReverseAllocation): REVERSED live with its reason, the value back");
+  await reverseElsewhere(adminToken, first, "Refund requested by the investor");
+  await row(first)
+    .and(page.locator('[data-status="REVERSED"]'))
+    .locator(".details")
+    .filter({ hasText: "Reversed by an operator (“Refund requested by the investor”): $100.00 is back in your plan." })
+    .waitFor();
+  const returned = await row(first).locator(".allocations li").allTextContents();
+  if (returned.join("|") !== "4 shares allocated, $100.00 (returned)") throw new Error(`reversed allocations ${JSON.stringify(returned)}`);
+  await waitAvailable("$5,775.00");
+  // The operator's figures count both (GetQueueStats), refreshed by the page's polling.
+  await until("one cancelled and one reversed in the operator's figures", async () => {
+    const figures = await admin.locator("#queue div").evaluateAll((ds) =>
+      Object.fromEntries(ds.map((d) => [d.querySelector("dt").textContent, d.querySelector("dd").textContent])),
+    );
+    return figures.Cancelled === "1" && figures.Reversed === "1";
+  });
+
   step("a deal closed: its investments and holdings still show its name (GetDeals)");
   sql(`UPDATE deals SET status = 'closed' WHERE id = '${SCARCE_DEAL}'`);
   await page.reload();
   await live();
-  await rows().nth(5).waitFor();
+  await rows().nth(7).waitFor();
   await page.locator(`#deal option[value="${SCARCE_DEAL}"]`).waitFor({ state: "detached" });
   await row(taken).locator('[data-term="deal"]').filter({ hasText: "Initech AI (little inventory)" }).waitFor();
   await page.locator(`#portfolio tr[data-deal="${SCARCE_DEAL}"]`).filter({ hasText: "Initech AI" }).waitFor();
-  // 4 + 3 + 2 + 1 shares of Acme at $25.00 and 5 of Initech at $10.00.
-  await page.locator("#portfolio .total").filter({ hasText: "Total value $300.00 in 2 deals" }).waitFor();
+  // 3 + 2 + 1 + 1 shares of Acme at $25.00 (the 4 reversed, the 2 cancelled are not held) and
+  // 5 of Initech at $10.00.
+  await page.locator("#portfolio .total").filter({ hasText: "Total value $225.00 in 2 deals" }).waitFor();
   const share = await text(page, `#portfolio tr[data-deal="${OPEN_DEAL}"] [data-term="share"]`);
-  if (share !== "83.3 %") throw new Error(`Acme's share of the portfolio ${share}`);
+  if (share !== "77.8 %") throw new Error(`Acme's share of the portfolio ${share}`);
   if (!(await page.locator("#portfolio canvas").evaluate((c) => c.width > 0 && c.height > 0))) throw new Error("no chart drawn");
 
   step("words, not internals: no UUID, formula or raw status name on the investor's page; dates on rows");
@@ -574,9 +632,9 @@ try {
   await live();
   await until("50 rows and a way to older ones", async () => (await rows().count()) === 50 && (await page.locator("#older").isVisible()));
   await page.click("#older");
-  await until("all 56 investments, none twice", async () => {
+  await until("all 58 investments, none twice", async () => {
     const all = await ids();
-    return all.length === 56 && new Set(all).size === 56;
+    return all.length === 58 && new Set(all).size === 58;
   });
   if (await page.locator("#older").isVisible()) throw new Error("a way to older investments after the last page");
   if ((await rows().first().locator('[data-term="deal"]').textContent()) !== "Acme Robotics (pre-IPO)") throw new Error("newest row");

@@ -1,19 +1,23 @@
 // The investments the dashboard shows, merged from every source (the list, creates, the
 // WatchAllocations stream, catch-up reads) by status version: an update older than or equal to
 // what a row shows changes nothing, so one seen twice (a reconnect's snapshot, a catch-up read
-// racing the stream) is shown once, and one seen late never moves a row backwards.
+// racing the stream) is shown once, and one seen late never moves a row backwards. A read at the
+// row's version still fills what the stream does not carry (shares, amount, a reversal's reason).
 //
 // Rows stay in order (newest first) as they come: each is put in its place, nothing is sorted
 // again; and there are at most `limit` of them: past that the oldest goes.
 
+import type { Allocation } from "./gen/invest/v1/allocation_part_pb.js";
 import type { AllocationUpdate } from "./gen/invest/v1/allocation_pb.js";
 import { AllocationStatus, type Investment } from "./gen/invest/v1/investment_pb.js";
 
-/** One allocated batch of a completed investment. */
+/** One allocated batch of a completed (or reversed) investment. */
 export interface BatchAllocation {
   batchId: string;
   units: bigint;
   value: string;
+  /** Its units went back to the batch when an operator reversed the investment. */
+  reversed: boolean;
 }
 
 /** One investment as the dashboard shows it. */
@@ -28,13 +32,35 @@ export interface Row {
   attempt: number;
   error: string;
   allocations: BatchAllocation[];
+  /** Why an operator reversed it; undefined until read (the stream does not carry it). */
+  reversalReason?: string;
   /** When it was made (or, for a row known only from the stream, its first update). */
   since: number;
 }
 
-/** COMPLETED and FAILED are final until an operator retries. */
+/** Done with allocation: COMPLETED (until an operator reverses it), FAILED (until an
+ * operator retries it), and the terminal CANCELLED and REVERSED. */
 export function isFinished(status: AllocationStatus): boolean {
-  return status === AllocationStatus.COMPLETED || status === AllocationStatus.FAILED;
+  return (
+    status === AllocationStatus.COMPLETED ||
+    status === AllocationStatus.FAILED ||
+    status === AllocationStatus.CANCELLED ||
+    status === AllocationStatus.REVERSED
+  );
+}
+
+/** Only a PENDING investment can be cancelled by its owner. */
+export function isCancellable(row: Row): boolean {
+  return row.status === AllocationStatus.PENDING;
+}
+
+function batches(allocations: Allocation[]): BatchAllocation[] {
+  return allocations.map((a) => ({ batchId: a.bulkPurchaseId, units: a.units, value: a.value, reversed: a.reversed }));
+}
+
+/** A REVERSED row read before its reason (from the stream) still needs a read. */
+function lacksReversal(row: Row): boolean {
+  return row.status === AllocationStatus.REVERSED && row.reversalReason === undefined;
 }
 
 /** The status as a word, for `data-status`. */
@@ -61,11 +87,7 @@ export class Book {
   /** Merges a stream update; true if the row changed. */
   applyUpdate(u: AllocationUpdate): boolean {
     const row = this.rows.get(u.investmentId);
-    const allocations = u.allocations.map((a) => ({
-      batchId: a.bulkPurchaseId,
-      units: a.units,
-      value: a.value,
-    }));
+    const allocations = batches(u.allocations);
     if (row === undefined) {
       return this.insert({
         id: u.investmentId,
@@ -78,19 +100,16 @@ export class Book {
         since: millis(u.updatedAt) ?? Date.now(),
       });
     }
-    if (u.version < row.version) return false;
-    if (u.version === row.version) {
-      // The same change again; it may carry the allocations a list row lacks.
-      if (row.allocations.length > 0 || allocations.length === 0) return false;
-      row.allocations = allocations;
-      return true;
-    }
+    if (u.version <= row.version) return false;
+    // A reversal's update carries no allocations: the ones shown went back.
+    const reversed = u.allocationStatus === AllocationStatus.REVERSED;
     Object.assign(row, {
       status: u.allocationStatus,
       version: u.version,
       attempt: u.attempt,
       error: u.error,
-      allocations,
+      allocations: reversed ? row.allocations.map((a) => ({ ...a, reversed: true })) : allocations,
+      reversalReason: undefined,
     });
     if (row.dealId === "") row.dealId = u.dealId;
     return true;
@@ -110,7 +129,8 @@ export class Book {
         version: i.statusVersion,
         attempt: i.allocationAttempts,
         error: i.allocationError,
-        allocations: [],
+        allocations: batches(i.allocations),
+        reversalReason: i.reversal?.reason,
         since,
       });
     }
@@ -125,13 +145,14 @@ export class Book {
       }
       changed = true;
     }
-    if (i.statusVersion > row.version) {
+    if (i.statusVersion > row.version || (i.statusVersion === row.version && lacksReversal(row))) {
       Object.assign(row, {
         status: i.allocationStatus,
         version: i.statusVersion,
         attempt: i.allocationAttempts,
         error: i.allocationError,
-        allocations: [],
+        allocations: batches(i.allocations),
+        reversalReason: i.reversal?.reason,
       });
       changed = true;
     }
@@ -151,22 +172,15 @@ export class Book {
     return this.order.length;
   }
 
-  /** Rows not yet COMPLETED or FAILED: what a reconnect must catch up on. */
+  /** Rows not yet finished: what a reconnect must catch up on. */
   unfinished(): string[] {
     return this.order.filter((r) => !isFinished(r.status)).map((r) => r.id);
   }
 
-  /** Completed rows whose allocations are not known yet (read from the list). */
-  missingAllocations(): string[] {
-    return this.order
-      .filter((r) => r.status === AllocationStatus.COMPLETED && r.allocations.length === 0)
-      .map((r) => r.id);
-  }
-
-  /** Rows known only from the stream (made in another tab or client): their shares and
-   * amount are still to be read. */
+  /** Rows whose details the stream does not carry, to be read: the shares and amount of one
+   * made in another tab or client, the reason of a reversal. */
   missingDetails(): string[] {
-    return this.order.filter((r) => r.shares === undefined).map((r) => r.id);
+    return this.order.filter((r) => r.shares === undefined || lacksReversal(r)).map((r) => r.id);
   }
 
   private insert(row: Row): boolean {

@@ -19,8 +19,19 @@ export interface Problem {
   signedOut: boolean;
 }
 
+/** What the refused call was for, where the same reason reads differently. */
+export type Action = "cancel" | "retry";
+
+/** Why a cancel came too late, by the status the service names (ErrorInfo allocation_status). */
+const NOT_CANCELLABLE: Record<string, string> = {
+  ALLOCATION_STATUS_PROCESSING: "its shares are being allocated right now",
+  ALLOCATION_STATUS_COMPLETED: "its shares were already allocated",
+  ALLOCATION_STATUS_FAILED: "its allocation failed (nothing was charged)",
+  ALLOCATION_STATUS_REVERSED: "it was allocated and then reversed",
+};
+
 /** A refusal (`reason` as the services name them, ErrorInfo metadata) in words. */
-export function refusalInWords(reason: string, metadata: Record<string, string>, format: Format): string {
+export function refusalInWords(reason: string, metadata: Record<string, string>, format: Format, action?: Action): string {
   switch (reason) {
     case "SUBSCRIPTION_STATUS": {
       const status = metadata.subscription_status;
@@ -36,8 +47,16 @@ export function refusalInWords(reason: string, metadata: Record<string, string>,
         ? `Not enough money in this plan: this investment costs ${format.amount(required)}, the plan has ${format.amount(available)} available.`
         : "Not enough money available in this plan.";
     }
-    case "ALLOCATION_STATUS":
-      return "This investment has not failed (it may have been retried already): there is nothing to retry.";
+    case "ALLOCATION_STATUS": {
+      if (action === "retry") return "This investment has not failed (it may have been retried already): there is nothing to retry.";
+      if (action === "cancel") {
+        const why = NOT_CANCELLABLE[metadata.allocation_status ?? ""];
+        return why
+          ? `This investment can no longer be cancelled: ${why}.`
+          : "This investment can no longer be cancelled: only one still waiting for its shares can be.";
+      }
+      return "This investment's status does not allow that any more.";
+    }
     default:
       return "The service refused this request.";
   }
@@ -56,7 +75,7 @@ const BY_CODE: Partial<Record<Code, string>> = {
   [Code.Internal]: "The service failed; try again later.",
 };
 
-export function describe(err: unknown, format: Format = new Format()): Problem {
+export function describe(err: unknown, format: Format = new Format(), action?: Action): Problem {
   const e = ConnectError.from(err);
   const fields: Record<string, string> = {};
   for (const bad of e.findDetails(BadRequestSchema)) {
@@ -67,7 +86,7 @@ export function describe(err: unknown, format: Format = new Format()): Problem {
   for (const failure of e.findDetails(PreconditionFailureSchema)) {
     for (const v of failure.violations) {
       const info = infos.find((i) => i.reason === v.type);
-      const words = refusalInWords(v.type, info?.metadata ?? {}, format);
+      const words = refusalInWords(v.type, info?.metadata ?? {}, format, action);
       reasons.push(words);
       if (v.subject) fields[v.subject] = words;
     }

@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { TimestampSchema } from "@bufbuild/protobuf/wkt";
 import { describe, expect, it } from "vitest";
-import { Book, statusName } from "../src/book.js";
+import { Book, isCancellable, isFinished, statusName } from "../src/book.js";
 import { AllocationSchema } from "../src/gen/invest/v1/allocation_part_pb.js";
 import { AllocationUpdateSchema } from "../src/gen/invest/v1/allocation_pb.js";
 import { AllocationStatus, InvestmentSchema } from "../src/gen/invest/v1/investment_pb.js";
@@ -15,7 +15,7 @@ const update = (version: number, status: AllocationStatus, extra = {}) =>
     allocationStatus: status,
     ...extra,
   });
-const listed = (version: number, status: AllocationStatus) =>
+const listed = (version: number, status: AllocationStatus, extra = {}) =>
   create(InvestmentSchema, {
     id: ID,
     dealId: "d1",
@@ -23,8 +23,10 @@ const listed = (version: number, status: AllocationStatus) =>
     totalAmount: "100.00",
     statusVersion: BigInt(version),
     allocationStatus: status,
+    ...extra,
   });
 const allocations = [create(AllocationSchema, { bulkPurchaseId: "b1", units: 4n, value: "100.00" })];
+const returned = [create(AllocationSchema, { bulkPurchaseId: "b1", units: 4n, value: "100.00", reversed: true })];
 
 describe("Book", () => {
   it("moves a row forward through its statuses and never back", () => {
@@ -40,17 +42,48 @@ describe("Book", () => {
     expect(statusName(row.status)).toBe("COMPLETED");
     expect(row.version).toBe(3n);
     expect(row.shares).toBe(4n);
-    expect(row.allocations).toEqual([{ batchId: "b1", units: 4n, value: "100.00" }]);
+    expect(row.allocations).toEqual([{ batchId: "b1", units: 4n, value: "100.00", reversed: false }]);
     expect(book.list()).toHaveLength(1);
   });
 
-  it("fills a listed completed row's allocations from the same version on the stream", () => {
+  it("takes a listed row's allocations from the read: nothing is left to ask a stream for", () => {
     const book = new Book();
-    book.applyInvestment(listed(3, AllocationStatus.COMPLETED));
-    expect(book.missingAllocations()).toEqual([ID]);
-    expect(book.applyUpdate(update(3, AllocationStatus.COMPLETED))).toBe(false);
-    expect(book.applyUpdate(update(3, AllocationStatus.COMPLETED, { allocations }))).toBe(true);
-    expect(book.missingAllocations()).toEqual([]);
+    book.applyInvestment(listed(3, AllocationStatus.COMPLETED, { allocations }));
+    expect(book.get(ID)!.allocations).toEqual([{ batchId: "b1", units: 4n, value: "100.00", reversed: false }]);
+    expect(book.missingDetails()).toEqual([]);
+    // The same version on the stream (a reconnect's snapshot) changes nothing.
+    expect(book.applyUpdate(update(3, AllocationStatus.COMPLETED, { allocations }))).toBe(false);
+  });
+
+  it("shows a reversal from the stream at once, then its reason from one read", () => {
+    const book = new Book();
+    book.applyInvestment(listed(3, AllocationStatus.COMPLETED, { allocations }));
+    // The stream's REVERSED update carries neither the allocations nor the reason.
+    expect(book.applyUpdate(update(4, AllocationStatus.REVERSED))).toBe(true);
+    const row = book.get(ID)!;
+    expect(statusName(row.status)).toBe("REVERSED");
+    expect(row.allocations.map((a) => a.reversed)).toEqual([true]);
+    expect(row.reversalReason).toBeUndefined();
+    expect(book.missingDetails()).toEqual([ID]);
+    const read = listed(4, AllocationStatus.REVERSED, { allocations: returned, reversal: { reason: "Refund" } });
+    expect(book.applyInvestment(read)).toBe(true);
+    expect(book.get(ID)!.reversalReason).toBe("Refund");
+    expect(book.missingDetails()).toEqual([]);
+    expect(book.applyInvestment(read)).toBe(false);
+  });
+
+  it("offers Cancel on a waiting row only, and counts cancelled and reversed rows as finished", () => {
+    const book = new Book();
+    book.applyInvestment(listed(1, AllocationStatus.PENDING));
+    expect(isCancellable(book.get(ID)!)).toBe(true);
+    expect(book.unfinished()).toEqual([ID]);
+    book.applyInvestment(listed(2, AllocationStatus.CANCELLED));
+    expect(isCancellable(book.get(ID)!)).toBe(false);
+    expect(book.unfinished()).toEqual([]);
+    for (const s of [AllocationStatus.PROCESSING, AllocationStatus.COMPLETED, AllocationStatus.FAILED, AllocationStatus.REVERSED]) {
+      expect(isCancellable({ ...book.get(ID)!, status: s })).toBe(false);
+      expect(isFinished(s)).toBe(s !== AllocationStatus.PROCESSING);
+    }
   });
 
   it("shows a retry: FAILED, then PENDING again with the attempts, then the outcome", () => {

@@ -50,6 +50,32 @@ group("describe", () => {
     }
   });
 
+  it("words a refused cancel by the status the service names, and a refused retry as a retry", () => {
+    const refused = (metadata: Record<string, string>) => {
+      const description = "only ALLOCATION_STATUS_PENDING investments can be cancelled";
+      const e = new ConnectError(description, Code.FailedPrecondition);
+      const failure = create(PreconditionFailureSchema, {
+        violations: [{ type: "ALLOCATION_STATUS", subject: "investment_id", description }],
+      });
+      const info = create(ErrorInfoSchema, { reason: "ALLOCATION_STATUS", domain: "invest.v1", metadata });
+      e.details.push({ type: "google.rpc.PreconditionFailure", value: toBinary(PreconditionFailureSchema, failure) });
+      e.details.push({ type: "google.rpc.ErrorInfo", value: toBinary(ErrorInfoSchema, info) });
+      return e;
+    };
+    const format = new Format();
+    expect(describe(refused({ allocation_status: "ALLOCATION_STATUS_COMPLETED" }), format, "cancel").message).toBe(
+      "This investment can no longer be cancelled: its shares were already allocated.",
+    );
+    expect(describe(refused({ allocation_status: "ALLOCATION_STATUS_PROCESSING" }), format, "cancel").message).toBe(
+      "This investment can no longer be cancelled: its shares are being allocated right now.",
+    );
+    // A status this page does not know yet still reads as a sentence, never as the enum name.
+    const unknown = describe(refused({ allocation_status: "ALLOCATION_STATUS_ON_HOLD" }), format, "cancel").message;
+    expect(unknown).toBe("This investment can no longer be cancelled: only one still waiting for its shares can be.");
+    expect(describe(refused({}), format, "retry").message).toMatch(/nothing to retry/);
+    expect(describe(refused({}), format).message).not.toMatch(/ALLOCATION_STATUS|retry|cancel/);
+  });
+
   it("has a sentence for transport and auth failures", () => {
     expect(describe(new ConnectError("fetch failed", Code.Unavailable)).message).toMatch(/cannot be reached/);
     expect(describe(new ConnectError("x", Code.Unauthenticated)).message).toMatch(/sign in again/);

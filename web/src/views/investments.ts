@@ -1,17 +1,19 @@
 // "Your investments": newest first, kept current by WatchAllocations across reconnects, with
-// older ones read page by page from ListInvestments. Rows that arrive over the stream (made in
-// another tab or client) are read once for their shares and amount.
+// older ones read page by page from ListInvestments (each with its allocations). Rows that
+// arrive over the stream (made in another tab or client) are read once for their shares and
+// amount, reversed ones for their reason. Waiting rows can be cancelled (./cancel.ts).
 
-import { Book, isFinished, statusName, type Row } from "../book.js";
+import { Book, isCancellable, isFinished, statusName, type Row } from "../book.js";
 import { cell, el, find, noteRow } from "../dom.js";
 import type { Context } from "../context.js";
 import { describe } from "../errors.js";
 import type { Investment } from "../gen/invest/v1/investment_pb.js";
 import { keepWatching, type LinkState } from "../watch.js";
 import { eachLimited } from "../util.js";
-import { allocationWords } from "./words.js";
+import { CancelControls } from "./cancel.js";
+import { allocationWords, detailsInWords } from "./words.js";
 
-const COLUMNS = 6;
+const COLUMNS = 7;
 const PAGE = 50;
 
 export class Investments {
@@ -22,6 +24,10 @@ export class Investments {
   private olderToken = "";
   private listed = false;
   private scheduled = false;
+  /** Each row's element and what it showed when built. */
+  private readonly shown = new Map<string, { key: string; tr: HTMLElement }>();
+  private focusNext: (() => HTMLElement | null) | undefined;
+  private readonly cancel: CancelControls;
 
   constructor(
     root: HTMLElement,
@@ -33,6 +39,16 @@ export class Investments {
     this.body = find(root, "tbody");
     this.older = find<HTMLButtonElement>(root, "#older");
     this.error = find(root, ".error");
+    this.cancel = new CancelControls(ctx, this.body, find(root, "#history-done"), this.error, {
+      rerender: (focus) => {
+        this.focusNext = focus;
+        this.render();
+      },
+      cancelled: (investment) => {
+        if (this.book.applyInvestment(investment)) this.render();
+        this.onChange(); // its reservation is released
+      },
+    });
     this.older.onclick = () => void this.readOlder();
     this.body.replaceChildren(noteRow(COLUMNS, "Loading your investments…"));
   }
@@ -76,7 +92,6 @@ export class Investments {
     });
     this.onChange();
     await this.fillDetails();
-    await this.fillAllocations();
   }
 
   private async readPage(pageToken: string, newest: boolean) {
@@ -103,7 +118,6 @@ export class Investments {
     this.older.textContent = "Loading older investments…";
     try {
       await this.readPage(this.olderToken, false);
-      void this.fillAllocations();
     } catch {
       // Said in the view's error line.
     } finally {
@@ -112,20 +126,12 @@ export class Investments {
     }
   }
 
-  /** Shares and amount of rows known only from the stream. */
+  /** What the stream does not carry: shares and amount of rows known only from it, the reason
+   * of a reversal. */
   private async fillDetails() {
     await eachLimited(this.book.missingDetails(), 4, async (id) => {
       const r = await this.ctx.api.investments.getInvestment({ investmentId: id });
       if (r.investment && this.book.applyInvestment(r.investment)) this.render();
-    });
-  }
-
-  /** Allocations of completed rows known only from a list: a WatchAllocation on a finished
-   * investment sends its final update and ends. */
-  private async fillAllocations() {
-    await eachLimited(this.book.missingAllocations(), 4, async (id) => {
-      const stream = this.ctx.api.allocations.watchAllocation({ investmentId: id }, { signal: AbortSignal.timeout(10_000) });
-      for await (const m of stream) if (m.update && this.book.applyUpdate(m.update)) this.render();
     });
   }
 
@@ -138,46 +144,58 @@ export class Investments {
       void this.ctx.deals.ensure(rows.map((r) => r.dealId)).catch(() => {});
       this.older.hidden = this.olderToken === "";
       if (rows.length === 0) {
+        this.shown.clear();
         this.body.replaceChildren(noteRow(COLUMNS, this.listed ? "No investments yet: use the form above to make your first." : "Loading your investments…"));
         return;
       }
-      this.body.replaceChildren(...rows.map((r) => this.row(r)));
+      this.place(rows.map((r) => this.rowElement(r)));
+      this.focusNext?.()?.focus();
+      this.focusNext = undefined;
     });
   }
 
-  private row(r: Row): HTMLElement {
+  /** Puts `wanted` in the table in order, moving nothing that is already in its place: a row
+   * that did not change keeps its element (and the keyboard focus in it). */
+  private place(wanted: HTMLElement[]) {
+    const keep = new Set<Element>(wanted);
+    for (const child of [...this.body.children]) if (!keep.has(child)) child.remove();
+    let cursor = this.body.firstElementChild;
+    for (const tr of wanted) {
+      if (tr === cursor) cursor = cursor.nextElementSibling;
+      else this.body.insertBefore(tr, cursor);
+    }
+    for (const id of this.shown.keys()) if (this.book.get(id) === undefined) this.shown.delete(id);
+  }
+
+  /** The row's element, built again only when what it shows changed. */
+  private rowElement(r: Row): HTMLElement {
+    const deal = this.ctx.deals.name(r.dealId);
+    const key = [r.version, r.shares, r.totalAmount, deal, r.reversalReason, this.cancel.state(r.id)].join("|");
+    const shown = this.shown.get(r.id);
+    if (shown?.key === key) return shown.tr;
+    const tr = this.row(r, deal);
+    this.shown.set(r.id, { key, tr });
+    return tr;
+  }
+
+  private row(r: Row, deal: string): HTMLElement {
     const f = this.ctx.format;
     const status = statusName(r.status);
-    let details: Node | string = "";
-    if (r.allocations.length > 0) {
-      details = el(
-        "ul",
-        { class: "allocations" },
-        ...r.allocations.map((a) => el("li", {}, `${f.units(a.units)} ${a.units === 1n ? "share" : "shares"} allocated, ${f.amount(a.value)}`)),
-      );
-    } else if (r.error) {
-      details = failureInWords(r.error);
-    } else if (!isFinished(r.status)) {
-      details = "The amount is held until the shares are allocated.";
+    const words = detailsInWords(r, f);
+    const details = el("div", {}, ...(words.text ? [el("p", {}, words.text)] : []));
+    if (words.allocations.length > 0) {
+      details.append(el("ul", { class: "allocations" }, ...words.allocations.map((a) => el("li", {}, a))));
     }
     return el(
       "tr",
       { "data-id": r.id, "data-status": status, "data-version": String(r.version) },
       cell("Date", f.date(r.since), { class: "date" }),
-      cell("Deal", this.ctx.deals.name(r.dealId), { "data-term": "deal" }),
+      cell("Deal", deal, { "data-term": "deal" }),
       cell("Shares", r.shares === undefined ? "…" : f.units(r.shares), { class: "num", "data-term": "shares" }),
       cell("Amount", r.totalAmount === undefined ? "…" : f.amount(r.totalAmount), { class: "num", "data-term": "amount" }),
       cell("Status", el("span", { class: "status", "data-status": status }, allocationWords(r.status)), { "data-term": "status" }),
       cell("Details", details, { class: "details" }),
+      cell("Action", isCancellable(r) ? this.cancel.controls(r, deal) : "", { class: "action" }),
     );
   }
-}
-
-/** A stored allocation error as an investor reads it. */
-export function failureInWords(error: string): string {
-  if (/insufficient inventory|not enough (units|inventory)/i.test(error)) {
-    return "Not enough shares were left in this deal; nothing was charged.";
-  }
-  if (/permanent failure/i.test(error)) return "The allocation kept failing; nothing was charged. Support can retry it.";
-  return "The shares could not be allocated; nothing was charged.";
 }

@@ -6,7 +6,7 @@ import type { Context } from "../context.js";
 import { describe } from "../errors.js";
 import type { Investment } from "../gen/invest/v1/investment_pb.js";
 import { documentVisibility, poll } from "../poll.js";
-import { failureInWords } from "./investments.js";
+import { failureInWords } from "./words.js";
 
 const COLUMNS = 7;
 
@@ -47,6 +47,8 @@ export class Operator {
         ["Allocating", stats.processingCount],
         ["Completed", stats.completedCount],
         ["Failed", stats.failedCount],
+        ["Cancelled", stats.cancelledCount],
+        ["Reversed", stats.reversedCount],
         ["Requests queued", stats.streamMessages],
         ["Not yet delivered", stats.consumerPending],
         ["Delivered, not yet done", stats.consumerInFlight],
@@ -88,7 +90,7 @@ export class Operator {
         this.done.textContent = `Retried: the investment in ${deal} (${f.units(i.shares)} shares, ${f.amount(i.totalAmount)}) is queued again.`;
         await this.refresh();
       } catch (err) {
-        const problem = describe(err, this.ctx.format);
+        const problem = describe(err, this.ctx.format, "retry");
         this.ctx.failed(problem);
         this.error.textContent = `Retry failed: ${problem.message}`;
         retry.disabled = false;

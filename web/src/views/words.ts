@@ -1,5 +1,7 @@
-// Statuses in the words the page uses.
+// Statuses, and what an investor reads about each investment, in the words the page uses.
 
+import type { Row } from "../book.js";
+import type { Format } from "../format.js";
 import { AllocationStatus, SubscriptionStatus } from "../gen/invest/v1/investment_pb.js";
 
 export function subscriptionWord(status: SubscriptionStatus): string {
@@ -17,7 +19,57 @@ export function allocationWords(status: AllocationStatus): string {
       return "Completed";
     case AllocationStatus.FAILED:
       return "Failed";
+    case AllocationStatus.CANCELLED:
+      return "Cancelled";
+    case AllocationStatus.REVERSED:
+      return "Reversed";
     default:
       return "Unknown";
   }
+}
+
+/** A stored allocation error as an investor reads it. */
+export function failureInWords(error: string): string {
+  if (/insufficient inventory|not enough (units|inventory)/i.test(error)) {
+    return "Not enough shares were left in this deal; nothing was charged.";
+  }
+  if (/permanent failure/i.test(error)) return "The allocation kept failing; nothing was charged. Support can retry it.";
+  return "The shares could not be allocated; nothing was charged.";
+}
+
+/** A row's details: a sentence on where its money stands, and one line per allocated batch. */
+export function detailsInWords(row: Row, f: Format): { text: string; allocations: string[] } {
+  const allocations = row.allocations.map((a) => {
+    const line = `${f.units(a.units)} ${a.units === 1n ? "share" : "shares"} allocated, ${f.amount(a.value)}`;
+    return a.reversed ? `${line} (returned)` : line;
+  });
+  const amount = row.totalAmount === undefined ? "The amount" : f.amount(row.totalAmount);
+  let text = "";
+  switch (row.status) {
+    case AllocationStatus.PENDING:
+    case AllocationStatus.PROCESSING:
+      text =
+        row.attempt > 0
+          ? "The amount is held until the shares are allocated; the last try failed and is being repeated."
+          : "The amount is held until the shares are allocated.";
+      break;
+    case AllocationStatus.FAILED:
+      text = failureInWords(row.error);
+      break;
+    case AllocationStatus.CANCELLED:
+      text = `You cancelled it before its shares were allocated: ${amount} is back in your plan.`;
+      break;
+    case AllocationStatus.REVERSED:
+      text =
+        row.reversalReason === undefined
+          ? `Reversed by an operator: ${amount} is back in your plan.`
+          : `Reversed by an operator (${quoted(row.reversalReason)}): ${amount} is back in your plan.`;
+      break;
+  }
+  return { text, allocations };
+}
+
+/** An operator's free text, as a quotation that ends where it should. */
+function quoted(reason: string): string {
+  return `“${reason.trim().replace(/[.\s]+$/, "")}”`;
 }
