@@ -4,9 +4,9 @@ use allocation_svc::{App, Config};
 use clap::Parser;
 use service_kit::{server, telemetry};
 
-/// mimalloc rather than glibc's malloc: it gives the OS back the pages that closed watch
-/// streams held (glibc kept all 462 MiB of 100,000 closed streams), at no cost in RSS or CPU
-/// while they are open (BENCHMARKS.md, "100,000 watchers").
+/// jemalloc with background purging rather than glibc's malloc: it gives the OS back the pages
+/// that closed watch streams held (glibc kept all of them), at the same RSS and CPU while they
+/// are open (BENCHMARKS.md, "100,000 watchers").
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
