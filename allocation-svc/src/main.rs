@@ -4,6 +4,12 @@ use allocation_svc::{App, Config};
 use clap::Parser;
 use service_kit::{server, telemetry};
 
+/// jemalloc with background purging rather than glibc's malloc: it gives the OS back the pages
+/// that closed watch streams held (glibc kept all of them), at the same RSS and CPU while they
+/// are open (BENCHMARKS.md, "100,000 watchers").
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
