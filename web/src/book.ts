@@ -7,7 +7,7 @@
 // again; and there are at most `limit` of them: past that the oldest goes.
 
 import type { AllocationUpdate } from "./gen/invest/v1/allocation_pb.js";
-import { AllocationStatus, type Investment } from "./gen/invest/v1/investment_pb.js";
+import { type AllocationFailure, AllocationStatus, type Investment } from "./gen/invest/v1/investment_pb.js";
 
 /** One allocated batch of a completed investment. */
 export interface BatchAllocation {
@@ -27,6 +27,8 @@ export interface Row {
   version: bigint;
   attempt: number;
   error: string;
+  /** Why it failed: set exactly when `status` is FAILED. */
+  failure: AllocationFailure;
   allocations: BatchAllocation[];
   /** When it was made (or, for a row known only from the stream, its first update). */
   since: number;
@@ -74,6 +76,7 @@ export class Book {
         version: u.version,
         attempt: u.attempt,
         error: u.error,
+        failure: u.failure,
         allocations,
         since: millis(u.updatedAt) ?? Date.now(),
       });
@@ -90,6 +93,7 @@ export class Book {
       version: u.version,
       attempt: u.attempt,
       error: u.error,
+      failure: u.failure,
       allocations,
     });
     if (row.dealId === "") row.dealId = u.dealId;
@@ -110,6 +114,7 @@ export class Book {
         version: i.statusVersion,
         attempt: i.allocationAttempts,
         error: i.allocationError,
+        failure: i.allocationFailure,
         allocations: [],
         since,
       });
@@ -131,6 +136,7 @@ export class Book {
         version: i.statusVersion,
         attempt: i.allocationAttempts,
         error: i.allocationError,
+        failure: i.allocationFailure,
         allocations: [],
       });
       changed = true;

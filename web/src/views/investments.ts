@@ -6,10 +6,10 @@ import { Book, isFinished, statusName, type Row } from "../book.js";
 import { cell, el, find, noteRow } from "../dom.js";
 import type { Context } from "../context.js";
 import { describe } from "../errors.js";
-import type { Investment } from "../gen/invest/v1/investment_pb.js";
+import { AllocationStatus, type Investment } from "../gen/invest/v1/investment_pb.js";
 import { keepWatching, type LinkState } from "../watch.js";
 import { eachLimited } from "../util.js";
-import { allocationWords } from "./words.js";
+import { allocationWords, failureInWords } from "./words.js";
 
 const COLUMNS = 6;
 const PAGE = 50;
@@ -155,8 +155,8 @@ export class Investments {
         { class: "allocations" },
         ...r.allocations.map((a) => el("li", {}, `${f.units(a.units)} ${a.units === 1n ? "share" : "shares"} allocated, ${f.amount(a.value)}`)),
       );
-    } else if (r.error) {
-      details = failureInWords(r.error);
+    } else if (r.status === AllocationStatus.FAILED) {
+      details = failureInWords(r.failure);
     } else if (!isFinished(r.status)) {
       details = "The amount is held until the shares are allocated.";
     }
@@ -171,13 +171,4 @@ export class Investments {
       cell("Details", details, { class: "details" }),
     );
   }
-}
-
-/** A stored allocation error as an investor reads it. */
-export function failureInWords(error: string): string {
-  if (/insufficient inventory|not enough (units|inventory)/i.test(error)) {
-    return "Not enough shares were left in this deal; nothing was charged.";
-  }
-  if (/permanent failure/i.test(error)) return "The allocation kept failing; nothing was charged. Support can retry it.";
-  return "The shares could not be allocated; nothing was charged.";
 }

@@ -6,7 +6,7 @@ import type { Context } from "../context.js";
 import { describe } from "../errors.js";
 import type { Investment } from "../gen/invest/v1/investment_pb.js";
 import { documentVisibility, poll } from "../poll.js";
-import { failureInWords } from "./investments.js";
+import { failureInWords } from "./words.js";
 
 const COLUMNS = 7;
 
@@ -107,7 +107,7 @@ export class Operator {
       cell("Investor", el("span", { class: "id", title: i.userId }, `…${i.userId.slice(-8)}`)),
       cell("Shares", f.units(i.shares), { class: "num", "data-term": "shares" }),
       cell("Amount", f.amount(i.totalAmount), { class: "num", "data-term": "amount" }),
-      cell("Reason", `${failureInWords(i.allocationError)}${attempts}`, { "data-term": "reason" }),
+      cell("Reason", `${failureInWords(i.allocationFailure)}${attempts}`, { "data-term": "reason" }),
       cell("Action", retry),
     );
   }

@@ -1,6 +1,6 @@
 // Statuses in the words the page uses.
 
-import { AllocationStatus, SubscriptionStatus } from "../gen/invest/v1/investment_pb.js";
+import { AllocationFailure, AllocationStatus, SubscriptionStatus } from "../gen/invest/v1/investment_pb.js";
 
 export function subscriptionWord(status: SubscriptionStatus): string {
   return (SubscriptionStatus[status] ?? "unknown").toLowerCase();
@@ -19,5 +19,18 @@ export function allocationWords(status: AllocationStatus): string {
       return "Failed";
     default:
       return "Unknown";
+  }
+}
+
+/** Why an allocation failed, as an investor reads it: from the reason the API sends, not its
+ * error text (whose wording is for people and may change). */
+export function failureInWords(failure: AllocationFailure): string {
+  switch (failure) {
+    case AllocationFailure.INSUFFICIENT_INVENTORY:
+      return "Not enough shares were left in this deal; nothing was charged.";
+    case AllocationFailure.ATTEMPTS_EXHAUSTED:
+      return "The allocation kept failing; nothing was charged. Support can retry it.";
+    default:
+      return "The shares could not be allocated; nothing was charged.";
   }
 }
