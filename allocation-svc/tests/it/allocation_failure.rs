@@ -1,6 +1,7 @@
 //! Why an allocation failed, as a value (issue 22): the live watch stream, the event log that
-//! watchers repair from, GetInvestment and ListInvestments all carry the same
-//! `AllocationFailure`, set only on the FAILED state; an admin retry clears it.
+//! watchers repair from (read directly, and by a replica that hears no status event),
+//! GetInvestment and ListInvestments all carry the same `AllocationFailure`, set only on the
+//! FAILED state; an admin retry clears it.
 
 use std::time::Duration;
 
@@ -57,6 +58,54 @@ async fn attempts_exhausted_is_a_reason_on_every_read_and_a_retry_clears_it() {
 
     retried_and_cleared(&stack, &investor, &created.id, &mut live).await;
     check_invariants(&stack.db).await;
+}
+
+#[tokio::test]
+async fn a_watcher_served_from_the_event_log_alone_is_told_the_same_reason() {
+    let mut stack = stack_with(Options {
+        // A private server: the deaf replica's own names stay in it.
+        own_nats_server: true,
+        // The allocator waits for the deal lock the test holds, instead of timing out.
+        lock_timeout: secs(30),
+        ..Options::default()
+    })
+    .await;
+    let deaf = deaf_replica(&mut stack).await;
+    let investor = stack.investor("12000.00", "1.00", &[4]).await;
+    let lock = hold(&stack, &investor, Hold::Deal).await;
+    let created = stack.create(&investor, 5).await;
+    // Opened while allocation cannot start: its first update is PENDING, and the rest can only
+    // come from the replica's reads of the log.
+    let watch = stack.watch(deaf, investor.user_id, &created.id).await;
+    lock.rollback().await.expect("release");
+
+    let updates = collect(watch).await;
+    assert_eq!(
+        steps(&updates),
+        [(Pending, 1, 0), (Processing, 2, 0), (Failed, 3, 0)],
+        "{updates:?}"
+    );
+    let failure = updates.last().expect("failed").failure();
+    assert_eq!(failure, AllocationFailure::InsufficientInventory);
+    assert!(
+        updates[..2]
+            .iter()
+            .all(|u| u.failure() == AllocationFailure::Unspecified),
+        "{updates:?}"
+    );
+}
+
+/// A watch-only replica that hears no status event (its NATS names are its own): it knows
+/// of changes only from its periodic reads of the event log.
+async fn deaf_replica(stack: &mut Stack) -> usize {
+    let mut config = stack.replica_config(false);
+    config.common.nats.nats_stream.push_str("_DEAF");
+    config.common.nats.nats_subject_prefix.push_str("_deaf");
+    config.common.db.database_url = stack.test_db.url.clone().into();
+    let pools = allocation_svc::Pools::open(&config.common.db, &config.pools)
+        .await
+        .expect("pools");
+    stack.add_replica_as(config, pools).await
 }
 
 /// WatchAllocations as `user_id`, opened before anything happens: what it sends is live.
