@@ -784,8 +784,8 @@ export enum InvestmentStatus {
   CANCELLED = 3,
 
   /**
-   * Terminal unless an admin retries it: allocation failed (see allocation_error); holds no
-   * units and reserves nothing.
+   * Terminal unless an admin retries it: allocation failed (why: allocation_failure, and
+   * allocation_error in words); holds no units and reserves nothing.
    *
    * @generated from enum value: INVESTMENT_STATUS_FAILED = 4;
    */
@@ -841,7 +841,7 @@ export enum AllocationStatus {
   COMPLETED = 3,
 
   /**
-   * Terminal: not allocated; see allocation_error.
+   * Terminal: not allocated; see allocation_failure (and allocation_error).
    *
    * @generated from enum value: ALLOCATION_STATUS_FAILED = 4;
    */
