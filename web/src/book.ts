@@ -26,7 +26,6 @@ export interface Row {
   status: AllocationStatus;
   version: bigint;
   attempt: number;
-  error: string;
   /** Why it failed: set exactly when `status` is FAILED. */
   failure: AllocationFailure;
   allocations: BatchAllocation[];
@@ -75,7 +74,6 @@ export class Book {
         status: u.allocationStatus,
         version: u.version,
         attempt: u.attempt,
-        error: u.error,
         failure: u.failure,
         allocations,
         since: millis(u.updatedAt) ?? Date.now(),
@@ -92,7 +90,6 @@ export class Book {
       status: u.allocationStatus,
       version: u.version,
       attempt: u.attempt,
-      error: u.error,
       failure: u.failure,
       allocations,
     });
@@ -113,7 +110,6 @@ export class Book {
         status: i.allocationStatus,
         version: i.statusVersion,
         attempt: i.allocationAttempts,
-        error: i.allocationError,
         failure: i.allocationFailure,
         allocations: [],
         since,
@@ -135,7 +131,6 @@ export class Book {
         status: i.allocationStatus,
         version: i.statusVersion,
         attempt: i.allocationAttempts,
-        error: i.allocationError,
         failure: i.allocationFailure,
         allocations: [],
       });

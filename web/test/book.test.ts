@@ -61,7 +61,6 @@ describe("Book", () => {
     expect(book.get(ID)!.failure).toBe(failure);
     book.applyUpdate(update(4, AllocationStatus.PENDING, { attempt: 0 }));
     expect(book.unfinished()).toEqual([ID]);
-    expect(book.get(ID)!.error).toBe("");
     expect(book.get(ID)!.failure).toBe(AllocationFailure.UNSPECIFIED);
   });
 
