@@ -131,7 +131,8 @@ pub async fn oldest_unfinished_seconds(db: &DatabaseConnection) -> Result<i64> {
     Ok(age.and_then(|a| a.seconds).unwrap_or(0))
 }
 
-/// Puts a `FAILED` investment back to `pending` with its attempts reset and queues it again.
+/// Puts a `FAILED` investment back to `pending` with its attempts, error and failure reason
+/// cleared, and queues it again.
 ///
 /// Its amount is reserved again, so the subscription's balance is checked as at creation,
 /// under the subscription's row lock. Locks are taken investment first, then subscription:
@@ -179,6 +180,10 @@ pub async fn retry(
         (investment::Column::AllocationAttempts, Expr::val(0)),
         (
             investment::Column::AllocationError,
+            Expr::val(Option::<String>::None),
+        ),
+        (
+            investment::Column::AllocationFailure,
             Expr::val(Option::<String>::None),
         ),
     ];

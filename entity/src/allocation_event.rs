@@ -2,7 +2,7 @@
 
 use sea_orm::entity::prelude::*;
 
-use crate::investment::AllocationStatus;
+use crate::investment::{AllocationFailure, AllocationStatus};
 
 /// A row of `allocation_events`.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -18,6 +18,8 @@ pub struct Model {
     pub allocation_status: AllocationStatus,
     pub attempt: i32,
     pub error: Option<String>,
+    /// The investment's `allocation_failure` at this version.
+    pub failure: Option<AllocationFailure>,
     pub created_at: DateTimeUtc,
 }
 

@@ -70,6 +70,18 @@ impl AllocationStatus {
     }
 }
 
+/// `allocation_failure` (text with a CHECK): why an allocation ended `failed`, set exactly then.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+pub enum AllocationFailure {
+    /// The pool had fewer units left than requested: failed at once, not retried.
+    #[sea_orm(string_value = "insufficient_inventory")]
+    InsufficientInventory,
+    /// Every allowed attempt failed with a database error.
+    #[sea_orm(string_value = "attempts_exhausted")]
+    AttemptsExhausted,
+}
+
 /// A row of `investments`.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "investments")]
@@ -89,6 +101,8 @@ pub struct Model {
     pub allocation_attempts: i32,
     pub allocated_at: Option<DateTimeUtc>,
     pub allocation_error: Option<String>,
+    /// Why it failed: set exactly when `allocation_status` is `failed`.
+    pub allocation_failure: Option<AllocationFailure>,
     /// Client idempotency key, unique per user.
     pub request_id: Option<String>,
     /// Bumped on every allocation status change, so watchers can order and de-duplicate.

@@ -20,7 +20,9 @@ pub mod prelude {
     pub use crate::bulk_purchase::{self, Entity as BulkPurchase};
     pub use crate::deal::{self, DealStatus, Entity as Deal};
     pub use crate::ids::{DealId, InvestmentId, SubscriptionId, UserId};
-    pub use crate::investment::{self, AllocationStatus, Entity as Investment, InvestmentStatus};
+    pub use crate::investment::{
+        self, AllocationFailure, AllocationStatus, Entity as Investment, InvestmentStatus,
+    };
     pub use crate::payment::{self, Entity as Payment, PaymentStatus};
     pub use crate::plan::{self, Entity as Plan};
     pub use crate::subscription::{self, Entity as Subscription, SubscriptionStatus};

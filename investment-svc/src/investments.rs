@@ -124,9 +124,9 @@ WITH subscription AS (
 )
 SELECT id, user_id, subscription_id, deal_id, shares, price_per_share, total_amount,
        status::text AS status, allocation_status::text AS allocation_status,
-       allocation_attempts, allocated_at, allocation_error, request_id, status_version,
-       last_published_at, created_at, updated_at, reversed_at, reversed_by, reversal_reason,
-       reversal_request_id
+       allocation_attempts, allocated_at, allocation_error, allocation_failure, request_id,
+       status_version, last_published_at, created_at, updated_at, reversed_at, reversed_by,
+       reversal_reason, reversal_request_id
 FROM created
 "#;
 

@@ -109,6 +109,7 @@ pub fn event_of(row: &investment::Model) -> allocation_event::Model {
         allocation_status: row.allocation_status,
         attempt: row.allocation_attempts,
         error: row.allocation_error.clone(),
+        failure: row.allocation_failure,
         created_at: row.updated_at,
     }
 }

@@ -22,6 +22,8 @@ pub struct Change {
     pub status: AllocationStatus,
     /// The error to show (`None` clears it).
     pub error: Option<String>,
+    /// Why it failed: `Some` exactly when `status` is `Failed` (the table's CHECK).
+    pub failure: Option<AllocationFailure>,
     /// Attempts counted so far, after this one.
     pub attempts: i32,
 }
@@ -56,6 +58,12 @@ pub async fn apply(txn: &impl ConnectionTrait, changes: &[Change]) -> Result<Vec
         column(&|c| via(c).into()),
         column(&|c| c.row.allocation_error.clone().unwrap_or_default().into()),
         column(&|c| c.row.allocation_attempts.into()),
+        column(&|c| {
+            c.failure
+                .map(|f| sea_orm::ActiveEnum::to_value(&f))
+                .unwrap_or_default()
+                .into()
+        }),
     ];
     let rows = Investment::find()
         .from_raw_sql(Statement::from_sql_and_values(
@@ -101,14 +109,15 @@ fn array_type(value: &Value) -> sea_orm::sea_query::ArrayType {
 }
 
 /// `$1` ids, `$2` new statuses, `$3` errors ('' for none), `$4` attempts, `$5` whether the
-/// row passes through `processing`, `$6`/`$7` the error and attempts it had then. The
+/// row passes through `processing`, `$6`/`$7` the error and attempts it had then, `$8` the
+/// failures ('' for none; a row passing through `processing` was pending, so had none). The
 /// investment status follows the allocation status as `AllocationStatus::investment_status`
 /// says; `allocated_at` is set exactly when completed (the table's CHECK).
 const APPLY: &str = r#"
 WITH c AS (
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::bool[],
-                         $6::text[], $7::int[])
-        AS c(id, status, error, attempts, via, via_error, via_attempts)
+                         $6::text[], $7::int[], $8::text[])
+        AS c(id, status, error, attempts, via, via_error, via_attempts, failure)
 ), upd AS (
     UPDATE investments i SET
         allocation_status = c.status::allocation_status,
@@ -118,19 +127,20 @@ WITH c AS (
         updated_at = now(),
         allocated_at = CASE WHEN c.status = 'completed' THEN now() END,
         allocation_error = nullif(c.error, ''),
+        allocation_failure = nullif(c.failure, ''),
         allocation_attempts = c.attempts
     FROM c
     WHERE i.id = ANY($1::uuid[]) AND i.id = c.id
     RETURNING i.*, c.via, c.via_error, c.via_attempts
 ), logged AS (
     INSERT INTO allocation_events
-        (investment_id, version, user_id, deal_id, allocation_status, attempt, error)
+        (investment_id, version, user_id, deal_id, allocation_status, attempt, error, failure)
     SELECT id, status_version - 1, user_id, deal_id, 'processing', via_attempts,
-           nullif(via_error, '')
+           nullif(via_error, ''), NULL
     FROM upd WHERE via
     UNION ALL
     SELECT id, status_version, user_id, deal_id, allocation_status, allocation_attempts,
-           allocation_error
+           allocation_error, allocation_failure
     FROM upd
 )
 SELECT * FROM upd

@@ -13,6 +13,7 @@ mod m20261201_000001_subscription_totals;
 mod m20261201_000002_plan_indexes;
 mod m20261202_000001_lifecycle_statuses;
 mod m20261202_000002_cancel_and_reverse;
+mod m20261202_000003_allocation_failure;
 
 /// A fingerprint of every migration's SQL: test templates are rebuilt when it changes, so a
 /// schema edited during development never leaves a stale template behind.
@@ -27,6 +28,7 @@ pub fn fingerprint() -> u64 {
     m20261201_000002_plan_indexes::UP.hash(&mut hasher);
     m20261202_000001_lifecycle_statuses::UP.hash(&mut hasher);
     m20261202_000002_cancel_and_reverse::UP.hash(&mut hasher);
+    m20261202_000003_allocation_failure::UP.hash(&mut hasher);
     hasher.finish()
 }
 
@@ -45,6 +47,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000002_plan_indexes::Migration),
             Box::new(m20261202_000001_lifecycle_statuses::Migration),
             Box::new(m20261202_000002_cancel_and_reverse::Migration),
+            Box::new(m20261202_000003_allocation_failure::Migration),
         ]
     }
 }

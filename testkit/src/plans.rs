@@ -260,8 +260,8 @@ SELECT md5('bp' || g)::uuid, md5('deal' || (g % 50))::uuid, 100,
        CASE WHEN g >= 4900 THEN 100 ELSE 0 END, now() - (5000 - g) * interval '1 minute'
 FROM generate_series(0, 4999) g;
 INSERT INTO investments (id, user_id, subscription_id, deal_id, shares, price_per_share,
-                         total_amount, status, allocation_status, allocated_at, created_at,
-                         updated_at)
+                         total_amount, status, allocation_status, allocated_at,
+                         allocation_failure, created_at, updated_at)
 SELECT md5('inv' || g)::uuid, md5('user' || ((g % 3000 + 1) % 300))::uuid,
        md5('sub' || (g % 3000 + 1))::uuid, md5('deal' || (g % 50))::uuid, 1, 10, 10,
        (CASE WHEN g % 100 < 2 THEN 'pending' WHEN g % 100 < 5 THEN 'failed'
@@ -269,6 +269,7 @@ SELECT md5('inv' || g)::uuid, md5('user' || ((g % 3000 + 1) % 300))::uuid,
        (CASE WHEN g % 100 = 0 THEN 'pending' WHEN g % 100 = 1 THEN 'processing'
         WHEN g % 100 < 5 THEN 'failed' ELSE 'completed' END)::allocation_status,
        CASE WHEN g % 100 >= 5 THEN now() END,
+       CASE WHEN g % 100 BETWEEN 2 AND 4 THEN 'insufficient_inventory' END,
        now() - (30000 - g) * interval '1 second', now() - (30000 - g) * interval '1 second'
 FROM generate_series(1, 30000) g;
 INSERT INTO user_investments (id, user_id, subscription_id, investment_id, deal_id,
@@ -278,6 +279,7 @@ SELECT gen_random_uuid(), i.user_id, i.subscription_id, i.id, i.deal_id,
 FROM generate_series(1, 30000) g JOIN investments i ON i.id = md5('inv' || g)::uuid
 WHERE i.allocation_status = 'completed';
 INSERT INTO allocation_events (investment_id, version, user_id, deal_id, allocation_status,
-                               attempt, created_at)
-SELECT id, 1, user_id, deal_id, allocation_status, 0, created_at FROM investments;
+                               attempt, failure, created_at)
+SELECT id, 1, user_id, deal_id, allocation_status, 0, allocation_failure, created_at
+FROM investments;
 "#;

@@ -9,7 +9,7 @@
 
 import type { Allocation } from "./gen/invest/v1/allocation_part_pb.js";
 import type { AllocationUpdate } from "./gen/invest/v1/allocation_pb.js";
-import { AllocationStatus, type Investment } from "./gen/invest/v1/investment_pb.js";
+import { type AllocationFailure, AllocationStatus, type Investment } from "./gen/invest/v1/investment_pb.js";
 
 /** One allocated batch of a completed (or reversed) investment. */
 export interface BatchAllocation {
@@ -30,7 +30,8 @@ export interface Row {
   status: AllocationStatus;
   version: bigint;
   attempt: number;
-  error: string;
+  /** Why it failed: set exactly when `status` is FAILED. */
+  failure: AllocationFailure;
   allocations: BatchAllocation[];
   /** Why an operator reversed it; undefined until read (the stream does not carry it). */
   reversalReason?: string;
@@ -95,7 +96,7 @@ export class Book {
         status: u.allocationStatus,
         version: u.version,
         attempt: u.attempt,
-        error: u.error,
+        failure: u.failure,
         allocations,
         since: millis(u.updatedAt) ?? Date.now(),
       });
@@ -107,7 +108,7 @@ export class Book {
       status: u.allocationStatus,
       version: u.version,
       attempt: u.attempt,
-      error: u.error,
+      failure: u.failure,
       allocations: reversed ? row.allocations.map((a) => ({ ...a, reversed: true })) : allocations,
       reversalReason: undefined,
     });
@@ -128,7 +129,7 @@ export class Book {
         status: i.allocationStatus,
         version: i.statusVersion,
         attempt: i.allocationAttempts,
-        error: i.allocationError,
+        failure: i.allocationFailure,
         allocations: batches(i.allocations),
         reversalReason: i.reversal?.reason,
         since,
@@ -150,7 +151,7 @@ export class Book {
         status: i.allocationStatus,
         version: i.statusVersion,
         attempt: i.allocationAttempts,
-        error: i.allocationError,
+        failure: i.allocationFailure,
         allocations: batches(i.allocations),
         reversalReason: i.reversal?.reason,
       });

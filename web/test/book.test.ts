@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import { Book, isCancellable, isFinished, statusName } from "../src/book.js";
 import { AllocationSchema } from "../src/gen/invest/v1/allocation_part_pb.js";
 import { AllocationUpdateSchema } from "../src/gen/invest/v1/allocation_pb.js";
-import { AllocationStatus, InvestmentSchema } from "../src/gen/invest/v1/investment_pb.js";
+import { AllocationFailure, AllocationStatus, InvestmentSchema } from "../src/gen/invest/v1/investment_pb.js";
 
 const ID = "6f1c7e0a-0000-4000-8000-000000000001";
 const update = (version: number, status: AllocationStatus, extra = {}) =>
@@ -88,11 +88,13 @@ describe("Book", () => {
 
   it("shows a retry: FAILED, then PENDING again with the attempts, then the outcome", () => {
     const book = new Book();
-    book.applyUpdate(update(3, AllocationStatus.FAILED, { attempt: 5, error: "not enough units" }));
+    const failure = AllocationFailure.INSUFFICIENT_INVENTORY;
+    book.applyUpdate(update(3, AllocationStatus.FAILED, { attempt: 5, error: "not enough units", failure }));
     expect(book.unfinished()).toEqual([]);
+    expect(book.get(ID)!.failure).toBe(failure);
     book.applyUpdate(update(4, AllocationStatus.PENDING, { attempt: 0 }));
     expect(book.unfinished()).toEqual([ID]);
-    expect(book.get(ID)!.error).toBe("");
+    expect(book.get(ID)!.failure).toBe(AllocationFailure.UNSPECIFIED);
   });
 
   it("lists the newest first", () => {

@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
 import type { Row } from "../src/book.js";
 import { Format } from "../src/format.js";
-import { AllocationStatus } from "../src/gen/invest/v1/investment_pb.js";
-import { allocationWords, detailsInWords } from "../src/views/words.js";
+import { AllocationFailure, AllocationStatus } from "../src/gen/invest/v1/investment_pb.js";
+import { allocationWords, detailsInWords, failureInWords } from "../src/views/words.js";
 
 const row = (status: AllocationStatus, extra: Partial<Row> = {}): Row => ({
   id: "i1",
@@ -12,7 +12,7 @@ const row = (status: AllocationStatus, extra: Partial<Row> = {}): Row => ({
   status,
   version: 1n,
   attempt: 0,
-  error: "",
+  failure: AllocationFailure.UNSPECIFIED,
   allocations: [],
   since: 0,
   ...extra,
@@ -46,6 +46,23 @@ describe("an investment's details in words", () => {
     });
     expect(detailsInWords(row(AllocationStatus.PENDING), f).text).toBe("The amount is held until the shares are allocated.");
     // A waiting row after a failed try is not told it failed.
-    expect(detailsInWords(row(AllocationStatus.PENDING, { attempt: 1, error: "lock timeout" }), f).text).toMatch(/being repeated/);
+    expect(detailsInWords(row(AllocationStatus.PENDING, { attempt: 1 }), f).text).toMatch(/being repeated/);
+  });
+});
+
+describe("failureInWords", () => {
+  it("words the reason the API sends, whatever its error text says", () => {
+    expect(failureInWords(AllocationFailure.INSUFFICIENT_INVENTORY)).toBe(
+      "Not enough shares were left in this deal; nothing was charged.",
+    );
+    expect(failureInWords(AllocationFailure.ATTEMPTS_EXHAUSTED)).toBe(
+      "The allocation kept failing; nothing was charged. Support can retry it.",
+    );
+  });
+
+  it("has general words for a failure without a reason (an older server, a new value)", () => {
+    const general = "The shares could not be allocated; nothing was charged.";
+    expect(failureInWords(AllocationFailure.UNSPECIFIED)).toBe(general);
+    expect(failureInWords(99 as AllocationFailure)).toBe(general);
   });
 });

@@ -61,6 +61,17 @@ pub fn allocation_status_filter(status: i32) -> Result<Option<AllocationStatus>,
     }
 }
 
+/// Stored failure reason -> proto: `UNSPECIFIED` when not failed.
+pub fn allocation_failure(failure: Option<AllocationFailure>) -> pb::AllocationFailure {
+    match failure {
+        None => pb::AllocationFailure::Unspecified,
+        Some(AllocationFailure::InsufficientInventory) => {
+            pb::AllocationFailure::InsufficientInventory
+        }
+        Some(AllocationFailure::AttemptsExhausted) => pb::AllocationFailure::AttemptsExhausted,
+    }
+}
+
 /// Stored subscription status -> proto.
 pub fn subscription_status(status: SubscriptionStatus) -> pb::SubscriptionStatus {
     match status {
@@ -104,6 +115,7 @@ pub fn with_allocations(
         allocation_status: allocation_status(row.allocation_status).into(),
         allocation_attempts: row.allocation_attempts,
         allocation_error: row.allocation_error.clone().unwrap_or_default(),
+        allocation_failure: allocation_failure(row.allocation_failure).into(),
         created_at: Some(timestamp(row.created_at)),
         allocated_at: row.allocated_at.map(timestamp),
         request_id: row.request_id.clone().unwrap_or_default(),
@@ -213,6 +225,7 @@ pub fn update(
         version: event.version,
         attempt: event.attempt,
         error: event.error.clone().unwrap_or_default(),
+        failure: allocation_failure(event.failure).into(),
         allocations,
         updated_at: Some(timestamp(event.created_at)),
         deal_id: event.deal_id.to_string(),

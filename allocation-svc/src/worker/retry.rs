@@ -127,13 +127,14 @@ impl Faults {
             return Ok(None);
         }
         let attempts = row.allocation_attempts.saturating_add(1);
-        let (status, error) = if attempts >= self.args.max_attempts {
+        let (status, error, failure) = if attempts >= self.args.max_attempts {
             (
                 AllocationStatus::Failed,
                 format!("permanent failure after {attempts} attempts: {cause}"),
+                Some(AllocationFailure::AttemptsExhausted),
             )
         } else {
-            (AllocationStatus::Pending, cause.to_owned())
+            (AllocationStatus::Pending, cause.to_owned(), None)
         };
         // The attempt passed through `processing` (logged before its outcome, as a successful
         // one is): watchers see every attempt.
@@ -141,6 +142,7 @@ impl Faults {
             row,
             status,
             error: Some(error),
+            failure,
             attempts,
         };
         let updated = outcomes::apply(&txn, &[change]).await?;

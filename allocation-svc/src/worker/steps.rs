@@ -137,12 +137,12 @@ impl Done {
         let mut pieces = Pieces::default();
         let mut changes = Vec::with_capacity(active.len());
         for (row, outcome) in active.iter().zip(outcomes) {
-            let (status, error) = match outcome {
+            let (status, error, failure) = match outcome {
                 Outcome::Allocated(allocated) => {
                     for piece in allocated {
                         pieces.push(row, piece);
                     }
-                    (AllocationStatus::Completed, None)
+                    (AllocationStatus::Completed, None, None)
                 }
                 Outcome::Insufficient {
                     requested,
@@ -152,13 +152,18 @@ impl Done {
                         "insufficient inventory: {requested} shares requested, {available} units left in the pool"
                     );
                     tracing::info!(investment_id = %row.id, %error, "allocation failed");
-                    (AllocationStatus::Failed, Some(error))
+                    (
+                        AllocationStatus::Failed,
+                        Some(error),
+                        Some(AllocationFailure::InsufficientInventory),
+                    )
                 }
             };
             changes.push(Change {
                 row: (*row).clone(),
                 status,
                 error,
+                failure,
                 attempts: row.allocation_attempts,
             });
         }

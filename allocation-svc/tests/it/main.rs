@@ -3,6 +3,7 @@
 
 mod admin;
 mod allocation;
+mod allocation_failure;
 mod audit;
 mod cancel;
 mod chaos;

@@ -202,7 +202,16 @@ impl Stack {
 
     /// Starts one more replica on pools made by the caller; returns its index.
     pub async fn add_replica_on(&mut self, allocate: bool, pools: allocation_svc::Pools) -> usize {
-        let mut config = self.replica_config(allocate);
+        let config = self.replica_config(allocate);
+        self.add_replica_as(config, pools).await
+    }
+
+    /// Starts one more replica with a configuration the caller changed; returns its index.
+    pub async fn add_replica_as(
+        &mut self,
+        mut config: allocation_svc::Config,
+        pools: allocation_svc::Pools,
+    ) -> usize {
         if self.options.metrics {
             config.common.telemetry.metrics_addr = Some(LOCAL_PORT);
         }

@@ -102,6 +102,9 @@ async fn balance_follows_the_formula() {
             id: Set(id.parse().expect("uuid")),
             allocation_status: Set(status),
             status: Set(status.investment_status()),
+            // A failed row has a reason (the table's CHECK).
+            allocation_failure: Set((status == AllocationStatus::Failed)
+                .then_some(AllocationFailure::AttemptsExhausted)),
             ..Default::default()
         }
         .update(&app.db)

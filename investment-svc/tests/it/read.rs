@@ -122,6 +122,7 @@ async fn list_filters_by_allocation_status() {
         id: Set(b.id.parse().expect("uuid")),
         allocation_status: Set(AllocationStatus::Failed),
         status: Set(InvestmentStatus::Failed),
+        allocation_failure: Set(Some(AllocationFailure::InsufficientInventory)),
         ..Default::default()
     };
     failed.update(&app.db).await.expect("mark failed");

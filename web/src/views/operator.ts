@@ -109,7 +109,7 @@ export class Operator {
       cell("Investor", el("span", { class: "id", title: i.userId }, `…${i.userId.slice(-8)}`)),
       cell("Shares", f.units(i.shares), { class: "num", "data-term": "shares" }),
       cell("Amount", f.amount(i.totalAmount), { class: "num", "data-term": "amount" }),
-      cell("Reason", `${failureInWords(i.allocationError)}${attempts}`, { "data-term": "reason" }),
+      cell("Reason", `${failureInWords(i.allocationFailure)}${attempts}`, { "data-term": "reason" }),
       cell("Action", retry),
     );
   }

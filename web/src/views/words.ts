@@ -2,7 +2,7 @@
 
 import type { Row } from "../book.js";
 import type { Format } from "../format.js";
-import { AllocationStatus, SubscriptionStatus } from "../gen/invest/v1/investment_pb.js";
+import { AllocationFailure, AllocationStatus, SubscriptionStatus } from "../gen/invest/v1/investment_pb.js";
 
 export function subscriptionWord(status: SubscriptionStatus): string {
   return (SubscriptionStatus[status] ?? "unknown").toLowerCase();
@@ -28,13 +28,17 @@ export function allocationWords(status: AllocationStatus): string {
   }
 }
 
-/** A stored allocation error as an investor reads it. */
-export function failureInWords(error: string): string {
-  if (/insufficient inventory|not enough (units|inventory)/i.test(error)) {
-    return "Not enough shares were left in this deal; nothing was charged.";
+/** Why an allocation failed, as an investor reads it: from the reason the API sends, not its
+ * error text (whose wording is for people and may change). */
+export function failureInWords(failure: AllocationFailure): string {
+  switch (failure) {
+    case AllocationFailure.INSUFFICIENT_INVENTORY:
+      return "Not enough shares were left in this deal; nothing was charged.";
+    case AllocationFailure.ATTEMPTS_EXHAUSTED:
+      return "The allocation kept failing; nothing was charged. Support can retry it.";
+    default:
+      return "The shares could not be allocated; nothing was charged.";
   }
-  if (/permanent failure/i.test(error)) return "The allocation kept failing; nothing was charged. Support can retry it.";
-  return "The shares could not be allocated; nothing was charged.";
 }
 
 /** A row's details: a sentence on where its money stands, and one line per allocated batch. */
@@ -54,7 +58,7 @@ export function detailsInWords(row: Row, f: Format): { text: string; allocations
           : "The amount is held until the shares are allocated.";
       break;
     case AllocationStatus.FAILED:
-      text = failureInWords(row.error);
+      text = failureInWords(row.failure);
       break;
     case AllocationStatus.CANCELLED:
       text = `You cancelled it before its shares were allocated: ${amount} is back in your plan.`;
