@@ -1,12 +1,12 @@
 //! The PostgreSQL primary restarted under create load, on a private server of the test's own
 //! (the shared one serves other tests): crashed (every process of it SIGKILLed) or shut down
-//! fast, once clients have been answered `UNAVAILABLE`, then started again on the same port
-//! and data directory. Nothing accepted is lost, nothing is allocated twice or stranded, the
+//! fast while an allocation and a create are inside their transactions, then, once clients have been answered
+//! `UNAVAILABLE`, started again on the same port and data directory. Nothing accepted is lost, nothing is allocated twice or stranded, the
 //! audit is clean, and a client is only ever told to retry. What it prints (`--nocapture`) is
 //! for docs/operations.md, never asserted.
 
 use entity::prelude::*;
-use sea_orm::EntityTrait;
+use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, Statement};
 use testkit::{
     db::TestDb,
     pg_server::{PgServer, Stop},
@@ -36,15 +36,30 @@ async fn restart_under_create_load(how: Stop) {
         Options {
             // A create committed whose answer was cut is published by the sweeper.
             sweeper: (ms(300), secs(1)),
+            // Allocations wait on the test's lock rather than fail on it.
+            lock_timeout: secs(30),
             ..Options::default()
         },
     )
     .await;
-    let (_investors, clients, pairs) = load_on(&stack, 2, 4).await;
+    let (investors, clients, pairs) = load_on(&stack, 2, 4).await;
     let load = Load::start(&clients, &pairs);
     load.wait_for(20).await;
 
+    // An allocation and a create surely inside their transactions when the server goes: one
+    // investor's allocations wait on the test's lock of the deal, then its creates on its lock
+    // of their subscription.
+    let lock = hold(&stack, &investors[0], Hold::Deal).await;
+    waiting(&stack, false, "an allocation to wait on the deal").await;
+    lock.execute_unprepared(&format!(
+        "SELECT 1 FROM subscriptions WHERE id = '{}' FOR NO KEY UPDATE",
+        investors[0].subscription.id
+    ))
+    .await
+    .expect("lock the subscription");
+    waiting(&stack, true, "a create to wait on the subscription").await;
     server.stop(how);
+    drop(lock);
     let fault = Instant::now();
     load.wait_for_refusals(REFUSALS).await;
     let down = fault.elapsed();
@@ -90,6 +105,30 @@ async fn restart_under_create_load(how: Stop) {
     );
     // The services stop before their server goes.
     drop(stack);
+}
+
+/// Waits until a session waits on a row lock in a create (`creates`) or in anything else (an
+/// allocation: nothing else of the stack locks a deal).
+async fn waiting(stack: &Stack, creates: bool, what: &str) {
+    testkit::eventually(secs(20), what, || async {
+        let row = stack
+            .db
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT count(*) FILTER (WHERE query LIKE '%INSERT INTO investments%') AS creates, \
+                        count(*) AS all FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            ))
+            .await
+            .ok()??;
+        let (n, all): (i64, i64) = (
+            row.try_get("", "creates").ok()?,
+            row.try_get("", "all").ok()?,
+        );
+        let found = if creates { n } else { all - n };
+        (found > 0).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
