@@ -153,7 +153,7 @@ impl PgServer {
     }
 
     /// Stops the server (see [`Stop`]) and waits, with a deadline, until every process of it
-    /// has gone.
+    /// has gone. Blocks the thread meanwhile (tens of milliseconds; it also runs in `drop`).
     pub fn stop(&mut self, how: Stop) {
         let Some(mut child) = self.child.take() else {
             return;

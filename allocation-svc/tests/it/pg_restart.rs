@@ -58,9 +58,9 @@ async fn restart_under_create_load(how: Stop) {
     .await
     .expect("lock the subscription");
     waiting(&stack, true, "a create to wait on the subscription").await;
+    let fault = Instant::now();
     server.stop(how);
     drop(lock);
-    let fault = Instant::now();
     load.wait_for_refusals(REFUSALS).await;
     let down = fault.elapsed();
     server.start_again().await;
