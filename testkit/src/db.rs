@@ -74,7 +74,7 @@ impl TestDb {
     /// allows connections again. Sparing a session lets a test keep holding a lock so that the
     /// transaction waiting on it is cut first and cannot slip through when the lock goes.
     pub async fn set_reachable(&self, reachable: bool, spare: Option<i32>) {
-        let admin = Database::connect(admin_url())
+        let admin = Database::connect(&self.admin_url)
             .await
             .expect("admin connection");
         let name = &self.name;
@@ -106,7 +106,7 @@ impl TestDb {
     /// Waits until a session of this database waits on a lock (a transaction the test blocked
     /// with a lock of its own is now inside, waiting).
     pub async fn lock_waiter(&self) {
-        let admin = Database::connect(admin_url())
+        let admin = Database::connect(&self.admin_url)
             .await
             .expect("admin connection");
         let sql = format!(
@@ -144,14 +144,19 @@ impl TestDb {
         .await;
     }
 
-    /// Creates a migrated, empty database.
+    /// Creates a migrated, empty database on the server of `DATABASE_URL`.
     pub async fn create() -> anyhow::Result<TestDb> {
-        let admin_url = admin_url();
-        let admin = admin_connection(&admin_url).await?;
+        TestDb::create_on(&admin_url()).await
+    }
+
+    /// Creates a migrated, empty database on the server of `admin_url` (a superuser URL; the
+    /// template is made there the first time).
+    pub async fn create_on(admin_url: &str) -> anyhow::Result<TestDb> {
+        let admin = admin_connection(admin_url).await?;
         admin
             .execute_unprepared(&format!("SELECT pg_advisory_lock({LOCK_KEY})"))
             .await?;
-        let result = Self::create_locked(&admin, &admin_url).await;
+        let result = Self::create_locked(&admin, admin_url).await;
         admin
             .execute_unprepared(&format!("SELECT pg_advisory_unlock({LOCK_KEY})"))
             .await?;

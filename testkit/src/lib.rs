@@ -2,8 +2,8 @@
 //! database per test cloned from a migrated template, private NATS names or a private
 //! nats-server process, tokens (HS256, or asymmetric keys in `keys`), a grpc-web client, data
 //! fixtures, service binaries run to their end (`process`), a 3-node JetStream cluster to kill
-//! and step down (`cluster`), and for the TLS links a test CA with a TLS-only nats-server and
-//! PostgreSQL.
+//! and step down (`cluster`), for the TLS links a test CA with a TLS-only nats-server, and a
+//! private PostgreSQL (TLS-only, or plaintext to crash and restart: `pg_server`).
 //!
 //! Reads `DATABASE_URL` (a superuser URL; `scripts/test` provides one), `NATS_URL` and
 //! `NATS_SERVER_BIN`.
@@ -17,6 +17,7 @@ pub mod grpc_web;
 pub mod keys;
 pub mod metrics;
 pub mod nats;
+pub mod pg_server;
 pub mod plans;
 pub mod process;
 pub mod raw_h2;
@@ -24,7 +25,6 @@ pub mod secrets;
 pub mod stack;
 pub mod tls_certs;
 pub mod tls_nats;
-pub mod tls_pg;
 
 use std::time::Duration;
 

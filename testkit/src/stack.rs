@@ -39,8 +39,12 @@ pub struct Infra {
 impl Infra {
     /// Creates the database and connects to NATS (a private server if `own_nats_server`).
     pub async fn start(own_nats_server: bool) -> anyhow::Result<Infra> {
+        Infra::on_database(TestDb::create().await?, own_nats_server).await
+    }
+
+    /// As [`Infra::start`], on a database made by the caller (on a private server).
+    pub async fn on_database(test_db: TestDb, own_nats_server: bool) -> anyhow::Result<Infra> {
         crate::init_logging();
-        let test_db = TestDb::create().await?;
         let db = test_db.connect().await;
         let nats_server = if own_nats_server {
             Some(NatsServer::start().await)

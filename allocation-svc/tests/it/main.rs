@@ -16,6 +16,7 @@ mod lanes;
 mod lifecycle;
 mod metrics;
 mod operability;
+mod pg_restart;
 mod plans;
 mod pools;
 mod readme;

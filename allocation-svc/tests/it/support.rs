@@ -125,15 +125,15 @@ pub async fn stack_on(infra: Infra, options: Options) -> Stack {
     if options.metrics {
         config.common.telemetry.metrics_addr = Some(LOCAL_PORT);
     }
+    // Its pool as the binary opens it (DATABASE_ACQUIRE_TIMEOUT and all).
+    config.common.db.database_url = infra.test_db.url.clone().into();
+    let db = service_kit::db::connect(&config.common.db)
+        .await
+        .expect("investment-svc's pool");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("port");
-    let app = investment_svc::App::from_parts(
-        config,
-        infra.test_db.connect().await,
-        infra.nats.clone(),
-        listener,
-    )
-    .await
-    .expect("investment-svc builds");
+    let app = investment_svc::App::from_parts(config, db, infra.nats.clone(), listener)
+        .await
+        .expect("investment-svc builds");
     let metrics_addr = app.metrics_addr();
     let investment_svc = Running::start(app.local_addr().expect("addr"), |t| {
         app.run_until_stopped(t)

@@ -5,7 +5,7 @@
 use std::process::{Command, Output};
 
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
-use testkit::{tls_certs::TestCa, tls_pg::TlsPostgres};
+use testkit::{pg_server::PgServer, tls_certs::TestCa};
 
 fn verify_full(ca: &TestCa) -> String {
     format!("sslmode=verify-full&sslrootcert={}", ca.ca_file().display())
@@ -33,7 +33,7 @@ async fn database_exists(admin: &DatabaseConnection, name: &str) -> bool {
 #[tokio::test]
 async fn migrate_creates_and_migrates_over_verify_full() {
     let ca = TestCa::new("pg test CA");
-    let server = TlsPostgres::start(&ca, &["localhost"]).await;
+    let server = PgServer::tls(&ca, &["localhost"]).await;
 
     let migrated = migrate(&server.url("localhost", "invest", &verify_full(&ca)));
     assert!(
@@ -53,7 +53,7 @@ async fn migrate_creates_and_migrates_over_verify_full() {
 async fn migrate_verifies_the_server_before_creating_the_database() {
     let ca = TestCa::new("pg test CA");
     let other = TestCa::new("another CA");
-    let server = TlsPostgres::start(&ca, &["localhost"]).await;
+    let server = PgServer::tls(&ca, &["localhost"]).await;
 
     let refused = migrate(&server.url("localhost", "invest", &verify_full(&other)));
     assert!(!refused.status.success(), "migrated trusting another CA");

@@ -10,7 +10,7 @@ mod scale;
 mod window;
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -23,6 +23,7 @@ use entity::prelude::*;
 use sea_orm::EntityTrait;
 use testkit::cluster::Cluster;
 use tokio::{task::JoinHandle, time::Instant};
+use tonic::Code;
 use uuid::Uuid;
 
 use crate::support::*;
@@ -83,6 +84,7 @@ const PACE: Duration = Duration::from_millis(20);
 pub struct Load {
     stop: Arc<AtomicBool>,
     accepted: Arc<AtomicUsize>,
+    refused: Arc<AtomicUsize>,
     workers: Vec<JoinHandle<LoadReport>>,
 }
 
@@ -91,10 +93,26 @@ pub struct Load {
 pub struct LoadReport {
     /// Investments accepted (OK answers).
     pub accepted: Vec<Uuid>,
-    /// Creates refused or failed.
-    pub errors: usize,
+    /// Creates refused or failed, by status code (`OK`: answered without an investment).
+    pub refused: HashMap<Code, usize>,
     /// The longest a single create took.
     pub longest: Duration,
+}
+
+impl LoadReport {
+    /// Creates refused or failed.
+    pub fn errors(&self) -> usize {
+        self.refused.values().sum()
+    }
+
+    /// Adds what another worker saw.
+    pub fn absorb(&mut self, other: LoadReport) {
+        self.accepted.extend(other.accepted);
+        for (code, n) in other.refused {
+            *self.refused.entry(code).or_default() += n;
+        }
+        self.longest = self.longest.max(other.longest);
+    }
 }
 
 impl Load {
@@ -102,11 +120,12 @@ impl Load {
     pub fn start(investments: &[Investments], investors: &[(Uuid, Uuid)]) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let accepted = Arc::new(AtomicUsize::new(0));
+        let refused = Arc::new(AtomicUsize::new(0));
         let workers = investments
             .iter()
             .enumerate()
             .map(|(w, client)| {
-                let (stop, accepted) = (stop.clone(), accepted.clone());
+                let (stop, accepted, refused) = (stop.clone(), accepted.clone(), refused.clone());
                 let client = client.clone();
                 // Each worker creates for its own investor (its token's user).
                 let (subscription, deal) = investors[w % investors.len()];
@@ -128,16 +147,21 @@ impl Load {
                             })
                             .await;
                         report.longest = report.longest.max(started.elapsed());
-                        match created
-                            .ok()
-                            .and_then(|r| r.into_inner().investment)
-                            .and_then(|i| Uuid::try_parse(&i.id).ok())
-                        {
-                            Some(id) => {
+                        let id = created.map(|r| {
+                            r.into_inner()
+                                .investment
+                                .and_then(|i| Uuid::try_parse(&i.id).ok())
+                        });
+                        match id {
+                            Ok(Some(id)) => {
                                 report.accepted.push(id);
                                 accepted.fetch_add(1, Ordering::Relaxed);
                             }
-                            None => report.errors += 1,
+                            failed => {
+                                let code = failed.map_or_else(|s| s.code(), |_| Code::Ok);
+                                *report.refused.entry(code).or_default() += 1;
+                                refused.fetch_add(1, Ordering::Relaxed);
+                            }
                         }
                     }
                     report
@@ -147,17 +171,19 @@ impl Load {
         Load {
             stop,
             accepted,
+            refused,
             workers,
         }
     }
 
     /// Waits until `more` investments beyond those accepted so far are accepted.
     pub async fn wait_for(&self, more: usize) {
-        let target = self.accepted.load(Ordering::Relaxed) + more;
-        testkit::eventually(secs(120), "creates to be accepted", || async {
-            (self.accepted.load(Ordering::Relaxed) >= target).then_some(())
-        })
-        .await;
+        until(&self.accepted, more, "creates to be accepted").await;
+    }
+
+    /// Waits until `more` creates beyond those refused so far are refused.
+    pub async fn wait_for_refusals(&self, more: usize) {
+        until(&self.refused, more, "creates to be refused").await;
     }
 
     /// Stops the creators and merges what they saw.
@@ -165,13 +191,19 @@ impl Load {
         self.stop.store(true, Ordering::Relaxed);
         let mut all = LoadReport::default();
         for worker in self.workers {
-            let report = worker.await.expect("load worker");
-            all.accepted.extend(report.accepted);
-            all.errors += report.errors;
-            all.longest = all.longest.max(report.longest);
+            all.absorb(worker.await.expect("load worker"));
         }
         all
     }
+}
+
+/// Waits until `counter` has grown by `more`.
+async fn until(counter: &AtomicUsize, more: usize, what: &str) {
+    let target = counter.load(Ordering::Relaxed) + more;
+    testkit::eventually(secs(120), what, || async {
+        (counter.load(Ordering::Relaxed) >= target).then_some(())
+    })
+    .await;
 }
 
 /// Investors with deep inventory on a stack, as `(subscription, deal)` for [`Load`], and one
@@ -234,7 +266,7 @@ pub async fn check_outcome(stack: &Stack, report: &LoadReport, since: Instant, w
         "[cluster] {what}: {} accepted, {} create errors, 0 lost, 0 double, 0 stranded; \
          {completed} completed; longest create {:?}; all terminal {:?} after the fault",
         report.accepted.len(),
-        report.errors,
+        report.errors(),
         report.longest,
         recovered,
     );

@@ -119,8 +119,7 @@ async fn one_of_two_replicas_of_each_service_sigkilled_and_watchers_on_the_survi
         let lost_with_victims = victims.stop().await;
         survivors.wait_for(20).await;
         let mut report = survivors.stop().await;
-        report.accepted.extend(lost_with_victims.accepted);
-        report.errors += lost_with_victims.errors;
+        report.absorb(lost_with_victims);
         check_outcome(&cs, &report, fault, "2+2 replicas, one of each SIGKILLed").await;
 
         // Every version of every investment, in order, on the survivor's watchers.

@@ -6,7 +6,7 @@ use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement};
 use service_kit::config::DbArgs;
 use service_kit::db::DbSetupError;
-use testkit::{tls_certs::TestCa, tls_pg::TlsPostgres};
+use testkit::{pg_server::PgServer, tls_certs::TestCa};
 
 #[derive(Parser)]
 struct Db {
@@ -43,7 +43,7 @@ async fn session_uses_tls(db: &DatabaseConnection) -> bool {
     row.try_get("", "ssl").expect("ssl column")
 }
 
-fn refused(result: Result<DatabaseConnection, DbErr>, what: &str, server: &TlsPostgres) -> String {
+fn refused(result: Result<DatabaseConnection, DbErr>, what: &str, server: &PgServer) -> String {
     match result {
         Err(e) => e.to_string(),
         Ok(_) => panic!("{what}: connected; server log:\n{}", server.log()),
@@ -53,7 +53,7 @@ fn refused(result: Result<DatabaseConnection, DbErr>, what: &str, server: &TlsPo
 #[tokio::test]
 async fn postgres_verify_full_with_the_ca_migrates_and_queries() {
     let ca = TestCa::new("pg test CA");
-    let server = TlsPostgres::start(&ca, &["localhost"]).await;
+    let server = PgServer::tls(&ca, &["localhost"]).await;
     let admin = connect(&server.url("localhost", "postgres", &verify_full(&ca)))
         .await
         .expect("verify-full with the server's CA");
@@ -75,7 +75,7 @@ async fn postgres_verify_full_with_the_ca_migrates_and_queries() {
 #[tokio::test]
 async fn postgres_refuses_plaintext_connections() {
     let ca = TestCa::new("pg test CA");
-    let server = TlsPostgres::start(&ca, &["localhost"]).await;
+    let server = PgServer::tls(&ca, &["localhost"]).await;
 
     let error = refused(
         connect(&server.url("127.0.0.1", "postgres", "sslmode=disable")).await,
@@ -97,7 +97,7 @@ async fn postgres_refuses_plaintext_connections() {
 async fn postgres_verify_full_refuses_a_server_certificate_of_another_ca() {
     let ca = TestCa::new("pg test CA");
     let other = TestCa::new("another CA");
-    let server = TlsPostgres::start(&ca, &["localhost"]).await;
+    let server = PgServer::tls(&ca, &["localhost"]).await;
 
     let error = refused(
         connect(&server.url("localhost", "postgres", &verify_full(&other))).await,
@@ -115,7 +115,7 @@ async fn postgres_verify_full_refuses_a_server_certificate_of_another_ca() {
 async fn postgres_verify_full_refuses_a_host_name_the_certificate_does_not_name() {
     let ca = TestCa::new("pg test CA");
     // The certificate names `localhost`; dialling 127.0.0.1 is another name.
-    let server = TlsPostgres::start(&ca, &["localhost"]).await;
+    let server = PgServer::tls(&ca, &["localhost"]).await;
 
     let error = refused(
         connect(&server.url("127.0.0.1", "postgres", &verify_full(&ca))).await,
