@@ -26,17 +26,13 @@ pub async fn queue_stats(
     topology: &Topology,
     args: &AllocatorArgs,
 ) -> Result<pb::GetQueueStatsResponse> {
-    let nats = |e: &dyn std::fmt::Display| Error::Nats(e.to_string());
-    let mut stream = js
-        .get_stream(&topology.stream)
-        .await
-        .map_err(|e| nats(&e))?;
-    let stream_messages = stream.info().await.map_err(|e| nats(&e))?.state.messages;
+    let mut stream = js.get_stream(&topology.stream).await.map_err(Error::nats)?;
+    let stream_messages = stream.info().await.map_err(Error::nats)?.state.messages;
     let mut consumer: jetstream::consumer::PullConsumer = stream
         .get_consumer(&args.consumer_name)
         .await
-        .map_err(|e| nats(&e))?;
-    let info = consumer.info().await.map_err(|e| nats(&e))?;
+        .map_err(Error::nats)?;
+    let info = consumer.info().await.map_err(Error::nats)?;
     let mut stats = pb::GetQueueStatsResponse {
         stream_messages,
         consumer_pending: info.num_pending,

@@ -42,9 +42,16 @@ pub enum Error {
          before opening another"
     )]
     TooManyWatches(usize),
-    /// NATS failed; the client may retry.
-    #[error("NATS unavailable: {0}")]
-    Nats(String),
+    /// NATS failed; the client may retry. The cause is kept as the source (logged, never sent).
+    #[error("NATS unavailable")]
+    Nats(#[source] async_nats::Error),
+}
+
+impl Error {
+    /// A NATS failure, its cause kept.
+    pub fn nats(cause: impl Into<async_nats::Error>) -> Error {
+        Error::Nats(cause.into())
+    }
 }
 
 impl From<Error> for Status {
@@ -62,7 +69,7 @@ impl From<Error> for Status {
             Error::TooManyWatches(_) => Status::resource_exhausted(error.to_string()),
             Error::Db(e) => service_kit::status::database_status(&e),
             Error::Nats(e) => {
-                tracing::warn!(error = %e, "NATS unavailable");
+                tracing::warn!(error = %e, cause = ?e, "NATS unavailable");
                 Status::unavailable("NATS unavailable, retry later")
             }
         }
