@@ -23,6 +23,7 @@ const PORT: server::Port = server::Port {
         api::v1::allocation_service_server::SERVICE_NAME,
         "allocation-svc (default port 50052)",
     )],
+    descriptors: api::FILE_DESCRIPTOR_SET,
 };
 
 /// A built service, bound to its port, ready to run.
