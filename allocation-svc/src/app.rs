@@ -66,7 +66,7 @@ impl App {
         listener: TcpListener,
     ) -> anyhow::Result<App> {
         let server::Prepared { auth, metrics } =
-            server::prepare(&pools.read, &config.common).await?;
+            server::prepare::<migration::Migrator>(&pools.read, &config.common).await?;
         Ok(App {
             config,
             listener,

@@ -110,11 +110,14 @@ pub struct Prepared {
     pub metrics: Option<TcpListener>,
 }
 
-/// Refuses NATS settings that contradict each other and a schema with pending migrations,
-/// builds the token verifier and binds the metrics endpoint.
-pub async fn prepare(db: &DatabaseConnection, common: &CommonArgs) -> anyhow::Result<Prepared> {
+/// Refuses NATS settings that contradict each other and a schema with pending migrations of
+/// `M`, builds the token verifier and binds the metrics endpoint.
+pub async fn prepare<M: sea_orm_migration::MigratorTrait>(
+    db: &DatabaseConnection,
+    common: &CommonArgs,
+) -> anyhow::Result<Prepared> {
     common.nats.check().map_err(anyhow::Error::msg)?;
-    db::ensure_migrated(db).await?;
+    db::ensure_migrated::<M>(db).await?;
     let auth = crate::auth::Authenticator::from_args(&common.auth)?;
     let metrics = crate::metrics::bind(common.telemetry.metrics_addr)
         .await
