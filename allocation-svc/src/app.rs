@@ -28,7 +28,6 @@ const PORT: server::Port = server::Port {
         api::v1::investment_service_server::SERVICE_NAME,
         "investment-svc (default port 50051)",
     )],
-    descriptors: api::FILE_DESCRIPTOR_SET,
 };
 
 /// A built service, bound to its port, ready to run.
@@ -66,7 +65,7 @@ impl App {
         listener: TcpListener,
     ) -> anyhow::Result<App> {
         let server::Prepared { auth, metrics } =
-            server::prepare::<migration::Migrator>(&pools.read, &config.common).await?;
+            server::prepare(&pools.read, &config.common).await?;
         Ok(App {
             config,
             listener,
