@@ -20,12 +20,19 @@ async fn create_watch_completed_with_exact_allocations() {
     let created = stack.create(&investor, 10).await;
     let updates = collect(stack.watch(0, investor.user_id, &created.id).await).await;
 
-    // Whatever the watch caught first, it ends with processing -> completed, in order.
+    // A watch starts with the current state: opened while the investment waited, it then
+    // sees processing -> completed in order; opened once the allocator had already finished
+    // (it can be that fast), its first and only update is the completed state.
     let tail: Vec<_> = steps(&updates)
         .into_iter()
         .skip_while(|s| s.0 == Pending)
         .collect();
-    assert_eq!(tail, [(Processing, 2, 0), (Completed, 3, 0)], "{updates:?}");
+    let expected: &[_] = if updates.len() == 1 {
+        &[(Completed, 3, 0)]
+    } else {
+        &[(Processing, 2, 0), (Completed, 3, 0)]
+    };
+    assert_eq!(tail, expected, "{updates:?}");
     let versions: Vec<_> = updates.iter().map(|u| u.version).collect();
     assert!(
         versions.windows(2).all(|w| w[1] == w[0] + 1),
