@@ -21,14 +21,16 @@ async fn healing_stack() -> (Stack, Investor, jetstream::Context) {
     (stack, investor, js)
 }
 
-/// Deletes the allocator's durable consumer, as an operator could.
+/// Deletes the allocator's durable consumer, as an operator could: once the allocator has
+/// made it (it does so in its own task at start-up, so the first tries may find none).
 async fn delete_consumer(stack: &Stack, js: &jetstream::Context) {
-    js.get_stream(&stack.names.stream)
-        .await
-        .expect("stream")
-        .delete_consumer("allocator")
-        .await
-        .expect("consumer deleted");
+    let stream = js.get_stream(&stack.names.stream).await.expect("stream");
+    testkit::eventually(
+        Duration::from_secs(20),
+        "the consumer to delete",
+        || async { stream.delete_consumer("allocator").await.ok() },
+    )
+    .await;
 }
 
 /// Every investment terminal within the sweeper's stuck age plus a few seconds.
