@@ -3,7 +3,7 @@
 use api::v1 as pb;
 use async_nats::jetstream;
 use entity::prelude::*;
-use ledger::{balance, events, rules::Reservation, sql};
+use ledger::{events, rules, sql};
 use sea_orm::{
     DatabaseConnection, EntityTrait, FromQueryResult, QueryFilter, QuerySelect, TransactionTrait,
     sea_query::{Expr, ExprTrait, LockType},
@@ -157,21 +157,20 @@ pub async fn retry(
             ),
         });
     }
-    let standing = balance::standing(&txn, row.owner(), SubscriptionId(row.subscription_id), true)
-        .await?
-        .ok_or(Error::NotFound("subscription"))?;
-    // The same rules as a create: the money is reserved again.
-    let deal = Deal::find_by_id(row.deal_id)
-        .one(&txn)
-        .await?
-        .ok_or(Error::NotFound("deal"))?;
-    Reservation {
-        subscription: standing.status,
-        deal: deal.status,
-        required: row.total_amount,
-        available: standing.available(),
+    // The same rules as a create, from the same facts: the money is reserved again.
+    let facts = rules::read(
+        &txn,
+        row.owner(),
+        SubscriptionId(row.subscription_id),
+        DealId(row.deal_id),
+        row.total_amount,
+    )
+    .await?
+    .ok_or(Error::NotFound("subscription"))?;
+    if facts.deal_status.is_none() {
+        return Err(Error::NotFound("deal"));
     }
-    .check()?;
+    facts.check()?;
     let extra = vec![
         (investment::Column::AllocationAttempts, Expr::val(0)),
         (

@@ -1,8 +1,10 @@
 //! Creating, reading and listing investments.
 //!
 //! Create is one statement (one round trip) that locks the subscription row (serializing every
-//! create on one subscription), checks status, deal and available balance from the total on
-//! that row, and inserts the investment as `pending` with its first event. The allocation
+//! create on one subscription), reads status, deal and available balance from the total on
+//! that row with the rules' verdict on them ([`ledger::rules`]), and inserts the investment as
+//! `pending` with its first event if the verdict lets it; the refusal answered otherwise is
+//! that same verdict. The allocation
 //! request is published after the commit; if NATS is down the investment is still durable and
 //! the [`sweeper`](crate::sweeper) publishes it later.
 
@@ -10,13 +12,15 @@ use api::v1 as pb;
 use entity::prelude::*;
 use rust_decimal::Decimal;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
-    SqlErr, Statement,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, FromQueryResult,
+    QueryFilter, QueryResult, SqlErr, Statement,
+    sea_query::{Expr, ExprTrait, PostgresQueryBuilder},
 };
 use service_kit::status::{Invalid, Violations};
+use std::sync::LazyLock;
 use uuid::Uuid;
 
-use ledger::{balance, rules::Reservation};
+use ledger::rules::{self, Facts};
 
 use crate::{Error, Result};
 
@@ -79,41 +83,47 @@ fn total_bound() -> Decimal {
 }
 
 /// A create in one statement, hence one round trip and one implicit transaction: lock the
-/// subscription, check it, the deal and the balance, insert the investment and log its first
-/// event, all or nothing. `$1` id, `$2` user, `$3` subscription, `$4` deal, `$5` shares,
-/// `$6` request id, `$7` [`total_bound`].
+/// subscription, read what the rules need and their verdict, insert the investment and log
+/// its first event if nothing stands in the way, all or nothing. `$1` id, `$2` user, `$3`
+/// subscription, `$4` deal, `$5` shares, `$6` request id, `$7` [`total_bound`].
 ///
-/// - The row lock serializes creates per subscription (NO KEY UPDATE lets the allocator's
-///   inserts, whose foreign keys take KEY SHARE, go on). A create that waited for it reads the
-///   subscription's latest committed version, so each create sees the reservations of the
-///   last; `available` comes from the total on that row, `committed_amount` (kept by
-///   triggers, which also add this investment to it), never from the subscription's history.
-/// - The rules are [`Reservation::check`]'s, and [`explain`] tells which one refused.
-/// - A request id used before makes the insert a no-op (the replay is read afterwards); one
-///   used concurrently hits the unique constraint.
+/// - `facts` is [`rules::facts`]: the row lock serializes creates per subscription (NO KEY
+///   UPDATE lets the allocator's inserts, whose foreign keys take KEY SHARE, go on). A create
+///   that waited for it reads the subscription's latest committed version, so each create sees
+///   the reservations of the last; `available` comes from the total on that row,
+///   `committed_amount` (kept by triggers, which also add this investment to it), never from
+///   the subscription's history.
+/// - The rules' verdict is the one `refused` column: the insert runs only if it is NULL, and
+///   the statement returns it with the facts in every case, so the refusal answered is the
+///   one the insert obeyed, from the same locked snapshot ([`answer`]).
+/// - A request id used before makes the insert a no-op (`replayed`; the replay is read
+///   afterwards); one used concurrently hits the unique constraint.
 /// - `last_published_at` is optimistic: the request is published right after the commit. If
 ///   that fails the stamp is cleared, so the sweeper retries soon; a crash in between is
 ///   covered by SWEEP_STUCK_AGE.
-const CREATE: &str = r#"
-WITH subscription AS (
-    SELECT s.id, s.status,
-           coalesce(s.amount, p.monthly_amount) * coalesce(p.duration_months, 12)
-               - s.committed_amount AS available
-    FROM subscriptions s JOIN plans p ON p.id = s.plan_id
-    WHERE s.id = $3 AND s.user_id = $2
-    FOR NO KEY UPDATE OF s
-), deal AS (
-    SELECT id, status, price_per_share, price_per_share * $5 AS total_amount
-    FROM deals WHERE id = $4
+static CREATE: LazyLock<String> = LazyLock::new(|| {
+    let facts = rules::facts(
+        Expr::cust("$2"),
+        Expr::cust("$3"),
+        Expr::cust("$4"),
+        Expr::col((deal::Entity, deal::Column::PricePerShare)).mul(Expr::cust("$5")),
+    )
+    .to_string(PostgresQueryBuilder);
+    ["WITH facts AS (", &facts, CREATE_REST].concat()
+});
+
+/// [`CREATE`] after its `facts`.
+const CREATE_REST: &str = r#"
+), checked AS (
+    SELECT facts.*, facts.required < $7 AS in_range,
+           EXISTS (SELECT 1 FROM investments WHERE user_id = $2 AND request_id = $6) AS replayed
+    FROM facts
 ), created AS (
     INSERT INTO investments (id, user_id, subscription_id, deal_id, shares, price_per_share,
                              total_amount, request_id, last_published_at)
-    SELECT $1, $2, subscription.id, deal.id, $5, deal.price_per_share, deal.total_amount, $6,
-           now()
-    FROM subscription, deal
-    WHERE subscription.status = 'active' AND deal.status = 'open'
-      AND deal.total_amount <= subscription.available AND deal.total_amount < $7
-      AND NOT EXISTS (SELECT 1 FROM investments WHERE user_id = $2 AND request_id = $6)
+    SELECT $1, $2, $3, $4, $5, deal_price, required, $6, now()
+    FROM checked
+    WHERE NOT replayed AND in_range AND refused IS NULL
     RETURNING *
 ), logged AS (
     INSERT INTO allocation_events (investment_id, version, user_id, deal_id, allocation_status,
@@ -122,17 +132,15 @@ WITH subscription AS (
            allocation_error
     FROM created
 )
-SELECT id, user_id, subscription_id, deal_id, shares, price_per_share, total_amount,
-       status::text AS status, allocation_status::text AS allocation_status,
-       allocation_attempts, allocated_at, allocation_error, allocation_failure, request_id,
-       status_version, last_published_at, created_at, updated_at, reversed_at, reversed_by,
-       reversal_reason, reversal_request_id
-FROM created
+SELECT checked.*, created.id, created.user_id, created.subscription_id, created.deal_id,
+       created.shares, created.price_per_share, created.total_amount,
+       created.status::text AS status, created.allocation_status::text AS allocation_status,
+       created.allocation_attempts, created.allocated_at, created.allocation_error,
+       created.allocation_failure, created.request_id, created.status_version,
+       created.last_published_at, created.created_at, created.updated_at, created.reversed_at,
+       created.reversed_by, created.reversal_reason, created.reversal_request_id
+FROM checked LEFT JOIN created ON true
 "#;
-
-/// How often a create that the statement refused but [`explain`] finds no reason for (the
-/// balance was freed in between) is tried again before it is an internal error.
-const ATTEMPTS: usize = 3;
 
 /// Creates `user_id`'s investment as `pending`, or returns the one already made for the same
 /// request id and payload.
@@ -141,67 +149,57 @@ pub async fn create(
     user_id: UserId,
     new: &NewInvestment,
 ) -> Result<(investment::Model, Created)> {
-    for _ in 0..ATTEMPTS {
-        let statement = Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            CREATE,
-            [
-                Uuid::now_v7().into(),
-                user_id.uuid().into(),
-                new.subscription_id.uuid().into(),
-                new.deal_id.uuid().into(),
-                new.shares.into(),
-                new.request_id.clone().into(),
-                total_bound().into(),
-            ],
-        );
-        match Investment::find().from_raw_sql(statement).one(db).await {
-            Ok(Some(row)) => return Ok((row, Created::New)),
-            Ok(None) => {}
-            // The same request id raced us: answered below as its replay.
-            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {}
-            Err(e) => return Err(e.into()),
+    let statement = Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        CREATE.as_str(),
+        [
+            Uuid::now_v7().into(),
+            user_id.uuid().into(),
+            new.subscription_id.uuid().into(),
+            new.deal_id.uuid().into(),
+            new.shares.into(),
+            new.request_id.clone().into(),
+            total_bound().into(),
+        ],
+    );
+    match db.query_one_raw(statement).await {
+        Ok(Some(row)) => answer(db, user_id, new, &row).await,
+        Ok(None) => Err(Error::NotFound("subscription")),
+        // The same request id raced us: answered as its replay.
+        Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+            match find_by_request_id(db, user_id, new).await? {
+                Some(existing) => replay(existing, new),
+                None => Err(e.into()),
+            }
         }
-        if let Some(replayed) = explain(db, user_id, new).await? {
-            return Ok(replayed);
-        }
+        Err(e) => Err(e.into()),
     }
-    Err(Error::Db(DbErr::Custom(
-        "create refused by the database though every rule passes".into(),
-    )))
 }
 
-/// Why [`CREATE`] inserted nothing, from what is committed now, in the order of the rules: the
-/// replay of an earlier request with the same id, or the error to answer. `Ok(None)` if
-/// nothing stands in the way any more.
-async fn explain(
+/// What [`CREATE`]'s row says, in the order of its conditions: the replay of an earlier
+/// request with the same id, a missing deal, a total out of range, the rule that refused, or
+/// else the inserted investment.
+async fn answer(
     db: &DatabaseConnection,
     user_id: UserId,
     new: &NewInvestment,
-) -> Result<Option<(investment::Model, Created)>> {
-    let standing = balance::standing(db, user_id, new.subscription_id, false)
-        .await?
-        .ok_or(Error::NotFound("subscription"))?;
-    if let Some(existing) = find_by_request_id(db, user_id, new).await? {
-        return replay(existing, new).map(Some);
+    row: &QueryResult,
+) -> Result<(investment::Model, Created)> {
+    if row.try_get::<bool>("", "replayed")? {
+        let existing = find_by_request_id(db, user_id, new)
+            .await?
+            .ok_or(Error::NotFound("investment"))?;
+        return replay(existing, new);
     }
-    let deal = Deal::find_by_id(new.deal_id.uuid())
-        .one(db)
-        .await?
-        .ok_or(Error::NotFound("deal"))?;
-    let required = deal
-        .price_per_share
-        .checked_mul(Decimal::from(new.shares))
-        .filter(|total| *total < total_bound())
-        .ok_or_else(|| Invalid::field("shares", "total amount out of range"))?;
-    Reservation {
-        subscription: standing.status,
-        deal: deal.status,
-        required,
-        available: standing.available(),
+    let facts = Facts::from_query_result(row, "")?;
+    if facts.deal_status.is_none() {
+        return Err(Error::NotFound("deal"));
     }
-    .check()?;
-    Ok(None)
+    if !row.try_get::<bool>("", "in_range")? {
+        return Err(Invalid::field("shares", "total amount out of range").into());
+    }
+    facts.check()?;
+    Ok((investment::Model::from_query_result(row, "")?, Created::New))
 }
 
 async fn find_by_request_id(

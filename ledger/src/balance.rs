@@ -10,7 +10,7 @@
 //! one row, whatever the subscription's history.
 
 use entity::{
-    prelude::{AllocationStatus, PaymentStatus, SubscriptionId, SubscriptionStatus, UserId},
+    prelude::{AllocationStatus, PaymentStatus, SubscriptionStatus, UserId},
     subscription,
 };
 use rust_decimal::Decimal;
@@ -18,7 +18,7 @@ use sea_orm::{
     ConnectionTrait, DbErr, FromQueryResult,
     prelude::DateTimeUtc,
     sea_query::{
-        Asterisk, Expr, ExprTrait, Func, IntoColumnRef, IntoIden, LockType, Query, SelectStatement,
+        Asterisk, Expr, ExprTrait, Func, IntoColumnRef, IntoIden, Query, SelectStatement,
         SubQueryStatement,
     },
 };
@@ -110,68 +110,31 @@ fn of_each_subscription<T: IntoIden + Copy + 'static>(
     )
 }
 
-/// `coalesce(subscription.amount, plan.monthly_amount) * coalesce(plan.duration_months, 12)`.
-fn total_value() -> Expr {
+/// `coalesce(subscription.amount, plan.monthly_amount) * coalesce(plan.duration_months, 12)`:
+/// the one definition of a subscription's total value in SQL (a reservation's facts,
+/// [`crate::rules::facts`]); [`Balance`] multiplies the two factors the listing shows.
+pub fn total_value() -> Expr {
+    monthly_amount().mul(duration_months())
+}
+
+/// `coalesce(subscription.amount, plan.monthly_amount)`.
+fn monthly_amount() -> Expr {
     use entity::{plan, subscription as s};
-    Expr::from(Func::coalesce([
+    Func::coalesce([
         Expr::col((s::Entity, s::Column::Amount)),
         Expr::col((plan::Entity, plan::Column::MonthlyAmount)),
-    ]))
-    .mul(Func::coalesce([
+    ])
+    .into()
+}
+
+/// `coalesce(plan.duration_months, 12)`.
+fn duration_months() -> Expr {
+    use entity::plan;
+    Func::coalesce([
         Expr::col((plan::Entity, plan::Column::DurationMonths)),
         Expr::val(12),
-    ]))
-}
-
-/// What a reservation is checked against: a subscription's status and its total.
-#[derive(Clone, Debug, PartialEq, Eq, FromQueryResult)]
-pub struct Standing {
-    /// Its status.
-    pub status: SubscriptionStatus,
-    /// `monthly_amount * duration_months`.
-    pub total_value: Decimal,
-    /// Its maintained `total_invested + reserved_amount`.
-    pub committed_amount: Decimal,
-}
-
-impl Standing {
-    /// What it can still spend.
-    pub fn available(&self) -> Decimal {
-        available(self.total_value, self.committed_amount)
-    }
-}
-
-/// The standing of one of `user_id`'s subscriptions from the total on its row (one row read
-/// with its plan); `None` if it is not theirs. `lock` takes the row lock that serializes
-/// reservations, for a caller about to reserve.
-pub async fn standing(
-    db: &impl ConnectionTrait,
-    user_id: UserId,
-    subscription_id: SubscriptionId,
-    lock: bool,
-) -> Result<Option<Standing>, DbErr> {
-    use entity::{plan, subscription as s};
-    let mut query = Query::select()
-        .expr_as(
-            Expr::col((s::Entity, s::Column::Status)).cast_as("text"),
-            "status",
-        )
-        .expr_as(total_value(), "total_value")
-        .column((s::Entity, s::Column::CommittedAmount))
-        .from(s::Entity)
-        .inner_join(
-            plan::Entity,
-            Expr::col((plan::Entity, plan::Column::Id)).equals((s::Entity, s::Column::PlanId)),
-        )
-        .and_where(Expr::col((s::Entity, s::Column::UserId)).eq(user_id.uuid()))
-        .and_where(Expr::col((s::Entity, s::Column::Id)).eq(subscription_id.uuid()))
-        .to_owned();
-    if lock {
-        query.lock_with_tables(LockType::NoKeyUpdate, [s::Entity.into_iden()]);
-    }
-    Standing::find_by_statement(db.get_database_backend().build(&query))
-        .one(db)
-        .await
+    ])
+    .into()
 }
 
 /// `coalesce(sum(column), 0)`.
@@ -194,20 +157,8 @@ fn select() -> SelectStatement {
             "status",
         )
         .expr_as(Expr::col((s::Entity, s::Column::CreatedAt)), "created_at")
-        .expr_as(
-            Func::coalesce([
-                Expr::col((s::Entity, s::Column::Amount)),
-                Expr::col((plan::Entity, plan::Column::MonthlyAmount)),
-            ]),
-            "monthly_amount",
-        )
-        .expr_as(
-            Func::coalesce([
-                Expr::col((plan::Entity, plan::Column::DurationMonths)),
-                Expr::val(12),
-            ]),
-            "duration_months",
-        )
+        .expr_as(monthly_amount(), "monthly_amount")
+        .expr_as(duration_months(), "duration_months")
         .expr_as(
             of_each_subscription(
                 pay::Entity,

@@ -8,6 +8,7 @@ use futures::future::join_all;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use testkit::fixtures::dec;
 use tonic::Code;
+use tonic_types::StatusExt;
 use uuid::Uuid;
 
 use crate::support::*;
@@ -265,9 +266,10 @@ async fn unknown_or_foreign_subscription_and_unknown_deal_are_not_found() {
 }
 
 #[tokio::test]
-async fn paused_or_cancelled_subscription_and_closed_deal_are_failed_precondition() {
+async fn each_rule_refuses_in_the_one_statement_with_its_reason() {
     let app = spawn_app().await;
-    let investor = investor(&app, "100.00", "10.00").await;
+    // Worth 12 x 10.00 = 120.00; shares cost 10.00.
+    let investor = investor(&app, "10.00", "10.00").await;
     let plan = app.fixtures.plan("100.00", None).await.expect("plan");
     let paused = app
         .fixtures
@@ -291,13 +293,17 @@ async fn paused_or_cancelled_subscription_and_closed_deal_are_failed_preconditio
         .expect("closed deal");
     let mut client = app.client(investor.user_id).await;
 
-    for (case, request) in [
+    // A paused subscription on a closed deal for more than it is worth: the subscription's
+    // rule is the first.
+    for (case, request, reason) in [
         (
             "paused subscription",
             pb::CreateInvestmentRequest {
                 subscription_id: paused.id.to_string(),
-                ..create_request(&investor, 1, "")
+                deal_id: closed.id.to_string(),
+                ..create_request(&investor, 1_000, "")
             },
+            "SUBSCRIPTION_STATUS",
         ),
         (
             "cancelled subscription",
@@ -305,20 +311,37 @@ async fn paused_or_cancelled_subscription_and_closed_deal_are_failed_preconditio
                 subscription_id: cancelled.id.to_string(),
                 ..create_request(&investor, 1, "")
             },
+            "SUBSCRIPTION_STATUS",
         ),
         (
             "closed deal",
             pb::CreateInvestmentRequest {
                 deal_id: closed.id.to_string(),
-                ..create_request(&investor, 1, "")
+                ..create_request(&investor, 13, "")
             },
+            "DEAL_STATUS",
+        ),
+        (
+            "13 x 10.00 is more than 120.00",
+            create_request(&investor, 13, ""),
+            "INSUFFICIENT_BALANCE",
         ),
     ] {
-        let status = client.create_investment(request).await.expect_err(case);
+        let (refused, statements) = app
+            .statements
+            .during(client.create_investment(request))
+            .await;
+        let status = refused.expect_err(case);
         assert_eq!(
             status.code(),
             Code::FailedPrecondition,
             "{case}: {status:?}"
+        );
+        let info = status.get_details_error_info().expect("ErrorInfo");
+        assert_eq!(info.reason, reason, "{case}");
+        assert_eq!(
+            statements, 1,
+            "{case}: refused by the statement's own verdict"
         );
     }
     assert_eq!(investment_count(&app.db).await, 0);

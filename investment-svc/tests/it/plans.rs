@@ -122,7 +122,7 @@ async fn deals_create_and_reads_keep_their_indexes_under_a_generic_plan() {
     let (created, _) = investments::create(&db, UserId(seeded.user), &new)
         .await
         .expect("create");
-    // A replay runs the refusal's reads too (standing, request id, deal).
+    // A replay reads the earlier investment by its request id too.
     investments::create(&db, UserId(seeded.user), &new)
         .await
         .expect("replay");
