@@ -28,6 +28,7 @@ const PORT: server::Port = server::Port {
         api::v1::investment_service_server::SERVICE_NAME,
         "investment-svc (default port 50051)",
     )],
+    descriptors: api::FILE_DESCRIPTOR_SET,
 };
 
 /// A built service, bound to its port, ready to run.
@@ -65,7 +66,7 @@ impl App {
         listener: TcpListener,
     ) -> anyhow::Result<App> {
         let server::Prepared { auth, metrics } =
-            server::prepare(&pools.read, &config.common).await?;
+            server::prepare::<migration::Migrator>(&pools.read, &config.common).await?;
         Ok(App {
             config,
             listener,

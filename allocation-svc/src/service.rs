@@ -10,6 +10,7 @@ use sea_orm::{Condition, DatabaseConnection};
 use service_kit::{auth::Caller, messaging::Topology, status::Violations};
 use tonic::{Request, Response, Status};
 use tracing::instrument;
+use wire::caller::CallerUser as _;
 
 use crate::{
     Error, admin,
@@ -30,7 +31,7 @@ pub(crate) struct Api {
 }
 
 fn record_user(caller: &Caller) {
-    tracing::Span::current().record("user_id", tracing::field::display(caller.user_id));
+    tracing::Span::current().record("user_id", tracing::field::display(caller.subject));
 }
 
 #[tonic::async_trait]
@@ -48,7 +49,7 @@ impl AllocationService for Api {
         let mut v = Violations::default();
         let id = v.uuid("investment_id", &request.get_ref().investment_id);
         v.finish().map_err(Error::from)?;
-        let stream = self.watchers.watch_one(caller.user_id.uuid(), id).await?;
+        let stream = self.watchers.watch_one(caller.subject, id).await?;
         Ok(Response::new(stream))
     }
 
@@ -59,7 +60,7 @@ impl AllocationService for Api {
     ) -> Result<Response<Self::WatchAllocationsStream>, Status> {
         let caller = Caller::of(&request)?;
         record_user(&caller);
-        let stream = self.watchers.watch_all(caller.user_id.uuid()).await?;
+        let stream = self.watchers.watch_all(caller.subject).await?;
         Ok(Response::new(stream))
     }
 
@@ -121,7 +122,7 @@ impl AllocationService for Api {
         let caller = Caller::of(&request)?;
         record_user(&caller);
         caller.require_admin()?;
-        let reversal = Reversal::parse(request.into_inner(), caller.user_id)?;
+        let reversal = Reversal::parse(request.into_inner(), caller.user_id())?;
         let row = reverse::reverse(&self.db, &self.nats, &self.topology, &reversal).await?;
         let pieces = events::allocations(&self.db, [row.investment_id()])
             .await

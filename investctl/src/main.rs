@@ -183,7 +183,7 @@ async fn main() -> anyhow::Result<()> {
                     "no signing key: pass --key-file (or JWT_PRIVATE_KEY_FILE), or set JWT_SECRET"
                 ),
             };
-            let mut grant = Grant::new(UserId(user), ttl);
+            let mut grant = Grant::new(user, ttl);
             if admin {
                 grant.roles = vec![service_kit::auth::ADMIN_ROLE.to_owned()];
             }

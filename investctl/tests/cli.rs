@@ -120,7 +120,7 @@ async fn keygen_makes_a_key_whose_tokens_the_services_accept_by_kid() {
     let caller = auth
         .verify(&format!("Bearer {}", token(&signed)))
         .expect("accepted");
-    assert_eq!(caller.user_id.to_string(), DEMO_USER);
+    assert_eq!(caller.subject.to_string(), DEMO_USER);
     assert!(caller.is_admin());
 
     let pem = Authenticator::from_args(&service_kit::config::AuthArgs {
@@ -151,6 +151,6 @@ async fn token_still_signs_hs256_with_jwt_secret() {
     let caller = auth
         .verify(&format!("Bearer {}", token(&run)))
         .expect("accepted");
-    assert_eq!(caller.user_id.to_string(), DEMO_USER);
+    assert_eq!(caller.subject.to_string(), DEMO_USER);
     assert_hidden("investctl token", &run);
 }

@@ -23,6 +23,7 @@ const PORT: server::Port = server::Port {
         api::v1::allocation_service_server::SERVICE_NAME,
         "allocation-svc (default port 50052)",
     )],
+    descriptors: api::FILE_DESCRIPTOR_SET,
 };
 
 /// A built service, bound to its port, ready to run.
@@ -51,7 +52,8 @@ impl App {
         nats: async_nats::Client,
         listener: TcpListener,
     ) -> anyhow::Result<App> {
-        let server::Prepared { auth, metrics } = server::prepare(&db, &config.common).await?;
+        let server::Prepared { auth, metrics } =
+            server::prepare::<migration::Migrator>(&db, &config.common).await?;
         let js = messaging::jetstream(nats.clone(), config.common.nats.nats_timeout);
         let topology = messaging::Topology::from_args(&config.common.nats);
         messaging::ensure_stream(&js, &topology)

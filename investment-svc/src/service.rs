@@ -13,6 +13,7 @@ use service_kit::{
 use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
 use tracing::{Instrument as _, instrument};
+use wire::caller::CallerUser as _;
 
 use ledger::{
     balance, deals, events,
@@ -153,13 +154,13 @@ impl InvestmentService for Api {
         request: Request<pb::CreateInvestmentRequest>,
     ) -> Result<Response<pb::CreateInvestmentResponse>, Status> {
         let caller = Caller::of(&request)?;
-        tracing::Span::current().record("user_id", tracing::field::display(caller.user_id));
+        tracing::Span::current().record("user_id", tracing::field::display(caller.subject));
         let new = NewInvestment::parse(request.into_inner()).map_err(Error::from)?;
         // The create runs in a task of its own: when the client goes away or its deadline
         // passes, tonic drops this future, but the task still finishes the transaction (no
         // connection returns to the pool mid-transaction) and publishes what it committed.
         let api = self.clone();
-        let create = async move { api.create_and_publish(caller.user_id, &new).await };
+        let create = async move { api.create_and_publish(caller.user_id(), &new).await };
         let row = self
             .creates
             .spawn(create.in_current_span())
@@ -179,11 +180,11 @@ impl InvestmentService for Api {
         request: Request<pb::GetInvestmentRequest>,
     ) -> Result<Response<pb::GetInvestmentResponse>, Status> {
         let caller = Caller::of(&request)?;
-        tracing::Span::current().record("user_id", tracing::field::display(caller.user_id));
+        tracing::Span::current().record("user_id", tracing::field::display(caller.subject));
         let mut v = Violations::default();
         let id = v.id("investment_id", &request.get_ref().investment_id);
         v.finish().map_err(Error::from)?;
-        let row = investments::get(&self.db, caller.user_id, id).await?;
+        let row = investments::get(&self.db, caller.user_id(), id).await?;
         let investment = self.with_allocations(std::slice::from_ref(&row)).await?;
         Ok(Response::new(pb::GetInvestmentResponse {
             investment: investment.into_iter().next(),
@@ -196,14 +197,14 @@ impl InvestmentService for Api {
         request: Request<pb::CancelInvestmentRequest>,
     ) -> Result<Response<pb::CancelInvestmentResponse>, Status> {
         let caller = Caller::of(&request)?;
-        tracing::Span::current().record("user_id", tracing::field::display(caller.user_id));
+        tracing::Span::current().record("user_id", tracing::field::display(caller.subject));
         let r = request.into_inner();
         let mut v = Violations::default();
         let id = v.id("investment_id", &r.investment_id);
         // Checked for form only: cancelling is idempotent by itself.
         v.request_id("request_id", r.request_id);
         v.finish().map_err(Error::from)?;
-        let row = self.cancel_and_announce(caller.user_id, id).await?;
+        let row = self.cancel_and_announce(caller.user_id(), id).await?;
         Ok(Response::new(pb::CancelInvestmentResponse {
             investment: Some(wire::investment(&row)),
         }))
@@ -215,7 +216,7 @@ impl InvestmentService for Api {
         request: Request<pb::ListInvestmentsRequest>,
     ) -> Result<Response<pb::ListInvestmentsResponse>, Status> {
         let caller = Caller::of(&request)?;
-        tracing::Span::current().record("user_id", tracing::field::display(caller.user_id));
+        tracing::Span::current().record("user_id", tracing::field::display(caller.subject));
         let r = request.get_ref();
         let query = ListQuery::parse(
             "ListInvestments",
@@ -224,7 +225,7 @@ impl InvestmentService for Api {
             wire::allocation_status_filter(r.allocation_status),
         )
         .map_err(Error::from)?;
-        let scope = Condition::all().add(investment::Column::UserId.eq(caller.user_id));
+        let scope = Condition::all().add(investment::Column::UserId.eq(caller.user_id()));
         let (rows, next) = listing::list(&self.db, scope, &query)
             .await
             .map_err(Error::from)?;
@@ -240,16 +241,20 @@ impl InvestmentService for Api {
         request: Request<pb::ListSubscriptionBalancesRequest>,
     ) -> Result<Response<pb::ListSubscriptionBalancesResponse>, Status> {
         let caller = Caller::of(&request)?;
-        tracing::Span::current().record("user_id", tracing::field::display(caller.user_id));
+        tracing::Span::current().record("user_id", tracing::field::display(caller.subject));
         let r = request.get_ref();
         let mut v = Violations::default();
         const SCOPE: &str = "ListSubscriptionBalances";
         let (size, after) = page::parse(r.page_size, &r.page_token, SCOPE, &mut v);
         v.finish().map_err(Error::from)?;
-        let (rows, next) =
-            balance::page(&self.db, balance::Scope::User(caller.user_id), after, size)
-                .await
-                .map_err(Error::from)?;
+        let (rows, next) = balance::page(
+            &self.db,
+            balance::Scope::User(caller.user_id()),
+            after,
+            size,
+        )
+        .await
+        .map_err(Error::from)?;
         Ok(Response::new(pb::ListSubscriptionBalancesResponse {
             balances: rows.iter().map(wire::balance).collect(),
             next_page_token: page::next_token(next, SCOPE),
@@ -263,7 +268,7 @@ impl InvestmentService for Api {
         request: Request<pb::ListDealsRequest>,
     ) -> Result<Response<pb::ListDealsResponse>, Status> {
         let caller = Caller::of(&request)?;
-        tracing::Span::current().record("user_id", tracing::field::display(caller.user_id));
+        tracing::Span::current().record("user_id", tracing::field::display(caller.subject));
         let r = request.get_ref();
         let mut v = Violations::default();
         const SCOPE: &str = "ListDeals";
@@ -284,7 +289,7 @@ impl InvestmentService for Api {
         request: Request<pb::GetDealsRequest>,
     ) -> Result<Response<pb::GetDealsResponse>, Status> {
         let caller = Caller::of(&request)?;
-        tracing::Span::current().record("user_id", tracing::field::display(caller.user_id));
+        tracing::Span::current().record("user_id", tracing::field::display(caller.subject));
         let rows = crate::deals::by_ids(&self.db, &request.get_ref().deal_ids).await?;
         Ok(Response::new(pb::GetDealsResponse {
             deals: rows.iter().map(wire::deal_summary).collect(),

@@ -1,7 +1,8 @@
 //! PostgreSQL connection pool and the start-up schema check.
 
-use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+
+use sea_orm_migration::MigratorTrait;
 
 use crate::config::{DbArgs, SecretUrl};
 
@@ -46,10 +47,13 @@ pub async fn connect(args: &DbArgs) -> Result<DatabaseConnection, DbSetupError> 
     Ok(Database::connect(options).await?)
 }
 
-/// Fails unless every migration of this build is applied. Services never migrate by
-/// themselves: replicas starting together must not race on DDL.
-pub async fn ensure_migrated(db: &DatabaseConnection) -> Result<(), DbSetupError> {
-    let pending = Migrator::get_pending_migrations(db).await?;
+/// Fails unless every migration of `M` (the caller's schema, as this build knows it) is
+/// applied. Services never migrate by themselves: replicas starting together must not race
+/// on DDL.
+pub async fn ensure_migrated<M: MigratorTrait>(
+    db: &DatabaseConnection,
+) -> Result<(), DbSetupError> {
+    let pending = M::get_pending_migrations(db).await?;
     if pending.is_empty() {
         return Ok(());
     }

@@ -110,11 +110,14 @@ pub struct Prepared {
     pub metrics: Option<TcpListener>,
 }
 
-/// Refuses NATS settings that contradict each other and a schema with pending migrations,
-/// builds the token verifier and binds the metrics endpoint.
-pub async fn prepare(db: &DatabaseConnection, common: &CommonArgs) -> anyhow::Result<Prepared> {
+/// Refuses NATS settings that contradict each other and a schema with pending migrations of
+/// `M`, builds the token verifier and binds the metrics endpoint.
+pub async fn prepare<M: sea_orm_migration::MigratorTrait>(
+    db: &DatabaseConnection,
+    common: &CommonArgs,
+) -> anyhow::Result<Prepared> {
     common.nats.check().map_err(anyhow::Error::msg)?;
-    db::ensure_migrated(db).await?;
+    db::ensure_migrated::<M>(db).await?;
     let auth = crate::auth::Authenticator::from_args(&common.auth)?;
     let metrics = crate::metrics::bind(common.telemetry.metrics_addr)
         .await
@@ -132,6 +135,9 @@ pub struct Port {
     pub serves: &'static str,
     /// The API's other services and the process that serves them.
     pub elsewhere: &'static [(&'static str, &'static str)],
+    /// The API's encoded file descriptor set (`tonic::include_file_descriptor_set!`), for
+    /// reflection and metric labels: the kit knows no API of its own.
+    pub descriptors: &'static [u8],
 }
 
 /// The services every port serves besides its own.
@@ -148,7 +154,7 @@ impl Port {
         Methods::of(
             &[self.serves, health, v1, v1alpha],
             &[
-                api::FILE_DESCRIPTOR_SET,
+                self.descriptors,
                 tonic_health::pb::FILE_DESCRIPTOR_SET,
                 tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
                 tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
@@ -165,7 +171,7 @@ pub fn base_routes(port: &Port) -> Result<(Routes, HealthReporter), ReflectionEr
     let (health, health_service) = tonic_health::server::health_reporter();
     let reflection = || {
         let builder = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(api::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(port.descriptors)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             // google.rpc error details, so grpcurl can show BadRequest & co. in errors.
             .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)

@@ -97,7 +97,8 @@ impl Violations {
         None
     }
 
-    /// A typed id ([`entity::ids`]) from a UUID field, as [`Violations::uuid`].
+    /// A typed id (anything built from a `Uuid`, such as the domain's ids) from a UUID field, as
+    /// [`Violations::uuid`].
     pub fn id<T: From<Uuid>>(&mut self, field: &str, value: &str) -> T {
         T::from(self.uuid(field, value))
     }

@@ -32,7 +32,7 @@ pub fn key_pair() -> KeyPair {
 
 /// A grant for `user_id`, valid an hour, no roles, issuer or audience.
 pub fn grant(user_id: Uuid) -> Grant {
-    Grant::new(entity::prelude::UserId(user_id), Duration::from_secs(3600))
+    Grant::new(user_id, Duration::from_secs(3600))
 }
 
 /// `grant` with this issuer and a single audience.

@@ -46,7 +46,7 @@ pub fn admin_token(user_id: Uuid) -> String {
 fn mint(user_id: Uuid, roles: &[&str]) -> String {
     service_kit::auth::mint_hs256(
         JWT_SECRET.as_bytes(),
-        entity::prelude::UserId(user_id),
+        user_id,
         roles,
         Duration::from_secs(3600),
     )
@@ -59,7 +59,7 @@ pub fn hostile_tokens() -> Vec<(&'static str, Option<String>)> {
     let user = Uuid::new_v4();
     let wrong_key = service_kit::auth::mint_hs256(
         b"another-secret-another-secret-0123456789",
-        entity::prelude::UserId(user),
+        user,
         &[],
         Duration::from_secs(60),
     )

@@ -13,6 +13,7 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use service_kit::messaging::{Committed, retry_msg_id};
 use uuid::Uuid;
 
+pub mod caller;
 pub mod refusal;
 
 /// Currency amounts carry exactly two decimal places.

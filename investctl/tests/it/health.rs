@@ -39,6 +39,8 @@ async fn server(tls: Option<TlsArgs>, ready: ServingStatus) -> Server {
     let port = Port {
         serves: READY,
         elsewhere: &[],
+        // Only health is called: no API to describe.
+        descriptors: &[],
     };
     let (routes, health) = base_routes(&port).expect("routes");
     health.set_service_status(READY, ready).await;

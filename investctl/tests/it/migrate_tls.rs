@@ -44,7 +44,7 @@ async fn migrate_creates_and_migrates_over_verify_full() {
     let db = Database::connect(server.url("localhost", "invest", &verify_full(&ca)))
         .await
         .expect("verify-full");
-    service_kit::db::ensure_migrated(&db)
+    service_kit::db::ensure_migrated::<migration::Migrator>(&db)
         .await
         .expect("every migration applied");
 }

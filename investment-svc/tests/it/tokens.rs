@@ -148,7 +148,7 @@ async fn an_asymmetric_token_is_accepted_end_to_end_and_never_as_hs256() {
     // The public key's bytes as an HMAC secret must not make a valid token.
     let forged = service_kit::auth::mint_hs256(
         key.public_pem.as_bytes(),
-        entity::prelude::UserId(alice.user_id),
+        alice.user_id,
         &[],
         Duration::from_secs(60),
     )

@@ -7,12 +7,12 @@ use base64::{
     Engine,
     engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
 };
-use entity::prelude::UserId;
 use jsonwebtoken::{
     Algorithm, AlgorithmFamily, EncodingKey, Header,
     jwk::{AlgorithmParameters, Jwk, JwkSet, KeyAlgorithm, PublicKeyUse, ThumbprintHash},
 };
 use serde::Serialize;
+use uuid::Uuid;
 
 use super::Claims;
 
@@ -44,7 +44,7 @@ pub enum Audience {
 #[derive(Clone, Debug)]
 pub struct Grant {
     /// `sub`.
-    pub user: UserId,
+    pub user: Uuid,
     /// `roles`.
     pub roles: Vec<String>,
     /// `exp` is this long after `iat` (now).
@@ -57,7 +57,7 @@ pub struct Grant {
 
 impl Grant {
     /// A token for `user`, no roles, no issuer or audience.
-    pub fn new(user: UserId, ttl: Duration) -> Self {
+    pub fn new(user: Uuid, ttl: Duration) -> Self {
         Self {
             user,
             roles: Vec::new(),
@@ -185,7 +185,7 @@ impl Signer {
 /// Signs HS256 tokens: for the `investctl token` command and for tests.
 pub fn mint_hs256(
     secret: &[u8],
-    user_id: UserId,
+    user_id: Uuid,
     roles: &[&str],
     ttl: Duration,
 ) -> Result<String, jsonwebtoken::errors::Error> {

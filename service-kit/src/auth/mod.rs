@@ -14,7 +14,6 @@ mod mint;
 
 use std::{sync::Arc, time::Duration};
 
-use entity::prelude::UserId;
 use serde::{Deserialize, Serialize};
 use tonic::{Request, Status, service::Interceptor};
 use uuid::Uuid;
@@ -51,8 +50,8 @@ pub struct Claims {
 /// The authenticated user behind a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {
-    /// From the token's `sub`.
-    pub user_id: UserId,
+    /// From the token's `sub`: the services read it as their own user id type.
+    pub subject: Uuid,
     /// From the token's `roles`.
     pub roles: Vec<String>,
 }
@@ -130,11 +129,10 @@ impl Authenticator {
             tracing::debug!(error = %refusal, "rejected token");
             Status::unauthenticated(refusal.reason())
         })?;
-        let user_id = Uuid::parse_str(&claims.sub)
-            .map(UserId)
+        let subject = Uuid::parse_str(&claims.sub)
             .map_err(|_| Status::unauthenticated("token subject is not a user id"))?;
         Ok(Caller {
-            user_id,
+            subject,
             roles: claims.roles,
         })
     }

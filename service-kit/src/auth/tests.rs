@@ -88,7 +88,7 @@ impl Drop for TempFile {
 }
 
 fn grant() -> Grant {
-    Grant::new(UserId(Uuid::new_v4()), Duration::from_secs(60))
+    Grant::new(Uuid::new_v4(), Duration::from_secs(60))
 }
 
 /// The refusal's message, or `ok`.

@@ -66,7 +66,7 @@ async fn postgres_verify_full_with_the_ca_migrates_and_queries() {
         .await
         .expect("verify-full to the invest database");
     Migrator::up(&db, None).await.expect("migrate over TLS");
-    service_kit::db::ensure_migrated(&db)
+    service_kit::db::ensure_migrated::<Migrator>(&db)
         .await
         .expect("migrated");
     assert!(session_uses_tls(&db).await, "the session is encrypted");
