@@ -316,14 +316,41 @@ impl Stack {
     }
 
     /// Waits until every investment is COMPLETED or FAILED.
+    /// Every investment once all are terminal; past `deadline` it fails naming those that are
+    /// not, with their status, attempts and publish stamp (what a stranded one needs to be
+    /// understood).
     pub async fn all_terminal(&self, deadline: Duration) -> Vec<investment::Model> {
-        testkit::eventually(deadline, "every investment to be terminal", || async {
-            let all = Investment::find().all(&self.db).await.ok()?;
-            all.iter()
-                .all(|i| i.allocation_status.is_terminal())
-                .then_some(all)
-        })
-        .await
+        let give_up = tokio::time::Instant::now() + deadline;
+        loop {
+            let all = Investment::find().all(&self.db).await.expect("investments");
+            let open: Vec<_> = all
+                .iter()
+                .filter(|i| !i.allocation_status.is_terminal())
+                .map(|i| {
+                    format!(
+                        "{} {:?} attempts {} version {} published {:?} updated {} created {}",
+                        i.id,
+                        i.allocation_status,
+                        i.allocation_attempts,
+                        i.status_version,
+                        i.last_published_at,
+                        i.updated_at,
+                        i.created_at
+                    )
+                })
+                .collect();
+            if open.is_empty() {
+                return all;
+            }
+            assert!(
+                tokio::time::Instant::now() < give_up,
+                "{} of {} investments not terminal after {deadline:?}:\n{}",
+                open.len(),
+                all.len(),
+                open.join("\n")
+            );
+            tokio::time::sleep(ms(50)).await;
+        }
     }
 }
 
