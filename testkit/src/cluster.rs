@@ -23,6 +23,9 @@ pub const NODES: usize = 3;
 /// How long a node may take to start, or the cluster to elect and catch up.
 const READY: Duration = Duration::from_secs(60);
 
+/// Lines of a node's log shown when the cluster is not ready in time.
+const LOG_TAIL: usize = 15;
+
 /// How the nodes flush to disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Sync {
@@ -101,7 +104,7 @@ impl Cluster {
             .collect();
         let mut cluster = Cluster { nodes, dir };
         for node in &mut cluster.nodes {
-            node.spawn();
+            node.spawn(&cluster.dir);
         }
         cluster.wait_ready().await;
         cluster
@@ -148,33 +151,44 @@ impl Cluster {
     /// (the node caught up on every stream and consumer).
     pub async fn restart(&mut self, i: usize) {
         assert!(!self.is_up(i), "node {i} already runs");
-        self.nodes[i].spawn();
+        self.nodes[i].spawn(&self.dir);
         self.wait_ready().await;
     }
 
     /// Waits until every running node answers `/healthz` with 200 (JetStream current,
-    /// streams and consumers caught up) and reports the same meta leader.
+    /// streams and consumers caught up) and reports the same meta leader. Past [`READY`] it
+    /// fails with what each node last said and the end of its log.
     pub async fn wait_ready(&self) {
-        crate::eventually(
-            READY,
-            "the cluster to be healthy with a meta leader",
-            || async {
-                let mut leaders = Vec::new();
-                for node in self.nodes.iter().filter(|n| n.child.is_some()) {
-                    let (status, _) = http_get(node.http_port, "/healthz").await?;
-                    if status != 200 {
-                        return None;
-                    }
-                    let (_, body) = http_get(node.http_port, "/jsz").await?;
-                    let jsz: serde_json::Value = serde_json::from_str(&body).ok()?;
-                    let leader = jsz["meta_cluster"]["leader"].as_str()?.to_owned();
-                    leaders.push(leader);
-                }
-                let first = leaders.first()?.clone();
-                (!first.is_empty() && leaders.iter().all(|l| *l == first)).then_some(())
-            },
-        )
-        .await;
+        let give_up = tokio::time::Instant::now() + READY;
+        loop {
+            let mut seen = Vec::new();
+            for node in self.nodes.iter().filter(|n| n.child.is_some()) {
+                seen.push((node, node.readiness().await));
+            }
+            let leaders: Vec<_> = seen.iter().map(|(_, r)| r.as_ref().ok()).collect();
+            if let Some(Some(first)) = leaders.first()
+                && leaders.iter().all(|l| *l == Some(*first))
+            {
+                return;
+            }
+            if tokio::time::Instant::now() >= give_up {
+                let report: Vec<String> = seen
+                    .iter()
+                    .map(|(node, r)| {
+                        let said = match r {
+                            Ok(leader) => format!("healthy, meta leader {leader}"),
+                            Err(why) => why.clone(),
+                        };
+                        format!("{}: {said}\n{}", node.name, node.log_tail(&self.dir))
+                    })
+                    .collect();
+                panic!(
+                    "the cluster was not healthy with one meta leader after {READY:?}:\n{}",
+                    report.join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// The node leading `stream` once it has a leader (waits for an election in progress).
@@ -275,11 +289,43 @@ impl Cluster {
 }
 
 impl Node {
-    fn spawn(&mut self) {
+    /// The meta leader this node names once its `/healthz` is 200, or what it said instead.
+    async fn readiness(&self) -> Result<String, String> {
+        match http_get(self.http_port, "/healthz").await {
+            Some((200, _)) => {}
+            Some((status, body)) => return Err(format!("/healthz {status}: {}", body.trim())),
+            None => return Err("/healthz did not answer".into()),
+        }
+        let (_, body) = http_get(self.http_port, "/jsz")
+            .await
+            .ok_or("/jsz did not answer")?;
+        let jsz: serde_json::Value =
+            serde_json::from_str(&body).map_err(|e| format!("/jsz: {e}"))?;
+        match jsz["meta_cluster"]["leader"].as_str() {
+            Some(leader) if !leader.is_empty() => Ok(leader.to_owned()),
+            _ => Err("no meta leader".into()),
+        }
+    }
+
+    /// The node's log file in the cluster's directory.
+    fn log(&self, dir: &std::path::Path) -> PathBuf {
+        dir.join(format!("{}.log", self.name))
+    }
+
+    /// The last lines of the node's log, for a failure message.
+    fn log_tail(&self, dir: &std::path::Path) -> String {
+        let text = std::fs::read_to_string(self.log(dir)).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(LOG_TAIL)..].join("\n")
+    }
+
+    fn spawn(&mut self, dir: &std::path::Path) {
         let bin = std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".to_owned());
         let child = Command::new(&bin)
             .arg("-c")
             .arg(&self.config)
+            .arg("-l")
+            .arg(self.log(dir))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
