@@ -11,7 +11,7 @@ use api::v1 as pb;
 use futures::StreamExt;
 use uuid::Uuid;
 
-#[path = "it/support.rs"]
+#[path = "it/support/mod.rs"]
 #[allow(dead_code)]
 mod support;
 

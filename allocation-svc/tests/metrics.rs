@@ -7,7 +7,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use testkit::metrics::{scrape, value};
 
-#[path = "it/support.rs"]
+#[path = "it/support/mod.rs"]
 #[allow(dead_code)]
 mod support;
 

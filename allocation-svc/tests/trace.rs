@@ -8,7 +8,7 @@ use opentelemetry::trace::{SpanId, TraceId};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SpanData};
 use tracing_subscriber::prelude::*;
 
-#[path = "it/support.rs"]
+#[path = "it/support/mod.rs"]
 #[allow(dead_code)]
 mod support;
 
