@@ -12,7 +12,8 @@ use futures::StreamExt;
 use uuid::Uuid;
 
 #[path = "it/support/mod.rs"]
-#[allow(dead_code)]
+// The whole support module, of which a target uses a part (its re-exports included).
+#[allow(dead_code, unused_imports)]
 mod support;
 
 use support::*;

@@ -8,7 +8,8 @@ use std::{net::SocketAddr, time::Duration};
 use testkit::metrics::{scrape, value};
 
 #[path = "it/support/mod.rs"]
-#[allow(dead_code)]
+// The whole support module, of which a target uses a part (its re-exports included).
+#[allow(dead_code, unused_imports)]
 mod support;
 
 use support::*;

@@ -9,7 +9,8 @@ use opentelemetry_sdk::trace::{InMemorySpanExporter, SpanData};
 use tracing_subscriber::prelude::*;
 
 #[path = "it/support/mod.rs"]
-#[allow(dead_code)]
+// The whole support module, of which a target uses a part (its re-exports included).
+#[allow(dead_code, unused_imports)]
 mod support;
 
 use support::*;

@@ -1,5 +1,13 @@
 //! `Stack`: investment-svc plus allocation-svc replicas sharing a fresh database and stream.
 
+mod invariants;
+mod locks;
+mod watch;
+
+pub use invariants::*;
+pub use locks::*;
+pub use watch::*;
+
 use std::time::Duration;
 
 use api::v1::{
@@ -9,14 +17,13 @@ use api::v1::{
 use chrono::Utc;
 use clap::Parser;
 use entity::prelude::*;
-use futures::StreamExt;
-use sea_orm::{DatabaseConnection, EntityTrait};
+use sea_orm::EntityTrait;
 use testkit::{
     Bearer,
     stack::{Infra, Running},
 };
 use tokio::net::TcpListener;
-use tonic::{Streaming, service::interceptor::InterceptedService, transport::Channel};
+use tonic::{service::interceptor::InterceptedService, transport::Channel};
 use uuid::Uuid;
 
 pub type Investments = InvestmentServiceClient<InterceptedService<Channel, Bearer>>;
@@ -290,23 +297,6 @@ impl Stack {
             .expect("investment")
     }
 
-    /// Opens WatchAllocation on `replica` as the investment's owner.
-    pub async fn watch(
-        &self,
-        replica: usize,
-        user_id: Uuid,
-        investment_id: &str,
-    ) -> Streaming<pb::WatchAllocationResponse> {
-        self.allocations(replica, Some(testkit::token(user_id)))
-            .await
-            .watch_allocation(pb::WatchAllocationRequest {
-                investment_id: investment_id.to_owned(),
-            })
-            .await
-            .expect("watch")
-            .into_inner()
-    }
-
     pub async fn investment(&self, id: &str) -> investment::Model {
         Investment::find_by_id(Uuid::parse_str(id).expect("uuid"))
             .one(&self.db)
@@ -361,86 +351,6 @@ pub struct Investor {
     pub batches: Vec<bulk_purchase::Model>,
 }
 
-/// Every update of a watch until the stream ends (with a deadline).
-pub async fn collect(
-    mut stream: Streaming<pb::WatchAllocationResponse>,
-) -> Vec<pb::AllocationUpdate> {
-    let mut updates = Vec::new();
-    tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(item) = stream.next().await {
-            updates.push(item.expect("stream item").update.expect("update"));
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("watch did not end; got {updates:?}"));
-    updates
-}
-
-/// `(status, version, attempt)` of each update.
-pub fn steps(updates: &[pb::AllocationUpdate]) -> Vec<(pb::AllocationStatus, i64, i32)> {
-    updates
-        .iter()
-        .map(|u| (u.allocation_status(), u.version, u.attempt))
-        .collect()
-}
-
-/// Checks invariants 1, 2, 3, 5 to 9 over the whole database, with the production audit and, as a
-/// cross-check of the audit itself, independently here for 1 and 2.
-pub async fn check_invariants(db: &DatabaseConnection) {
-    use std::collections::HashMap;
-    // Strict: at the end of a test nothing may be left pending or processing at all.
-    let violations = ledger::audit::run(db, Duration::ZERO)
-        .await
-        .expect("audit runs");
-    assert!(violations.is_empty(), "audit: {violations:#?}");
-    let batches = BulkPurchase::find().all(db).await.expect("batches");
-    let pieces = UserInvestment::find().all(db).await.expect("allocations");
-    let investments = Investment::find().all(db).await.expect("investments");
-    for batch in &batches {
-        let handed_out: i64 = pieces
-            .iter()
-            .filter(|p| p.bulk_purchase_id == batch.id && !p.is_reversed)
-            .map(|p| p.units_allocated)
-            .sum();
-        assert!(batch.units_remaining >= 0, "batch {} below zero", batch.id);
-        assert_eq!(
-            batch.units_total - batch.units_remaining,
-            handed_out,
-            "batch {} not conserved",
-            batch.id
-        );
-    }
-    let mut by_investment: HashMap<Uuid, (i64, rust_decimal::Decimal)> = HashMap::new();
-    for p in pieces.iter().filter(|p| !p.is_reversed) {
-        let e = by_investment.entry(p.investment_id).or_default();
-        e.0 += p.units_allocated;
-        e.1 += p.value_allocated;
-    }
-    for i in &investments {
-        assert_eq!(
-            i.status,
-            i.allocation_status.investment_status(),
-            "investment {} status",
-            i.id
-        );
-        let (units, value) = by_investment.get(&i.id).copied().unwrap_or_default();
-        if i.allocation_status == AllocationStatus::Completed {
-            assert_eq!(
-                (units, value),
-                (i.shares, i.total_amount),
-                "investment {} not exactly allocated",
-                i.id
-            );
-        } else {
-            assert_eq!(
-                units, 0,
-                "investment {} is {:?} but holds units",
-                i.id, i.allocation_status
-            );
-        }
-    }
-}
-
 impl Stack {
     /// Starts the allocation-svc binary against this stack, and waits until it serves.
     pub async fn spawn_process(&self) -> testkit::process::Process {
@@ -452,41 +362,4 @@ impl Stack {
         testkit::process::Process::spawn(env!("CARGO_BIN_EXE_allocation-svc"), &args[1..], addr)
             .await
     }
-}
-
-/// Which rows a test holds locked, as a long transaction elsewhere would.
-pub enum Hold {
-    /// The deal row, as allocators lock it: allocation of the pool cannot start.
-    Deal,
-    /// The deal's batches: allocation gets to `PROCESSING`, then waits.
-    Batches,
-}
-
-/// Locks the rows until the returned transaction ends (dropped or rolled back).
-pub async fn hold(stack: &Stack, investor: &Investor, what: Hold) -> sea_orm::DatabaseTransaction {
-    use sea_orm::{ConnectionTrait, TransactionTrait};
-    let deal = investor.deal.id;
-    let sql = match what {
-        Hold::Deal => format!("SELECT 1 FROM deals WHERE id = '{deal}' FOR NO KEY UPDATE"),
-        Hold::Batches => {
-            format!("SELECT 1 FROM bulk_purchases WHERE deal_id = '{deal}' FOR UPDATE")
-        }
-    };
-    let txn = stack.db.begin().await.expect("begin");
-    txn.execute_unprepared(&sql).await.expect("lock");
-    txn
-}
-
-/// The server process id behind a transaction's connection (to spare it in an outage).
-pub async fn backend_pid(txn: &sea_orm::DatabaseTransaction) -> i32 {
-    use sea_orm::ConnectionTrait;
-    let row = txn
-        .query_one_raw(sea_orm::Statement::from_string(
-            sea_orm::DbBackend::Postgres,
-            "SELECT pg_backend_pid() AS pid",
-        ))
-        .await
-        .expect("pid")
-        .expect("a row");
-    row.try_get("", "pid").expect("pid column")
 }
