@@ -48,40 +48,16 @@ async fn the_audit_reports_each_broken_invariant() {
         .await
         .expect("extra allocation");
     // 5: a pending investment that skipped the balance check (116.00 left, 200.00 reserved).
-    let sneaky_id = Uuid::now_v7();
-    let sneaky = investment::ActiveModel {
-        id: Set(sneaky_id),
-        user_id: Set(investor.user_id),
-        subscription_id: Set(investor.subscription.id),
-        deal_id: Set(investor.deal.id),
-        shares: Set(200),
-        price_per_share: Set(dec("1.00")),
-        total_amount: Set(dec("200.00")),
-        status: Set(InvestmentStatus::Pending),
-        allocation_status: Set(AllocationStatus::Pending),
-        ..Default::default()
-    };
-    sneaky
+    let sneaky = pending_row(&investor, 200)
         .insert(&stack.db)
         .await
         .expect("over-reserving investment");
 
     // 3: an investment left pending for an hour (never published, the sweeper never got to it).
-    let stranded = investment::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        user_id: Set(investor.user_id),
-        subscription_id: Set(investor.subscription.id),
-        deal_id: Set(investor.deal.id),
-        shares: Set(1),
-        price_per_share: Set(dec("1.00")),
-        total_amount: Set(dec("1.00")),
-        status: Set(InvestmentStatus::Pending),
-        allocation_status: Set(AllocationStatus::Pending),
-        ..Default::default()
-    }
-    .insert(&stack.db)
-    .await
-    .expect("stranded investment");
+    let stranded = pending_row(&investor, 1)
+        .insert(&stack.db)
+        .await
+        .expect("stranded investment");
     ledger::events::record(&stack.db, std::slice::from_ref(&stranded))
         .await
         .expect("its event log");
@@ -121,11 +97,28 @@ async fn the_audit_reports_each_broken_invariant() {
         (5, investor.subscription.id),
         (6, row.id),
         // Inserted behind the service's back, it has no event log at all.
-        (6, sneaky_id),
+        (6, sneaky.id),
         (8, investor.subscription.id),
         (9, row.id),
     ]);
     assert_eq!(found, expected);
+}
+
+/// A PENDING investment of `shares` at 1.00 on the investor's deal, written behind the
+/// services' back (no balance check, no event log) to break invariants with.
+fn pending_row(investor: &Investor, shares: i64) -> investment::ActiveModel {
+    investment::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        user_id: Set(investor.user_id),
+        subscription_id: Set(investor.subscription.id),
+        deal_id: Set(investor.deal.id),
+        shares: Set(shares),
+        price_per_share: Set(dec("1.00")),
+        total_amount: Set(dec("1.00") * rust_decimal::Decimal::from(shares)),
+        status: Set(InvestmentStatus::Pending),
+        allocation_status: Set(AllocationStatus::Pending),
+        ..Default::default()
+    }
 }
 
 /// Runs `sql` as an operator would.

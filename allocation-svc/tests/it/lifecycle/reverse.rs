@@ -28,13 +28,7 @@ async fn a_reversal_gives_units_back_to_their_batches_and_value_back_to_the_bala
         balance(&stack, investor.user_id).await.available_balance,
         "110.00"
     );
-    let mut all = stack
-        .allocations(0, Some(testkit::token(investor.user_id)))
-        .await
-        .watch_allocations(pb::WatchAllocationsRequest {})
-        .await
-        .expect("watch all")
-        .into_inner();
+    let mut all = stack.watch_all(0, investor.user_id).await;
 
     let reversed = reverse(&stack, &done.id, "refund requested", "refund-1")
         .await

@@ -6,6 +6,22 @@ use entity::prelude::*;
 use sea_orm::{DatabaseConnection, EntityTrait};
 use uuid::Uuid;
 
+use super::Stack;
+
+impl Stack {
+    /// Every investment once all are terminal, checked all COMPLETED: how a test that
+    /// injected a fault shows it stranded and failed nothing.
+    pub async fn all_completed(&self, deadline: Duration) -> Vec<investment::Model> {
+        let all = self.all_terminal(deadline).await;
+        assert!(
+            all.iter()
+                .all(|i| i.allocation_status == AllocationStatus::Completed),
+            "{all:#?}"
+        );
+        all
+    }
+}
+
 /// Checks invariants 1, 2, 3, 5 to 9 over the whole database, with the production audit and, as a
 /// cross-check of the audit itself, independently here for 1 and 2.
 pub async fn check_invariants(db: &DatabaseConnection) {

@@ -1,6 +1,21 @@
 //! Row locks a test holds, as a long transaction elsewhere would.
 
-use super::{Investor, Stack};
+use super::{Investor, Options, Stack, ms, stack_with};
+
+/// A stack that gives up after three quick attempts and an investor (50 units) whose batches
+/// the test holds locked: every attempt times out, so an investment ends FAILED with its
+/// attempts exhausted once the test lets it.
+pub async fn exhausting_attempts() -> (Stack, Investor, sea_orm::DatabaseTransaction) {
+    let stack = stack_with(Options {
+        backoff: vec![ms(50)],
+        max_attempts: 3,
+        ..Options::default()
+    })
+    .await;
+    let investor = stack.investor("12000.00", "1.00", &[50]).await;
+    let lock = hold(&stack, &investor, Hold::Batches).await;
+    (stack, investor, lock)
+}
 
 /// Which rows a test holds locked, as a long transaction elsewhere would.
 pub enum Hold {

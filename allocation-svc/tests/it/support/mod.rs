@@ -53,6 +53,18 @@ pub struct Options {
     pub extra_args: Vec<String>,
 }
 
+impl Options {
+    /// A private nats-server the test can stop, and a sweeper that publishes within about a
+    /// second what an outage left unpublished.
+    pub fn nats_outage() -> Self {
+        Self {
+            own_nats_server: true,
+            sweeper: (ms(200), secs(1)),
+            ..Self::default()
+        }
+    }
+}
+
 /// Any free loopback port.
 const LOCAL_PORT: std::net::SocketAddr =
     std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
@@ -189,12 +201,23 @@ impl Stack {
     /// Starts one more allocation-svc replica with its three pools opened as configured;
     /// returns its index.
     pub async fn add_replica(&mut self, allocate: bool) -> usize {
-        let mut config = self.replica_config(allocate);
-        config.common.db.database_url = self.test_db.url.clone().into();
-        let pools = allocation_svc::Pools::open(&config.common.db, &config.pools)
-            .await
-            .expect("pools");
+        let pools = self.open_pools(&self.replica_config(allocate)).await;
         self.add_replica_on(allocate, pools).await
+    }
+
+    /// The database settings of a replica with `config`, pointed at the test database.
+    pub fn replica_db(&self, config: &allocation_svc::Config) -> service_kit::config::DbArgs {
+        let mut db = config.common.db.clone();
+        db.database_url = self.test_db.url.clone().into();
+        db
+    }
+
+    /// The three pools of a replica with `config`, opened on the test database as the binary
+    /// opens them.
+    pub async fn open_pools(&self, config: &allocation_svc::Config) -> allocation_svc::Pools {
+        allocation_svc::Pools::open(&self.replica_db(config), &config.pools)
+            .await
+            .expect("pools")
     }
 
     /// Starts one more replica whose statements are counted; returns its index and the count.
@@ -232,6 +255,11 @@ impl Stack {
         self.replicas
             .push(Running::start(addr, |t| app.run_until_stopped(t)).with_metrics(metrics_addr));
         self.replicas.len() - 1
+    }
+
+    /// The private nats-server of a stack made with `own_nats_server`.
+    pub fn own_nats(&mut self) -> &mut testkit::nats::NatsServer {
+        self.nats_server.as_mut().expect("own server")
     }
 
     pub async fn investments(&self, user_id: Uuid) -> Investments {
@@ -292,6 +320,34 @@ impl Stack {
             })
             .await
             .expect("created")
+            .into_inner()
+            .investment
+            .expect("investment")
+    }
+
+    /// GetInvestment as `user_id`, from investment-svc.
+    pub async fn get_investment(&self, user_id: Uuid, id: &str) -> pb::Investment {
+        self.investments(user_id)
+            .await
+            .get_investment(pb::GetInvestmentRequest {
+                investment_id: id.to_owned(),
+            })
+            .await
+            .expect("get")
+            .into_inner()
+            .investment
+            .expect("investment")
+    }
+
+    /// RetryAllocation as an admin, which must accept it.
+    pub async fn retry(&self, id: &str) -> pb::Investment {
+        self.admin()
+            .await
+            .retry_allocation(pb::RetryAllocationRequest {
+                investment_id: id.to_owned(),
+            })
+            .await
+            .expect("retry")
             .into_inner()
             .investment
             .expect("investment")

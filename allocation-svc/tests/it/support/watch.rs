@@ -26,6 +26,21 @@ impl Stack {
             .expect("watch")
             .into_inner()
     }
+
+    /// Opens WatchAllocations on `replica` as `user_id`, before anything happens: what it
+    /// sends is live.
+    pub async fn watch_all(
+        &self,
+        replica: usize,
+        user_id: Uuid,
+    ) -> Streaming<pb::WatchAllocationsResponse> {
+        self.allocations(replica, Some(testkit::token(user_id)))
+            .await
+            .watch_allocations(pb::WatchAllocationsRequest {})
+            .await
+            .expect("watch all")
+            .into_inner()
+    }
 }
 
 /// Every update of a watch until the stream ends (with a deadline).
