@@ -34,6 +34,17 @@ async fn lock_timeout_counted(stack: &Stack, id: &str, lock: DatabaseTransaction
     );
 }
 
+/// Waits for the investment to finish, and checks that it COMPLETED with the lock timeout as
+/// its one counted attempt.
+async fn completed_after_the_lock_timeout(stack: &Stack, id: &str) {
+    let done = finished(stack, id).await;
+    assert_eq!(
+        (done.allocation_status, done.allocation_attempts),
+        (AllocationStatus::Completed, 1),
+        "only the lock timeout counted: {done:?}"
+    );
+}
+
 /// The investment's row once it is COMPLETED or FAILED.
 async fn finished(stack: &Stack, id: &str) -> investment::Model {
     row_until(stack, id, "the investment to finish", |row| {
@@ -115,13 +126,7 @@ async fn an_allocator_pool_timeout_sends_the_request_back_without_counting_an_at
     held.rollback().await.expect("release the pool");
     lock_timeout_counted(&stack, &created.id, lock).await;
 
-    let done = finished(&stack, &created.id).await;
-    assert_eq!(
-        done.allocation_status,
-        AllocationStatus::Completed,
-        "{done:?}"
-    );
-    assert_eq!(done.allocation_attempts, 1, "only the lock timeout counted");
+    completed_after_the_lock_timeout(&stack, &created.id).await;
     check_invariants(&stack.db).await;
 }
 
@@ -148,13 +153,7 @@ async fn a_database_outage_longer_than_max_attempts_deliveries_does_not_fail_an_
 
     // The database back, the lock still held: that attempt counts, the outage's did not.
     lock_timeout_counted(&stack, &created.id, lock).await;
-    let done = finished(&stack, &created.id).await;
-    assert_eq!(
-        done.allocation_status,
-        AllocationStatus::Completed,
-        "{done:?}"
-    );
-    assert_eq!(done.allocation_attempts, 1);
+    completed_after_the_lock_timeout(&stack, &created.id).await;
     check_invariants(&stack.db).await;
 }
 
