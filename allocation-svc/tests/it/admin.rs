@@ -117,8 +117,7 @@ async fn a_retry_follows_the_create_rules_for_subscription_and_deal() {
 
     let stack = stack().await;
     let investor = stack.investor("12000.00", "1.00", &[1]).await;
-    let created = stack.create(&investor, 5).await;
-    collect(stack.watch(0, investor.user_id, &created.id).await).await;
+    let created = stack.create_finished(&investor, 5).await;
     let mut admin = stack.admin().await;
     let retry = pb::RetryAllocationRequest {
         investment_id: created.id.clone(),

@@ -15,8 +15,7 @@ use crate::support::*;
 async fn the_audit_reports_each_broken_invariant() {
     let stack = stack().await;
     let investor = stack.investor("120.00", "1.00", &[10]).await;
-    let done = stack.create(&investor, 4).await;
-    collect(stack.watch(0, investor.user_id, &done.id).await).await;
+    let done = stack.create_finished(&investor, 4).await;
     let age = Duration::from_secs(30 * 60);
     assert!(
         ledger::audit::run(&stack.db, age)
@@ -127,8 +126,7 @@ async fn by_hand(stack: &Stack, sql: String) {
 }
 
 async fn completed(stack: &Stack, investor: &Investor, shares: i64) -> Uuid {
-    let created = stack.create(investor, shares).await;
-    collect(stack.watch(0, investor.user_id, &created.id).await).await;
+    let created = stack.create_finished(investor, shares).await;
     created.id.parse().expect("uuid")
 }
 

@@ -7,7 +7,7 @@ use futures::StreamExt;
 use tonic::Streaming;
 use uuid::Uuid;
 
-use super::Stack;
+use super::{Investor, Stack};
 
 impl Stack {
     /// Opens WatchAllocation on `replica` as the investment's owner.
@@ -25,6 +25,13 @@ impl Stack {
             .await
             .expect("watch")
             .into_inner()
+    }
+
+    /// Creates an investment and waits, watching it, until its allocation has ended.
+    pub async fn create_finished(&self, investor: &Investor, shares: i64) -> pb::Investment {
+        let created = self.create(investor, shares).await;
+        collect(self.watch(0, investor.user_id, &created.id).await).await;
+        created
     }
 
     /// Opens WatchAllocations on `replica` as `user_id`, before anything happens: what it
