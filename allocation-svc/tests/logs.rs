@@ -11,8 +11,9 @@ use api::v1 as pb;
 use futures::StreamExt;
 use uuid::Uuid;
 
-#[path = "it/support.rs"]
-#[allow(dead_code)]
+#[path = "it/support/mod.rs"]
+// The whole support module, of which a target uses a part (its re-exports included).
+#[allow(dead_code, unused_imports)]
 mod support;
 
 use support::*;

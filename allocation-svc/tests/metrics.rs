@@ -7,8 +7,9 @@ use std::{net::SocketAddr, time::Duration};
 
 use testkit::metrics::{scrape, value};
 
-#[path = "it/support.rs"]
-#[allow(dead_code)]
+#[path = "it/support/mod.rs"]
+// The whole support module, of which a target uses a part (its re-exports included).
+#[allow(dead_code, unused_imports)]
 mod support;
 
 use support::*;

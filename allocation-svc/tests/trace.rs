@@ -8,8 +8,9 @@ use opentelemetry::trace::{SpanId, TraceId};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SpanData};
 use tracing_subscriber::prelude::*;
 
-#[path = "it/support.rs"]
-#[allow(dead_code)]
+#[path = "it/support/mod.rs"]
+// The whole support module, of which a target uses a part (its re-exports included).
+#[allow(dead_code, unused_imports)]
 mod support;
 
 use support::*;

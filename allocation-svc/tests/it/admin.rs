@@ -77,15 +77,7 @@ async fn failed_allocations_are_listed_retried_and_then_complete() {
 
     // More inventory arrives; the admin retries.
     stack.batches(investor.deal.id, &[10]).await;
-    let retried = admin
-        .retry_allocation(pb::RetryAllocationRequest {
-            investment_id: created.id.clone(),
-        })
-        .await
-        .expect("retry")
-        .into_inner()
-        .investment
-        .expect("investment");
+    let retried = stack.retry(&created.id).await;
     assert_eq!(retried.allocation_status(), Pending);
     assert_eq!(retried.status(), pb::InvestmentStatus::Pending);
     assert_eq!(retried.allocation_attempts, 0);
@@ -125,8 +117,7 @@ async fn a_retry_follows_the_create_rules_for_subscription_and_deal() {
 
     let stack = stack().await;
     let investor = stack.investor("12000.00", "1.00", &[1]).await;
-    let created = stack.create(&investor, 5).await;
-    collect(stack.watch(0, investor.user_id, &created.id).await).await;
+    let created = stack.create_finished(&investor, 5).await;
     let mut admin = stack.admin().await;
     let retry = pb::RetryAllocationRequest {
         investment_id: created.id.clone(),
@@ -174,21 +165,15 @@ async fn a_retry_follows_the_create_rules_for_subscription_and_deal() {
 
 #[tokio::test]
 async fn a_retry_while_nats_is_down_is_left_to_the_sweeper_at_once() {
-    let mut stack = stack_with(Options {
-        own_nats_server: true,
-        sweeper: (ms(200), secs(1)),
-        ..Default::default()
-    })
-    .await;
+    let mut stack = stack_with(Options::nats_outage()).await;
     let investor = stack.investor("12000.00", "1.00", &[2]).await;
     let created = stack.create(&investor, 5).await;
     let first = collect(stack.watch(0, investor.user_id, &created.id).await).await;
     assert_eq!(first.last().expect("terminal").allocation_status(), Failed);
     stack.batches(investor.deal.id, &[10]).await;
-    let mut admin = stack.admin().await;
 
     // Given NATS down, and the services aware of it
-    stack.nats_server.as_mut().expect("own server").stop();
+    stack.own_nats().stop();
     testkit::eventually(
         Duration::from_secs(10),
         "the client to see NATS down",
@@ -199,26 +184,13 @@ async fn a_retry_while_nats_is_down_is_left_to_the_sweeper_at_once() {
     )
     .await;
 
-    // When an admin retries
-    let retried = admin
-        .retry_allocation(pb::RetryAllocationRequest {
-            investment_id: created.id.clone(),
-        })
-        .await
-        .expect("retry accepted while NATS is down")
-        .into_inner()
-        .investment
-        .expect("investment");
+    // When an admin retries (accepted while NATS is down)
+    let retried = stack.retry(&created.id).await;
     assert_eq!(retried.allocation_status(), Pending);
 
     // Then the request is marked unpublished, so the sweeper takes it after SWEEP_MIN_AGE
     assert_eq!(stack.investment(&created.id).await.last_published_at, None);
-    stack
-        .nats_server
-        .as_mut()
-        .expect("own server")
-        .resume()
-        .await;
+    stack.own_nats().resume().await;
     let done = stack.all_terminal(Duration::from_secs(30)).await;
     assert_eq!(
         done[0].allocation_status,

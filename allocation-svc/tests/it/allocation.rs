@@ -93,8 +93,7 @@ async fn insufficient_inventory_fails_at_once_without_retry() {
 async fn already_terminal_investment_gets_one_update_and_the_end() {
     let stack = stack().await;
     let investor = stack.investor("12000.00", "1.00", &[10]).await;
-    let created = stack.create(&investor, 1).await;
-    collect(stack.watch(0, investor.user_id, &created.id).await).await;
+    let created = stack.create_finished(&investor, 1).await;
 
     let again = collect(stack.watch(0, investor.user_id, &created.id).await).await;
 
@@ -106,8 +105,7 @@ async fn already_terminal_investment_gets_one_update_and_the_end() {
 async fn a_request_delivered_twice_is_allocated_once() {
     let stack = stack().await;
     let investor = stack.investor("12000.00", "1.00", &[100]).await;
-    let created = stack.create(&investor, 7).await;
-    collect(stack.watch(0, investor.user_id, &created.id).await).await;
+    let created = stack.create_finished(&investor, 7).await;
 
     // The same request again, under another message id so NATS does not drop it.
     let js = jetstream::new(stack.nats.clone());
@@ -126,8 +124,7 @@ async fn a_request_delivered_twice_is_allocated_once() {
         .await
         .expect("ack");
     }
-    let later = stack.create(&investor, 1).await;
-    collect(stack.watch(0, investor.user_id, &later.id).await).await;
+    stack.create_finished(&investor, 1).await;
 
     let pieces = UserInvestment::find()
         .filter(user_investment::Column::InvestmentId.eq(row.id))

@@ -17,7 +17,7 @@ use crate::support::*;
 async fn insufficient_inventory_is_a_reason_on_every_read_and_a_retry_clears_it() {
     let stack = stack().await;
     let investor = stack.investor("12000.00", "1.00", &[4]).await;
-    let mut live = watch_all(&stack, investor.user_id).await;
+    let mut live = stack.watch_all(0, investor.user_id).await;
 
     let created = stack.create(&investor, 5).await;
 
@@ -33,15 +33,8 @@ async fn insufficient_inventory_is_a_reason_on_every_read_and_a_retry_clears_it(
 
 #[tokio::test]
 async fn attempts_exhausted_is_a_reason_on_every_read_and_a_retry_clears_it() {
-    let stack = stack_with(Options {
-        backoff: vec![ms(50)],
-        max_attempts: 3,
-        ..Options::default()
-    })
-    .await;
-    let investor = stack.investor("12000.00", "1.00", &[50]).await;
-    let mut live = watch_all(&stack, investor.user_id).await;
-    let lock = hold(&stack, &investor, Hold::Batches).await;
+    let (stack, investor, lock) = exhausting_attempts().await;
+    let mut live = stack.watch_all(0, investor.user_id).await;
 
     let created = stack.create(&investor, 5).await;
 
@@ -101,22 +94,8 @@ async fn deaf_replica(stack: &mut Stack) -> usize {
     let mut config = stack.replica_config(false);
     config.common.nats.nats_stream.push_str("_DEAF");
     config.common.nats.nats_subject_prefix.push_str("_deaf");
-    config.common.db.database_url = stack.test_db.url.clone().into();
-    let pools = allocation_svc::Pools::open(&config.common.db, &config.pools)
-        .await
-        .expect("pools");
+    let pools = stack.open_pools(&config).await;
     stack.add_replica_as(config, pools).await
-}
-
-/// WatchAllocations as `user_id`, opened before anything happens: what it sends is live.
-async fn watch_all(stack: &Stack, user_id: Uuid) -> Streaming<pb::WatchAllocationsResponse> {
-    stack
-        .allocations(0, Some(testkit::token(user_id)))
-        .await
-        .watch_allocations(pb::WatchAllocationsRequest {})
-        .await
-        .expect("watch all")
-        .into_inner()
 }
 
 /// The updates of `id` that `live` sends up to its next terminal one (with a deadline).
@@ -176,19 +155,12 @@ async fn shown_everywhere(
     expected.push(failure);
     assert_eq!(replayed, expected, "{logged:?}");
 
-    let mut investments = stack.investments(investor.user_id).await;
-    let got = investments
-        .get_investment(pb::GetInvestmentRequest {
-            investment_id: id.to_owned(),
-        })
-        .await
-        .expect("get")
-        .into_inner()
-        .investment
-        .expect("investment");
+    let got = stack.get_investment(investor.user_id, id).await;
     assert_eq!(got.allocation_failure(), failure);
     assert_eq!(got.allocation_error, last.error);
-    let listed = investments
+    let listed = stack
+        .investments(investor.user_id)
+        .await
         .list_investments(pb::ListInvestmentsRequest {
             allocation_status: Failed.into(),
             ..Default::default()
@@ -213,17 +185,7 @@ async fn retried_and_cleared(
     id: &str,
     live: &mut Streaming<pb::WatchAllocationsResponse>,
 ) {
-    let retried = stack
-        .admin()
-        .await
-        .retry_allocation(pb::RetryAllocationRequest {
-            investment_id: id.to_owned(),
-        })
-        .await
-        .expect("retry")
-        .into_inner()
-        .investment
-        .expect("investment");
+    let retried = stack.retry(id).await;
     assert_eq!(retried.allocation_status(), Pending);
     assert_eq!(retried.allocation_failure(), AllocationFailure::Unspecified);
     assert_eq!(retried.allocation_error, "");
@@ -235,17 +197,7 @@ async fn retried_and_cleared(
             .all(|u| u.failure() == AllocationFailure::Unspecified),
         "{seen:?}"
     );
-    let got = stack
-        .investments(investor.user_id)
-        .await
-        .get_investment(pb::GetInvestmentRequest {
-            investment_id: id.to_owned(),
-        })
-        .await
-        .expect("get")
-        .into_inner()
-        .investment
-        .expect("investment");
+    let got = stack.get_investment(investor.user_id, id).await;
     assert_eq!(got.allocation_failure(), AllocationFailure::Unspecified);
     let stored = stack.investment(id).await;
     assert_eq!(stored.allocation_failure, None);

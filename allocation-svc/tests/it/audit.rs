@@ -15,8 +15,7 @@ use crate::support::*;
 async fn the_audit_reports_each_broken_invariant() {
     let stack = stack().await;
     let investor = stack.investor("120.00", "1.00", &[10]).await;
-    let done = stack.create(&investor, 4).await;
-    collect(stack.watch(0, investor.user_id, &done.id).await).await;
+    let done = stack.create_finished(&investor, 4).await;
     let age = Duration::from_secs(30 * 60);
     assert!(
         ledger::audit::run(&stack.db, age)
@@ -48,40 +47,16 @@ async fn the_audit_reports_each_broken_invariant() {
         .await
         .expect("extra allocation");
     // 5: a pending investment that skipped the balance check (116.00 left, 200.00 reserved).
-    let sneaky_id = Uuid::now_v7();
-    let sneaky = investment::ActiveModel {
-        id: Set(sneaky_id),
-        user_id: Set(investor.user_id),
-        subscription_id: Set(investor.subscription.id),
-        deal_id: Set(investor.deal.id),
-        shares: Set(200),
-        price_per_share: Set(dec("1.00")),
-        total_amount: Set(dec("200.00")),
-        status: Set(InvestmentStatus::Pending),
-        allocation_status: Set(AllocationStatus::Pending),
-        ..Default::default()
-    };
-    sneaky
+    let sneaky = pending_row(&investor, 200)
         .insert(&stack.db)
         .await
         .expect("over-reserving investment");
 
     // 3: an investment left pending for an hour (never published, the sweeper never got to it).
-    let stranded = investment::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        user_id: Set(investor.user_id),
-        subscription_id: Set(investor.subscription.id),
-        deal_id: Set(investor.deal.id),
-        shares: Set(1),
-        price_per_share: Set(dec("1.00")),
-        total_amount: Set(dec("1.00")),
-        status: Set(InvestmentStatus::Pending),
-        allocation_status: Set(AllocationStatus::Pending),
-        ..Default::default()
-    }
-    .insert(&stack.db)
-    .await
-    .expect("stranded investment");
+    let stranded = pending_row(&investor, 1)
+        .insert(&stack.db)
+        .await
+        .expect("stranded investment");
     ledger::events::record(&stack.db, std::slice::from_ref(&stranded))
         .await
         .expect("its event log");
@@ -121,11 +96,28 @@ async fn the_audit_reports_each_broken_invariant() {
         (5, investor.subscription.id),
         (6, row.id),
         // Inserted behind the service's back, it has no event log at all.
-        (6, sneaky_id),
+        (6, sneaky.id),
         (8, investor.subscription.id),
         (9, row.id),
     ]);
     assert_eq!(found, expected);
+}
+
+/// A PENDING investment of `shares` at 1.00 on the investor's deal, written behind the
+/// services' back (no balance check, no event log) to break invariants with.
+fn pending_row(investor: &Investor, shares: i64) -> investment::ActiveModel {
+    investment::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        user_id: Set(investor.user_id),
+        subscription_id: Set(investor.subscription.id),
+        deal_id: Set(investor.deal.id),
+        shares: Set(shares),
+        price_per_share: Set(dec("1.00")),
+        total_amount: Set(dec("1.00") * rust_decimal::Decimal::from(shares)),
+        status: Set(InvestmentStatus::Pending),
+        allocation_status: Set(AllocationStatus::Pending),
+        ..Default::default()
+    }
 }
 
 /// Runs `sql` as an operator would.
@@ -134,8 +126,7 @@ async fn by_hand(stack: &Stack, sql: String) {
 }
 
 async fn completed(stack: &Stack, investor: &Investor, shares: i64) -> Uuid {
-    let created = stack.create(investor, shares).await;
-    collect(stack.watch(0, investor.user_id, &created.id).await).await;
+    let created = stack.create_finished(investor, shares).await;
     created.id.parse().expect("uuid")
 }
 

@@ -40,17 +40,11 @@ async fn allocator_killed_mid_load_then_restarted_loses_nothing_and_allocates_no
 
 #[tokio::test]
 async fn nats_outage_creates_still_accepted_every_investment_allocated_and_watchers_see_it_all() {
-    let mut stack = stack_with(Options {
-        own_nats_server: true,
-        sweeper: (ms(200), secs(1)),
-        ..Options::default()
-    })
-    .await;
+    let mut stack = stack_with(Options::nats_outage()).await;
     let investor = stack.investor("120000.00", "1.00", &[1000]).await;
-    let before = stack.create(&investor, 1).await;
-    collect(stack.watch(0, investor.user_id, &before.id).await).await;
+    stack.create_finished(&investor, 1).await;
 
-    stack.nats_server.as_mut().expect("own server").stop();
+    stack.own_nats().stop();
     // Accepted while NATS is down (each waits out its publish timeout, so run them together).
     let during: Vec<_> = join_all((0..10).map(|_| stack.create(&investor, 2))).await;
     assert!(
@@ -63,12 +57,7 @@ async fn nats_outage_creates_still_accepted_every_investment_allocated_and_watch
     for investment in &during[..3] {
         watches.push(stack.watch(0, investor.user_id, &investment.id).await);
     }
-    stack
-        .nats_server
-        .as_mut()
-        .expect("own server")
-        .resume()
-        .await;
+    stack.own_nats().resume().await;
 
     for (watch, investment) in watches.into_iter().zip(&during) {
         let updates = collect(watch).await;
@@ -83,11 +72,7 @@ async fn nats_outage_creates_still_accepted_every_investment_allocated_and_watch
             api::v1::AllocationStatus::Completed
         );
     }
-    let all = stack.all_terminal(Duration::from_secs(60)).await;
-    assert!(
-        all.iter()
-            .all(|i| i.allocation_status == AllocationStatus::Completed)
-    );
+    stack.all_completed(Duration::from_secs(60)).await;
     check_invariants(&stack.db).await;
 }
 
@@ -118,12 +103,7 @@ async fn database_unreachable_during_allocation_retries_then_succeeds() {
     delivered_at_least(&stack, before + 10).await;
     stack.test_db.set_reachable(true, None).await;
 
-    let all = stack.all_terminal(Duration::from_secs(60)).await;
-    assert!(
-        all.iter()
-            .all(|i| i.allocation_status == AllocationStatus::Completed),
-        "{all:#?}"
-    );
+    stack.all_completed(Duration::from_secs(60)).await;
     check_invariants(&stack.db).await;
 }
 
@@ -194,12 +174,8 @@ async fn sigterm_under_load_drains_within_the_grace_period_and_loses_nothing() {
     );
 
     stack.add_replica(true).await;
-    let all = stack.all_terminal(Duration::from_secs(60)).await;
+    let all = stack.all_completed(Duration::from_secs(60)).await;
     assert_eq!(all.len(), created.len());
-    assert!(
-        all.iter()
-            .all(|i| i.allocation_status == AllocationStatus::Completed)
-    );
     check_invariants(&stack.db).await;
 }
 

@@ -57,14 +57,7 @@ async fn a_transient_fault_is_retried_then_completes() {
 
 #[tokio::test]
 async fn retries_exhausted_is_failed_with_the_cause_and_inventory_untouched() {
-    let stack = stack_with(Options {
-        backoff: vec![ms(50)],
-        max_attempts: 3,
-        ..Options::default()
-    })
-    .await;
-    let investor = stack.investor("12000.00", "1.00", &[50]).await;
-    let lock = hold(&stack, &investor, Hold::Batches).await;
+    let (stack, investor, lock) = exhausting_attempts().await;
 
     let created = stack.create(&investor, 5).await;
     let updates = collect(stack.watch(0, investor.user_id, &created.id).await).await;

@@ -63,8 +63,7 @@ fn arbitrary_ids_and_pages_get_documented_codes() {
     let (stack, alice, user, admin) = rt.block_on(async {
         let stack = stack().await;
         let alice = stack.investor("12000.00", "1.00", &[100]).await;
-        let done = stack.create(&alice, 1).await;
-        collect(stack.watch(0, alice.user_id, &done.id).await).await;
+        let done = stack.create_finished(&alice, 1).await;
         let user = stack
             .allocations(0, Some(testkit::token(Uuid::new_v4())))
             .await;

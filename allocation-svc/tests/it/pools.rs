@@ -19,6 +19,40 @@ async fn hold_connections(pool: &DatabaseConnection, n: usize) -> Vec<DatabaseTr
     held
 }
 
+/// Waits until the database lets the allocation run again after `lock` kept it waiting on
+/// the deal, and checks that exactly that one lock timeout was counted as an attempt.
+async fn lock_timeout_counted(stack: &Stack, id: &str, lock: DatabaseTransaction) {
+    let retried = row_until(stack, id, "a lock timeout counted", |row| {
+        row.allocation_attempts > 0
+    })
+    .await;
+    lock.rollback().await.expect("release the deal");
+    assert_eq!(
+        (retried.allocation_status, retried.allocation_attempts),
+        (AllocationStatus::Pending, 1),
+        "{retried:?}"
+    );
+}
+
+/// Waits for the investment to finish, and checks that it COMPLETED with the lock timeout as
+/// its one counted attempt.
+async fn completed_after_the_lock_timeout(stack: &Stack, id: &str) {
+    let done = finished(stack, id).await;
+    assert_eq!(
+        (done.allocation_status, done.allocation_attempts),
+        (AllocationStatus::Completed, 1),
+        "only the lock timeout counted: {done:?}"
+    );
+}
+
+/// The investment's row once it is COMPLETED or FAILED.
+async fn finished(stack: &Stack, id: &str) -> investment::Model {
+    row_until(stack, id, "the investment to finish", |row| {
+        row.allocation_status.is_terminal()
+    })
+    .await
+}
+
 /// Waits until the investment's row satisfies `done`.
 async fn row_until(
     stack: &Stack,
@@ -90,27 +124,9 @@ async fn an_allocator_pool_timeout_sends_the_request_back_without_counting_an_at
     // A real failed attempt next (the deal row locked) counts one, not the deliveries.
     let lock = hold(&stack, &investor, Hold::Deal).await;
     held.rollback().await.expect("release the pool");
-    let retried = row_until(&stack, &created.id, "a lock timeout counted", |row| {
-        row.allocation_attempts > 0
-    })
-    .await;
-    lock.rollback().await.expect("release the deal");
-    assert_eq!(
-        (retried.allocation_status, retried.allocation_attempts),
-        (AllocationStatus::Pending, 1),
-        "{retried:?}"
-    );
+    lock_timeout_counted(&stack, &created.id, lock).await;
 
-    let done = row_until(&stack, &created.id, "the investment to finish", |row| {
-        row.allocation_status.is_terminal()
-    })
-    .await;
-    assert_eq!(
-        done.allocation_status,
-        AllocationStatus::Completed,
-        "{done:?}"
-    );
-    assert_eq!(done.allocation_attempts, 1, "only the lock timeout counted");
+    completed_after_the_lock_timeout(&stack, &created.id).await;
     check_invariants(&stack.db).await;
 }
 
@@ -136,26 +152,8 @@ async fn a_database_outage_longer_than_max_attempts_deliveries_does_not_fail_an_
     stack.test_db.set_reachable(true, None).await;
 
     // The database back, the lock still held: that attempt counts, the outage's did not.
-    let retried = row_until(&stack, &created.id, "a lock timeout counted", |row| {
-        row.allocation_attempts > 0
-    })
-    .await;
-    lock.rollback().await.expect("release the deal");
-    assert_eq!(
-        (retried.allocation_status, retried.allocation_attempts),
-        (AllocationStatus::Pending, 1),
-        "{retried:?}"
-    );
-    let done = row_until(&stack, &created.id, "the investment to finish", |row| {
-        row.allocation_status.is_terminal()
-    })
-    .await;
-    assert_eq!(
-        done.allocation_status,
-        AllocationStatus::Completed,
-        "{done:?}"
-    );
-    assert_eq!(done.allocation_attempts, 1);
+    lock_timeout_counted(&stack, &created.id, lock).await;
+    completed_after_the_lock_timeout(&stack, &created.id).await;
     check_invariants(&stack.db).await;
 }
 
@@ -171,10 +169,7 @@ async fn a_lock_timeout_still_counts_and_fails_the_investment_after_max_attempts
     let investor = stack.investor("12000.00", "1.00", &[100]).await;
     let lock = hold(&stack, &investor, Hold::Deal).await;
     let created = stack.create(&investor, 5).await;
-    let failed = row_until(&stack, &created.id, "the investment to finish", |row| {
-        row.allocation_status.is_terminal()
-    })
-    .await;
+    let failed = finished(&stack, &created.id).await;
     lock.rollback().await.expect("release the deal");
     assert_eq!(failed.allocation_status, AllocationStatus::Failed);
     assert_eq!(failed.allocation_attempts, 2);
@@ -234,17 +229,12 @@ async fn saturated_run(shared: bool) -> Run {
         ..Options::default()
     })
     .await;
+    let config = stack.replica_config(true);
     let pools = if shared {
-        let config = stack.replica_config(true);
-        let mut db = config.common.db.clone();
-        db.database_url = stack.test_db.url.clone().into();
+        let db = stack.replica_db(&config);
         allocation_svc::Pools::shared(service_kit::db::connect(&db).await.expect("pool"))
     } else {
-        let mut config = stack.replica_config(true);
-        config.common.db.database_url = stack.test_db.url.clone().into();
-        allocation_svc::Pools::open(&config.common.db, &config.pools)
-            .await
-            .expect("pools")
+        stack.open_pools(&config).await
     };
     stack.add_replica_on(true, pools.clone()).await;
     let mut readers = tokio::task::JoinSet::new();

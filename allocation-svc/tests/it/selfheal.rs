@@ -4,18 +4,21 @@
 use std::time::Duration;
 
 use async_nats::jetstream;
-use entity::prelude::*;
 
 use crate::support::*;
 
 /// A pair whose sweeper treats a published but unfinished request as lost after 2 s.
-async fn healing_stack() -> (Stack, Investor, jetstream::Context) {
-    let stack = stack_with(Options {
+fn healing() -> Options {
+    Options {
         sweeper: (ms(200), secs(1)),
         sweep_stuck_age: secs(2),
         ..Default::default()
-    })
-    .await;
+    }
+}
+
+/// A healing pair (with `options`), an investor with units for every test, and JetStream.
+async fn healing_stack(options: Options) -> (Stack, Investor, jetstream::Context) {
+    let stack = stack_with(options).await;
     let investor = stack.investor("100000.00", "1.00", &[10_000]).await;
     let js = jetstream::new(stack.nats.clone());
     (stack, investor, js)
@@ -38,19 +41,14 @@ const HEALED: Duration = Duration::from_secs(30);
 
 #[tokio::test]
 async fn a_deleted_consumer_is_recreated_and_the_queued_requests_allocated() {
-    let (stack, investor, js) = healing_stack().await;
+    let (stack, investor, js) = healing_stack(healing()).await;
     // Given a running pair whose consumer was deleted, and requests queued meanwhile
     delete_consumer(&stack, &js).await;
     for _ in 0..20 {
         stack.create(&investor, 3).await;
     }
     // Then the allocator ensures its consumer again and allocates all of them
-    let all = stack.all_terminal(HEALED).await;
-    assert_eq!(all.len(), 20);
-    assert!(
-        all.iter()
-            .all(|i| i.allocation_status == AllocationStatus::Completed)
-    );
+    assert_eq!(stack.all_completed(HEALED).await.len(), 20);
     check_invariants(&stack.db).await;
 }
 
@@ -58,16 +56,12 @@ async fn a_deleted_consumer_is_recreated_and_the_queued_requests_allocated() {
 async fn a_deleted_stream_is_recreated_and_the_lost_requests_republished() {
     // One request in flight at a time, held up by the test's lock on the deal: the rest wait
     // in the stream, as a backlog does.
-    let stack = stack_with(Options {
-        sweeper: (ms(200), secs(1)),
-        sweep_stuck_age: secs(2),
+    let (stack, investor, js) = healing_stack(Options {
         max_ack_pending: 1,
         lock_timeout: secs(30),
-        ..Default::default()
+        ..healing()
     })
     .await;
-    let investor = stack.investor("100000.00", "1.00", &[10_000]).await;
-    let js = jetstream::new(stack.nats.clone());
     let lock = hold(&stack, &investor, Hold::Deal).await;
     for _ in 0..20 {
         stack.create(&investor, 3).await;
@@ -84,11 +78,6 @@ async fn a_deleted_stream_is_recreated_and_the_lost_requests_republished() {
 
     // Then the allocator ensures stream and consumer again, the sweeper re-publishes the lost
     // requests, and every investment is allocated: no service restarted
-    let all = stack.all_terminal(HEALED).await;
-    assert_eq!(all.len(), 20);
-    assert!(
-        all.iter()
-            .all(|i| i.allocation_status == AllocationStatus::Completed)
-    );
+    assert_eq!(stack.all_completed(HEALED).await.len(), 20);
     check_invariants(&stack.db).await;
 }

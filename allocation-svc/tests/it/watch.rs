@@ -64,13 +64,7 @@ async fn watch_allocations_streams_every_change_of_the_callers_investments_only(
     let stack = stack().await;
     let alice = stack.investor("12000.00", "1.00", &[100]).await;
     let bob = stack.investor("12000.00", "1.00", &[100]).await;
-    let mut stream = stack
-        .allocations(0, Some(testkit::token(alice.user_id)))
-        .await
-        .watch_allocations(pb::WatchAllocationsRequest {})
-        .await
-        .expect("watch all")
-        .into_inner();
+    let mut stream = stack.watch_all(0, alice.user_id).await;
 
     let a1 = stack.create(&alice, 1).await;
     let a2 = stack.create(&alice, 2).await;

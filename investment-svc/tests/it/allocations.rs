@@ -28,18 +28,9 @@ async fn allocated(
         shares: Set(shares),
         price_per_share: Set(testkit::fixtures::dec("1.00")),
         total_amount: Set(amount),
-        status: Set(InvestmentStatus::Active),
-        allocation_status: Set(AllocationStatus::Completed),
-        allocated_at: Set(Some(Utc::now())),
         ..Default::default()
     };
-    if reversed {
-        row.allocation_status = Set(AllocationStatus::Reversed);
-        row.status = Set(InvestmentStatus::Reversed);
-        row.reversed_at = Set(Some(Utc::now()));
-        row.reversed_by = Set(Some(Uuid::new_v4()));
-        row.reversal_reason = Set(Some("mistaken trade".into()));
-    }
+    allocated_by_hand(&mut row, reversed.then_some("mistaken trade"));
     let row = row.insert(&app.db).await.expect("investment");
     for &(batch, units) in pieces {
         app.fixtures
@@ -95,13 +86,7 @@ async fn reads_carry_the_allocations_reversed_ones_marked() {
     )
     .await;
     let mut client = app.client(investor.user_id).await;
-    let pending = client
-        .create_investment(create_request(&investor, 1, ""))
-        .await
-        .expect("pending")
-        .into_inner()
-        .investment
-        .expect("i");
+    let pending = create(&mut client, &investor, 1, "").await;
 
     let got = client
         .get_investment(pb::GetInvestmentRequest {

@@ -59,18 +59,9 @@ async fn balance_follows_the_formula() {
             .expect("i");
         let mut row = investment::ActiveModel {
             id: Set(created.id.parse().expect("uuid")),
-            allocation_status: Set(AllocationStatus::Completed),
-            status: Set(InvestmentStatus::Active),
-            allocated_at: Set(Some(Utc::now())),
             ..Default::default()
         };
-        if reversed {
-            row.allocation_status = Set(AllocationStatus::Reversed);
-            row.status = Set(InvestmentStatus::Reversed);
-            row.reversed_at = Set(Some(Utc::now()));
-            row.reversed_by = Set(Some(Uuid::new_v4()));
-            row.reversal_reason = Set(Some("refund".into()));
-        }
+        allocated_by_hand(&mut row, reversed.then_some("refund"));
         let row = row.update(&app.db).await.expect("allocate it");
         f.user_investment(&row, batch.id, shares, value, reversed)
             .await

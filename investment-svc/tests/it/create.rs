@@ -19,13 +19,7 @@ async fn create_accepts_as_pending_and_publishes_the_request() {
     let investor = investor(&app, "100.00", "12.50").await;
     let mut client = app.client(investor.user_id).await;
 
-    let investment = client
-        .create_investment(create_request(&investor, 8, "order-1"))
-        .await
-        .expect("created")
-        .into_inner()
-        .investment
-        .expect("investment");
+    let investment = create(&mut client, &investor, 8, "order-1").await;
 
     assert_eq!(
         investment.allocation_status(),
@@ -268,14 +262,7 @@ async fn unknown_or_foreign_subscription_and_unknown_deal_are_not_found() {
 #[tokio::test]
 async fn each_rule_refuses_in_the_one_statement_with_its_reason() {
     let app = spawn_app().await;
-    // Worth 12 x 10.00 = 120.00; shares cost 10.00.
-    let investor = investor(&app, "10.00", "10.00").await;
-    let plan = app.fixtures.plan("100.00", None).await.expect("plan");
-    let paused = app
-        .fixtures
-        .subscription(investor.user_id, plan.id, None, SubscriptionStatus::Paused)
-        .await
-        .expect("paused");
+    let (investor, plan, paused) = investor_with_paused(&app).await;
     let cancelled = app
         .fixtures
         .subscription(
@@ -286,11 +273,7 @@ async fn each_rule_refuses_in_the_one_statement_with_its_reason() {
         )
         .await
         .expect("cancelled");
-    let closed = app
-        .fixtures
-        .deal("10.00", DealStatus::Closed)
-        .await
-        .expect("closed deal");
+    let closed = closed_deal(&app, "10.00").await;
     let mut client = app.client(investor.user_id).await;
 
     // A paused subscription on a closed deal for more than it is worth: the subscription's

@@ -2,7 +2,6 @@
 //! refusals with their figures as `google.rpc.ErrorInfo` metadata, the currency of every amount.
 
 use api::v1 as pb;
-use entity::prelude::*;
 use tonic::Code;
 use tonic_types::StatusExt;
 use uuid::Uuid;
@@ -13,11 +12,7 @@ use crate::support::*;
 async fn get_deals_names_closed_deals_too_and_leaves_unknown_ones_out() {
     let app = spawn_app().await;
     let alice = investor(&app, "100.00", "2.50").await;
-    let closed = app
-        .fixtures
-        .deal("9.00", DealStatus::Closed)
-        .await
-        .expect("closed deal");
+    let closed = closed_deal(&app, "9.00").await;
     let mut client = app.client(alice.user_id).await;
 
     let mut deals = client
@@ -97,14 +92,7 @@ async fn get_deals_refuses_bad_ids_and_more_than_a_hundred() {
 #[tokio::test]
 async fn refusals_carry_their_reason_and_figures_as_error_info() {
     let app = spawn_app().await;
-    // Worth 12 x 10.00 = 120.00; shares cost 10.00.
-    let investor = investor(&app, "10.00", "10.00").await;
-    let plan = app.fixtures.plan("100.00", None).await.expect("plan");
-    let paused = app
-        .fixtures
-        .subscription(investor.user_id, plan.id, None, SubscriptionStatus::Paused)
-        .await
-        .expect("paused");
+    let (investor, _, paused) = investor_with_paused(&app).await;
     let mut client = app.client(investor.user_id).await;
 
     let short = client

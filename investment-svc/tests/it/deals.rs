@@ -30,11 +30,7 @@ async fn open_deals_show_units_remaining_reserved_and_available() {
         .batch(alice.deal.id, 12, Utc::now())
         .await
         .expect("batch");
-    let closed = app
-        .fixtures
-        .deal("9.00", DealStatus::Closed)
-        .await
-        .expect("closed deal");
+    let closed = closed_deal(&app, "9.00").await;
     let mut client = app.client(alice.user_id).await;
     // Two pending investments reserve 7 shares (no allocator runs in these tests).
     for (shares, id) in [(3, "a"), (4, "b")] {

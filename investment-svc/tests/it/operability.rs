@@ -81,6 +81,26 @@ async fn readiness_follows_the_database_and_nats_while_liveness_stays_up() {
     assert_eq!(becomes(ready, ServingStatus::Serving).await, live);
 }
 
+/// The first answer of `$client` to one reflection request for `$message`: a macro, because v1
+/// and v1alpha make the same calls on types of their own.
+macro_rules! first_answer {
+    ($client:expr, $message:expr, $version:literal) => {{
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some($message),
+        };
+        let mut responses = $client
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .expect($version)
+            .into_inner();
+        let Some(Ok(response)) = responses.next().await else {
+            panic!(concat!("no ", $version, " response"))
+        };
+        response
+    }};
+}
+
 #[tokio::test]
 async fn reflection_v1_and_v1alpha_list_the_services() {
     let app = spawn_app().await;
@@ -90,18 +110,7 @@ async fn reflection_v1_and_v1alpha_list_the_services() {
             server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
         };
         let mut client = ServerReflectionClient::new(app.channel().await);
-        let request = ServerReflectionRequest {
-            host: String::new(),
-            message_request: Some(MessageRequest::ListServices(String::new())),
-        };
-        let mut responses = client
-            .server_reflection_info(tokio_stream::iter([request]))
-            .await
-            .expect("v1")
-            .into_inner();
-        let Some(Ok(response)) = responses.next().await else {
-            panic!("no v1 response")
-        };
+        let response = first_answer!(client, MessageRequest::ListServices(String::new()), "v1");
         let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
             panic!("not a list")
         };
@@ -118,20 +127,11 @@ async fn reflection_v1_and_v1alpha_list_the_services() {
             ],
         );
         // Error details resolve too, so grpcurl prints BadRequest violations readably.
-        let request = ServerReflectionRequest {
-            host: String::new(),
-            message_request: Some(MessageRequest::FileContainingSymbol(
-                "google.rpc.BadRequest".into(),
-            )),
-        };
-        let mut responses = client
-            .server_reflection_info(tokio_stream::iter([request]))
-            .await
-            .expect("v1")
-            .into_inner();
-        let Some(Ok(response)) = responses.next().await else {
-            panic!("no v1 response")
-        };
+        let response = first_answer!(
+            client,
+            MessageRequest::FileContainingSymbol("google.rpc.BadRequest".into()),
+            "v1"
+        );
         assert!(
             matches!(
                 response.message_response,
@@ -146,18 +146,11 @@ async fn reflection_v1_and_v1alpha_list_the_services() {
             server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
         };
         let mut client = ServerReflectionClient::new(app.channel().await);
-        let request = ServerReflectionRequest {
-            host: String::new(),
-            message_request: Some(MessageRequest::ListServices(String::new())),
-        };
-        let mut responses = client
-            .server_reflection_info(tokio_stream::iter([request]))
-            .await
-            .expect("v1alpha")
-            .into_inner();
-        let Some(Ok(response)) = responses.next().await else {
-            panic!("no v1alpha response")
-        };
+        let response = first_answer!(
+            client,
+            MessageRequest::ListServices(String::new()),
+            "v1alpha"
+        );
         let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
             panic!("not a list")
         };

@@ -15,16 +15,6 @@ use testkit::{
     plans::{self, Recorded},
 };
 
-/// Checks every statement recorded since the last call (on `db`, a connection that records
-/// nothing).
-async fn check(db: &DatabaseConnection, recorded: &Recorded, what: &str, whole: &[&str]) {
-    let statements: Vec<Statement> = recorded.take();
-    assert!(!statements.is_empty(), "{what}: nothing was sent");
-    for statement in &statements {
-        plans::assert_indexed(db, what, statement, whole).await;
-    }
-}
-
 /// A seeded database: the recording connection the code under test runs on, and a plain one
 /// for the checks.
 struct Seeded {
@@ -33,6 +23,18 @@ struct Seeded {
     checker: DatabaseConnection,
     recorded: Recorded,
     ids: plans::Seeded,
+}
+
+impl Seeded {
+    /// Checks every statement recorded since the last call (on `checker`, a connection that
+    /// records nothing).
+    async fn check(&self, what: &str, whole: &[&str]) {
+        let statements: Vec<Statement> = self.recorded.take();
+        assert!(!statements.is_empty(), "{what}: nothing was sent");
+        for statement in &statements {
+            plans::assert_indexed(&self.checker, what, statement, whole).await;
+        }
+    }
 }
 
 async fn seeded() -> Seeded {
@@ -51,40 +53,27 @@ async fn seeded() -> Seeded {
 
 #[tokio::test]
 async fn balances_use_their_partial_indexes_under_a_generic_plan() {
-    let Seeded {
-        db,
-        checker,
-        recorded,
-        ids: seeded,
-        _test_db: _keep,
-        ..
-    } = seeded().await;
-    let user = balance::Scope::User(UserId(seeded.user));
-    let (_, next) = balance::page(&db, user, None, 5).await.expect("page 1");
+    let s = seeded().await;
+    let user = balance::Scope::User(UserId(s.ids.user));
+    let (_, next) = balance::page(&s.db, user, None, 5).await.expect("page 1");
     assert!(next.is_some(), "the user has a second page");
-    balance::page(&db, user, next, 5).await.expect("page 2");
-    check(&checker, &recorded, "ListSubscriptionBalances", &[]).await;
+    balance::page(&s.db, user, next, 5).await.expect("page 2");
+    s.check("ListSubscriptionBalances", &[]).await;
 
     // The audit pages every subscription through the same statement.
-    let (_, next) = balance::page(&db, balance::Scope::All, None, 100)
+    let (_, next) = balance::page(&s.db, balance::Scope::All, None, 100)
         .await
         .expect("all, page 1");
-    balance::page(&db, balance::Scope::All, next, 100)
+    balance::page(&s.db, balance::Scope::All, next, 100)
         .await
         .expect("all, page 2");
-    check(&checker, &recorded, "balances of every subscription", &[]).await;
+    s.check("balances of every subscription", &[]).await;
 }
 
 #[tokio::test]
 async fn the_audit_reads_by_index_except_where_it_reads_every_row() {
-    let Seeded {
-        db,
-        checker,
-        recorded,
-        _test_db: _keep,
-        ..
-    } = seeded().await;
-    audit::run(&db, Duration::from_secs(3600))
+    let s = seeded().await;
+    audit::run(&s.db, Duration::from_secs(3600))
         .await
         .expect("audit");
     // Invariants 1, 2, 6 and 8 are over every batch, investment and allocation: a full read,
@@ -96,40 +85,35 @@ async fn the_audit_reads_by_index_except_where_it_reads_every_row() {
         "allocation_events",
         "subscriptions",
     ];
-    check(&checker, &recorded, "audit", &whole).await;
+    s.check("audit", &whole).await;
 }
 
 #[tokio::test]
 async fn deals_create_and_reads_keep_their_indexes_under_a_generic_plan() {
-    let Seeded {
-        db,
-        checker,
-        recorded,
-        ids: seeded,
-        _test_db: _keep,
-        ..
-    } = seeded().await;
-    let (_, next) = deals::open_page(&db, None, 5).await.expect("deals");
-    deals::open_page(&db, next, 5).await.expect("deals, page 2");
-    check(&checker, &recorded, "ListDeals", &[]).await;
+    let s = seeded().await;
+    let (_, next) = deals::open_page(&s.db, None, 5).await.expect("deals");
+    deals::open_page(&s.db, next, 5)
+        .await
+        .expect("deals, page 2");
+    s.check("ListDeals", &[]).await;
 
     let new = investments::NewInvestment {
-        subscription_id: SubscriptionId(seeded.subscription),
-        deal_id: DealId(seeded.deal),
+        subscription_id: SubscriptionId(s.ids.subscription),
+        deal_id: DealId(s.ids.deal),
         shares: 1,
         request_id: Some("plans-1".into()),
     };
-    let (created, _) = investments::create(&db, UserId(seeded.user), &new)
+    let (created, _) = investments::create(&s.db, UserId(s.ids.user), &new)
         .await
         .expect("create");
     // A replay reads the earlier investment by its request id too.
-    investments::create(&db, UserId(seeded.user), &new)
+    investments::create(&s.db, UserId(s.ids.user), &new)
         .await
         .expect("replay");
-    investments::get(&db, UserId(seeded.user), InvestmentId(created.id))
+    investments::get(&s.db, UserId(s.ids.user), InvestmentId(created.id))
         .await
         .expect("get");
-    check(&checker, &recorded, "CreateInvestment / GetInvestment", &[]).await;
+    s.check("CreateInvestment / GetInvestment", &[]).await;
 
     let query = ledger::listing::ListQuery {
         allocation_status: Some(AllocationStatus::Pending),
@@ -142,21 +126,17 @@ async fn deals_create_and_reads_keep_their_indexes_under_a_generic_plan() {
     };
     let scope = sea_orm::Condition::all().add(sea_orm::ColumnTrait::eq(
         &investment::Column::UserId,
-        seeded.user,
+        s.ids.user,
     ));
-    ledger::listing::list(&db, scope, &query)
+    ledger::listing::list(&s.db, scope, &query)
         .await
         .expect("list");
-    check(&checker, &recorded, "ListInvestments", &[]).await;
+    s.check("ListInvestments", &[]).await;
 }
 
 #[tokio::test]
 async fn the_sweepers_claim_uses_the_status_index_under_a_generic_plan() {
-    let Seeded {
-        checker,
-        _test_db: _keep,
-        ..
-    } = seeded().await;
+    let s = seeded().await;
     let args = SweeperArgs {
         sweep_interval: Duration::from_secs(15),
         sweep_min_age: Duration::from_secs(60),
@@ -164,7 +144,7 @@ async fn the_sweepers_claim_uses_the_status_index_under_a_generic_plan() {
         sweep_batch: 500,
     };
     plans::assert_indexed(
-        &checker,
+        &s.checker,
         "sweeper claim",
         &sweeper::claim_statement(&args),
         &[],
@@ -175,20 +155,15 @@ async fn the_sweepers_claim_uses_the_status_index_under_a_generic_plan() {
 /// The check itself: a partial index a bound filter value cannot prove is skipped.
 #[tokio::test]
 async fn a_bound_filter_value_loses_the_partial_index() {
-    let Seeded {
-        checker,
-        ids: seeded,
-        _test_db: _keep,
-        ..
-    } = seeded().await;
+    let s = seeded().await;
     let bound = Statement::from_sql_and_values(
         sea_orm::DbBackend::Postgres,
         "SELECT sum(amount) FROM payments WHERE subscription_id = $1 AND status = $2::payment_status",
-        [seeded.subscription.into(), "paid".into()],
+        [s.ids.subscription.into(), "paid".into()],
     );
-    let plan = plans::generic_plan(&checker, &bound).await;
+    let plan = plans::generic_plan(&s.checker, &bound).await;
     assert_eq!(
-        plans::seq_scans(&checker, &plan).await.len(),
+        plans::seq_scans(&s.checker, &plan).await.len(),
         1,
         "expected a seq scan of payments:\n{}",
         plan.join("\n")

@@ -10,23 +10,13 @@ use uuid::Uuid;
 
 use crate::support::*;
 
-async fn create(client: &mut Client, investor: &Investor, shares: i64) -> pb::Investment {
-    client
-        .create_investment(create_request(investor, shares, ""))
-        .await
-        .expect("created")
-        .into_inner()
-        .investment
-        .expect("investment")
-}
-
 #[tokio::test]
 async fn get_returns_own_investment_and_hides_others() {
     let app = spawn_app().await;
     let alice = investor(&app, "100.00", "10.00").await;
     let bob = investor(&app, "100.00", "10.00").await;
     let mut alice_client = app.client(alice.user_id).await;
-    let created = create(&mut alice_client, &alice, 2).await;
+    let created = create(&mut alice_client, &alice, 2, "").await;
 
     let got = alice_client
         .get_investment(pb::GetInvestmentRequest {
@@ -77,9 +67,9 @@ async fn list_pages_through_own_investments_newest_first() {
     let mut client = app.client(alice.user_id).await;
     let mut created = Vec::new();
     for shares in 1..=7 {
-        created.push(create(&mut client, &alice, shares).await.id);
+        created.push(create(&mut client, &alice, shares, "").await.id);
     }
-    create(&mut app.client(bob.user_id).await, &bob, 1).await;
+    create(&mut app.client(bob.user_id).await, &bob, 1, "").await;
 
     let mut seen = Vec::new();
     let mut token = String::new();
@@ -116,8 +106,8 @@ async fn list_filters_by_allocation_status() {
     let app = spawn_app().await;
     let alice = investor(&app, "1000.00", "1.00").await;
     let mut client = app.client(alice.user_id).await;
-    let a = create(&mut client, &alice, 1).await;
-    let b = create(&mut client, &alice, 2).await;
+    let a = create(&mut client, &alice, 1, "").await;
+    let b = create(&mut client, &alice, 2, "").await;
     let failed = investment::ActiveModel {
         id: Set(b.id.parse().expect("uuid")),
         allocation_status: Set(AllocationStatus::Failed),
@@ -213,7 +203,7 @@ async fn a_page_token_is_refused_by_another_rpc_or_another_filter() {
     let alice = investor(&app, "1000.00", "1.00").await;
     let mut client = app.client(alice.user_id).await;
     for shares in 1..=3 {
-        create(&mut client, &alice, shares).await;
+        create(&mut client, &alice, shares, "").await;
     }
     let token = client
         .list_investments(pb::ListInvestmentsRequest {

@@ -175,6 +175,60 @@ pub fn create_request(
     }
 }
 
+/// CreateInvestment through `client`, which must accept it.
+pub async fn create(
+    client: &mut Client,
+    investor: &Investor,
+    shares: i64,
+    request_id: &str,
+) -> pb::Investment {
+    client
+        .create_investment(create_request(investor, shares, request_id))
+        .await
+        .expect("created")
+        .into_inner()
+        .investment
+        .expect("investment")
+}
+
+/// A user worth 12 x 10.00 = 120.00 on a deal at 10.00 a share, and a paused subscription of
+/// theirs on a plan of its own: the set-up of the create refusals and their reasons.
+pub async fn investor_with_paused(app: &TestApp) -> (Investor, plan::Model, subscription::Model) {
+    let investor = investor(app, "10.00", "10.00").await;
+    let plan = app.fixtures.plan("100.00", None).await.expect("plan");
+    let paused = app
+        .fixtures
+        .subscription(investor.user_id, plan.id, None, SubscriptionStatus::Paused)
+        .await
+        .expect("paused");
+    (investor, plan, paused)
+}
+
+/// A closed deal at `price`: one no create may use, next to the investor's open one.
+pub async fn closed_deal(app: &TestApp, price: &str) -> deal::Model {
+    app.fixtures
+        .deal(price, DealStatus::Closed)
+        .await
+        .expect("closed deal")
+}
+
+/// Sets what allocation-svc writes on an investment it allocates (COMPLETED, allocated now)
+/// and, given a reason, what a later reversal writes: for tests that allocate by hand.
+pub fn allocated_by_hand(row: &mut investment::ActiveModel, reversal: Option<&str>) {
+    use sea_orm::ActiveValue::Set;
+    row.allocated_at = Set(Some(chrono::Utc::now()));
+    let Some(reason) = reversal else {
+        row.allocation_status = Set(AllocationStatus::Completed);
+        row.status = Set(InvestmentStatus::Active);
+        return;
+    };
+    row.allocation_status = Set(AllocationStatus::Reversed);
+    row.status = Set(InvestmentStatus::Reversed);
+    row.reversed_at = Set(Some(chrono::Utc::now()));
+    row.reversed_by = Set(Some(Uuid::new_v4()));
+    row.reversal_reason = Set(Some(reason.into()));
+}
+
 /// The field names of a status's `google.rpc.BadRequest` violations.
 pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
     use tonic_types::StatusExt;

@@ -18,13 +18,8 @@ async fn sweeper_republishes_investments_created_while_nats_was_down() {
     let mut client = app.client(investor.user_id).await;
     app.nats_server.as_mut().expect("own server").stop();
 
-    let investment = client
-        .create_investment(create_request(&investor, 2, "during-outage"))
-        .await
-        .expect("accepted while NATS is down")
-        .into_inner()
-        .investment
-        .expect("investment");
+    // Accepted while NATS is down.
+    let investment = create(&mut client, &investor, 2, "during-outage").await;
     assert_eq!(
         investment.allocation_status(),
         pb::AllocationStatus::Pending
@@ -57,15 +52,7 @@ async fn a_request_the_stream_acknowledged_waits_for_the_stuck_age_before_republ
 
     let app = spawn_app().await;
     let investor = investor(&app, "100.00", "10.00").await;
-    let created = app
-        .client(investor.user_id)
-        .await
-        .create_investment(create_request(&investor, 1, ""))
-        .await
-        .expect("created")
-        .into_inner()
-        .investment
-        .expect("investment");
+    let created = create(&mut app.client(investor.user_id).await, &investor, 1, "").await;
     let id: uuid::Uuid = created.id.parse().expect("uuid");
     testkit::eventually(
         Duration::from_secs(10),

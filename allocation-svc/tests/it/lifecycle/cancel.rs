@@ -141,12 +141,9 @@ async fn an_allocator_that_holds_the_row_first_wins_and_the_cancel_is_refused() 
 async fn only_a_pending_investment_of_the_callers_can_be_cancelled() {
     let stack = stack().await;
     let investor = stack.investor("120.00", "1.00", &[10]).await;
-    let completed = stack.create(&investor, 4).await;
-    collect(stack.watch(0, investor.user_id, &completed.id).await).await;
-    let failed = stack.create(&investor, 50).await;
-    collect(stack.watch(0, investor.user_id, &failed.id).await).await;
-    let reversed = stack.create(&investor, 1).await;
-    collect(stack.watch(0, investor.user_id, &reversed.id).await).await;
+    let completed = stack.create_finished(&investor, 4).await;
+    let failed = stack.create_finished(&investor, 50).await;
+    let reversed = stack.create_finished(&investor, 1).await;
     reverse(&stack, &reversed.id, "mistaken trade", "")
         .await
         .expect("reverse");

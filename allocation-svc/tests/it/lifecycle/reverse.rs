@@ -28,13 +28,7 @@ async fn a_reversal_gives_units_back_to_their_batches_and_value_back_to_the_bala
         balance(&stack, investor.user_id).await.available_balance,
         "110.00"
     );
-    let mut all = stack
-        .allocations(0, Some(testkit::token(investor.user_id)))
-        .await
-        .watch_allocations(pb::WatchAllocationsRequest {})
-        .await
-        .expect("watch all")
-        .into_inner();
+    let mut all = stack.watch_all(0, investor.user_id).await;
 
     let reversed = reverse(&stack, &done.id, "refund requested", "refund-1")
         .await
@@ -142,8 +136,7 @@ async fn a_reversal_gives_units_back_to_their_batches_and_value_back_to_the_bala
 
     // The next allocation takes the returned units first (FIFO), and the audit agrees that
     // every piece was taken in FIFO order when it was made.
-    let next = stack.create(&investor, 4).await;
-    collect(stack.watch(0, investor.user_id, &next.id).await).await;
+    let next = stack.create_finished(&investor, 4).await;
     let taken: Vec<_> = UserInvestment::find()
         .filter(user_investment::Column::InvestmentId.eq(Uuid::parse_str(&next.id).expect("uuid")))
         .all(&stack.db)
@@ -178,10 +171,8 @@ async fn a_reversal_gives_units_back_to_their_batches_and_value_back_to_the_bala
 async fn only_an_admin_reverses_and_only_a_completed_investment() {
     let stack = stack().await;
     let investor = stack.investor("120.00", "1.00", &[10]).await;
-    let failed = stack.create(&investor, 11).await;
-    collect(stack.watch(0, investor.user_id, &failed.id).await).await;
-    let completed = stack.create(&investor, 2).await;
-    collect(stack.watch(0, investor.user_id, &completed.id).await).await;
+    let failed = stack.create_finished(&investor, 11).await;
+    let completed = stack.create_finished(&investor, 2).await;
     let held = hold(&stack, &investor, Hold::Deal).await;
     let pending = stack.create(&investor, 1).await;
     let cancelled = stack.create(&investor, 1).await;
@@ -228,8 +219,7 @@ async fn only_an_admin_reverses_and_only_a_completed_investment() {
     reverse(&stack, &completed.id, "why", "key-1")
         .await
         .expect("reverse");
-    let other = stack.create(&investor, 1).await;
-    collect(stack.watch(0, investor.user_id, &other.id).await).await;
+    let other = stack.create_finished(&investor, 1).await;
     let reused = reverse(&stack, &other.id, "why", "key-1")
         .await
         .expect_err("key of another reversal");

@@ -1,5 +1,13 @@
 //! `Stack`: investment-svc plus allocation-svc replicas sharing a fresh database and stream.
 
+mod invariants;
+mod locks;
+mod watch;
+
+pub use invariants::*;
+pub use locks::*;
+pub use watch::*;
+
 use std::time::Duration;
 
 use api::v1::{
@@ -9,14 +17,13 @@ use api::v1::{
 use chrono::Utc;
 use clap::Parser;
 use entity::prelude::*;
-use futures::StreamExt;
-use sea_orm::{DatabaseConnection, EntityTrait};
+use sea_orm::EntityTrait;
 use testkit::{
     Bearer,
     stack::{Infra, Running},
 };
 use tokio::net::TcpListener;
-use tonic::{Streaming, service::interceptor::InterceptedService, transport::Channel};
+use tonic::{service::interceptor::InterceptedService, transport::Channel};
 use uuid::Uuid;
 
 pub type Investments = InvestmentServiceClient<InterceptedService<Channel, Bearer>>;
@@ -44,6 +51,18 @@ pub struct Options {
     pub metrics: bool,
     /// More allocation-svc flags (pool sizes, `--watch-max-per-user`, ...).
     pub extra_args: Vec<String>,
+}
+
+impl Options {
+    /// A private nats-server the test can stop, and a sweeper that publishes within about a
+    /// second what an outage left unpublished.
+    pub fn nats_outage() -> Self {
+        Self {
+            own_nats_server: true,
+            sweeper: (ms(200), secs(1)),
+            ..Self::default()
+        }
+    }
 }
 
 /// Any free loopback port.
@@ -182,12 +201,23 @@ impl Stack {
     /// Starts one more allocation-svc replica with its three pools opened as configured;
     /// returns its index.
     pub async fn add_replica(&mut self, allocate: bool) -> usize {
-        let mut config = self.replica_config(allocate);
-        config.common.db.database_url = self.test_db.url.clone().into();
-        let pools = allocation_svc::Pools::open(&config.common.db, &config.pools)
-            .await
-            .expect("pools");
+        let pools = self.open_pools(&self.replica_config(allocate)).await;
         self.add_replica_on(allocate, pools).await
+    }
+
+    /// The database settings of a replica with `config`, pointed at the test database.
+    pub fn replica_db(&self, config: &allocation_svc::Config) -> service_kit::config::DbArgs {
+        let mut db = config.common.db.clone();
+        db.database_url = self.test_db.url.clone().into();
+        db
+    }
+
+    /// The three pools of a replica with `config`, opened on the test database as the binary
+    /// opens them.
+    pub async fn open_pools(&self, config: &allocation_svc::Config) -> allocation_svc::Pools {
+        allocation_svc::Pools::open(&self.replica_db(config), &config.pools)
+            .await
+            .expect("pools")
     }
 
     /// Starts one more replica whose statements are counted; returns its index and the count.
@@ -225,6 +255,11 @@ impl Stack {
         self.replicas
             .push(Running::start(addr, |t| app.run_until_stopped(t)).with_metrics(metrics_addr));
         self.replicas.len() - 1
+    }
+
+    /// The private nats-server of a stack made with `own_nats_server`.
+    pub fn own_nats(&mut self) -> &mut testkit::nats::NatsServer {
+        self.nats_server.as_mut().expect("own server")
     }
 
     pub async fn investments(&self, user_id: Uuid) -> Investments {
@@ -290,21 +325,32 @@ impl Stack {
             .expect("investment")
     }
 
-    /// Opens WatchAllocation on `replica` as the investment's owner.
-    pub async fn watch(
-        &self,
-        replica: usize,
-        user_id: Uuid,
-        investment_id: &str,
-    ) -> Streaming<pb::WatchAllocationResponse> {
-        self.allocations(replica, Some(testkit::token(user_id)))
+    /// GetInvestment as `user_id`, from investment-svc.
+    pub async fn get_investment(&self, user_id: Uuid, id: &str) -> pb::Investment {
+        self.investments(user_id)
             .await
-            .watch_allocation(pb::WatchAllocationRequest {
-                investment_id: investment_id.to_owned(),
+            .get_investment(pb::GetInvestmentRequest {
+                investment_id: id.to_owned(),
             })
             .await
-            .expect("watch")
+            .expect("get")
             .into_inner()
+            .investment
+            .expect("investment")
+    }
+
+    /// RetryAllocation as an admin, which must accept it.
+    pub async fn retry(&self, id: &str) -> pb::Investment {
+        self.admin()
+            .await
+            .retry_allocation(pb::RetryAllocationRequest {
+                investment_id: id.to_owned(),
+            })
+            .await
+            .expect("retry")
+            .into_inner()
+            .investment
+            .expect("investment")
     }
 
     pub async fn investment(&self, id: &str) -> investment::Model {
@@ -361,86 +407,6 @@ pub struct Investor {
     pub batches: Vec<bulk_purchase::Model>,
 }
 
-/// Every update of a watch until the stream ends (with a deadline).
-pub async fn collect(
-    mut stream: Streaming<pb::WatchAllocationResponse>,
-) -> Vec<pb::AllocationUpdate> {
-    let mut updates = Vec::new();
-    tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(item) = stream.next().await {
-            updates.push(item.expect("stream item").update.expect("update"));
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("watch did not end; got {updates:?}"));
-    updates
-}
-
-/// `(status, version, attempt)` of each update.
-pub fn steps(updates: &[pb::AllocationUpdate]) -> Vec<(pb::AllocationStatus, i64, i32)> {
-    updates
-        .iter()
-        .map(|u| (u.allocation_status(), u.version, u.attempt))
-        .collect()
-}
-
-/// Checks invariants 1, 2, 3, 5 to 9 over the whole database, with the production audit and, as a
-/// cross-check of the audit itself, independently here for 1 and 2.
-pub async fn check_invariants(db: &DatabaseConnection) {
-    use std::collections::HashMap;
-    // Strict: at the end of a test nothing may be left pending or processing at all.
-    let violations = ledger::audit::run(db, Duration::ZERO)
-        .await
-        .expect("audit runs");
-    assert!(violations.is_empty(), "audit: {violations:#?}");
-    let batches = BulkPurchase::find().all(db).await.expect("batches");
-    let pieces = UserInvestment::find().all(db).await.expect("allocations");
-    let investments = Investment::find().all(db).await.expect("investments");
-    for batch in &batches {
-        let handed_out: i64 = pieces
-            .iter()
-            .filter(|p| p.bulk_purchase_id == batch.id && !p.is_reversed)
-            .map(|p| p.units_allocated)
-            .sum();
-        assert!(batch.units_remaining >= 0, "batch {} below zero", batch.id);
-        assert_eq!(
-            batch.units_total - batch.units_remaining,
-            handed_out,
-            "batch {} not conserved",
-            batch.id
-        );
-    }
-    let mut by_investment: HashMap<Uuid, (i64, rust_decimal::Decimal)> = HashMap::new();
-    for p in pieces.iter().filter(|p| !p.is_reversed) {
-        let e = by_investment.entry(p.investment_id).or_default();
-        e.0 += p.units_allocated;
-        e.1 += p.value_allocated;
-    }
-    for i in &investments {
-        assert_eq!(
-            i.status,
-            i.allocation_status.investment_status(),
-            "investment {} status",
-            i.id
-        );
-        let (units, value) = by_investment.get(&i.id).copied().unwrap_or_default();
-        if i.allocation_status == AllocationStatus::Completed {
-            assert_eq!(
-                (units, value),
-                (i.shares, i.total_amount),
-                "investment {} not exactly allocated",
-                i.id
-            );
-        } else {
-            assert_eq!(
-                units, 0,
-                "investment {} is {:?} but holds units",
-                i.id, i.allocation_status
-            );
-        }
-    }
-}
-
 impl Stack {
     /// Starts the allocation-svc binary against this stack, and waits until it serves.
     pub async fn spawn_process(&self) -> testkit::process::Process {
@@ -452,41 +418,4 @@ impl Stack {
         testkit::process::Process::spawn(env!("CARGO_BIN_EXE_allocation-svc"), &args[1..], addr)
             .await
     }
-}
-
-/// Which rows a test holds locked, as a long transaction elsewhere would.
-pub enum Hold {
-    /// The deal row, as allocators lock it: allocation of the pool cannot start.
-    Deal,
-    /// The deal's batches: allocation gets to `PROCESSING`, then waits.
-    Batches,
-}
-
-/// Locks the rows until the returned transaction ends (dropped or rolled back).
-pub async fn hold(stack: &Stack, investor: &Investor, what: Hold) -> sea_orm::DatabaseTransaction {
-    use sea_orm::{ConnectionTrait, TransactionTrait};
-    let deal = investor.deal.id;
-    let sql = match what {
-        Hold::Deal => format!("SELECT 1 FROM deals WHERE id = '{deal}' FOR NO KEY UPDATE"),
-        Hold::Batches => {
-            format!("SELECT 1 FROM bulk_purchases WHERE deal_id = '{deal}' FOR UPDATE")
-        }
-    };
-    let txn = stack.db.begin().await.expect("begin");
-    txn.execute_unprepared(&sql).await.expect("lock");
-    txn
-}
-
-/// The server process id behind a transaction's connection (to spare it in an outage).
-pub async fn backend_pid(txn: &sea_orm::DatabaseTransaction) -> i32 {
-    use sea_orm::ConnectionTrait;
-    let row = txn
-        .query_one_raw(sea_orm::Statement::from_string(
-            sea_orm::DbBackend::Postgres,
-            "SELECT pg_backend_pid() AS pid",
-        ))
-        .await
-        .expect("pid")
-        .expect("a row");
-    row.try_get("", "pid").expect("pid column")
 }
