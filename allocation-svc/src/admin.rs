@@ -1,5 +1,6 @@
 //! Admin operations on the queue: stats, failed allocations, retry (reversal: `reverse`).
 
+use allocation_bus::{PublishMetrics, PublishPath, Topology};
 use api::v1 as pb;
 use async_nats::jetstream;
 use entity::prelude::*;
@@ -8,10 +9,9 @@ use sea_orm::{
     DatabaseConnection, EntityTrait, FromQueryResult, QueryFilter, QuerySelect, TransactionTrait,
     sea_query::{Expr, ExprTrait, LockType},
 };
-use service_kit::messaging::{self, PublishPath, Topology};
 use uuid::Uuid;
 
-use crate::{Error, Result, config::AllocatorArgs};
+use crate::{Error, Result, config::AllocatorArgs, metrics::Metrics};
 
 #[derive(Debug, FromQueryResult)]
 struct StatusCount {
@@ -62,8 +62,9 @@ pub async fn queue_stats(
 }
 
 /// Refreshes the sampled gauges (consumer state, unfinished investments) every `every` until
-/// `shutdown`; a sample that fails leaves the previous values.
+/// `shutdown`, into `m`; a sample that fails leaves the previous values.
 pub async fn sample(
+    m: std::sync::Arc<Metrics>,
     db: DatabaseConnection,
     js: jetstream::Context,
     topology: Topology,
@@ -71,14 +72,13 @@ pub async fn sample(
     every: std::time::Duration,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
-    use crate::metrics::{METRICS, Unfinished};
+    use crate::metrics::Unfinished;
     let mut tick = tokio::time::interval(every);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let m = &*METRICS;
         match queue_stats(&db, &js, &topology, &args).await {
             Ok(stats) => {
                 let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
@@ -139,6 +139,7 @@ pub async fn retry(
     js: &jetstream::Context,
     nats: &async_nats::Client,
     topology: &Topology,
+    publishes: &PublishMetrics,
     investment_id: Uuid,
 ) -> Result<investment::Model> {
     let txn = db.begin().await?;
@@ -194,7 +195,7 @@ pub async fn retry(
     txn.commit().await?;
 
     let event = wire::status_event(&updated, Vec::new());
-    messaging::announce_status(
+    allocation_bus::announce_status(
         nats,
         topology,
         updated.owner(),
@@ -204,7 +205,8 @@ pub async fn retry(
     .await;
     let retried = [wire::retry_request(&updated)];
     if let (_, Some(e)) =
-        messaging::publish_committed(db, js, topology, PublishPath::Retry, &retried).await
+        allocation_bus::publish_committed(db, js, topology, publishes, PublishPath::Retry, &retried)
+            .await
     {
         // Pending and durable: investment-svc's sweeper publishes it soon.
         tracing::warn!(investment_id = %updated.id, error = %e, "retry queued in the database; publish left to the sweeper");

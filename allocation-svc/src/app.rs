@@ -2,11 +2,13 @@
 //! watchers, gRPC server, and their shutdown in order (stop pulling, finish transactions in
 //! flight, end streams).
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, sync::Arc};
 
+use allocation_bus::Topology;
 use anyhow::Context as _;
 use api::v1::allocation_service_server::AllocationServiceServer;
-use service_kit::{auth::Authenticator, messaging, server};
+use prometheus_client::registry::Registry;
+use service_kit::{auth::Authenticator, messaging, metrics::Common, server};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
@@ -14,6 +16,7 @@ use tonic::service::interceptor::InterceptedService;
 use crate::{
     Config, consumer,
     lanes::{Dispatcher, LaneArgs},
+    metrics::Metrics,
     pools::Pools,
     service::Api,
     watch::{Hub, Watchers},
@@ -37,6 +40,10 @@ pub struct App {
     listener: TcpListener,
     /// The bound `METRICS_ADDR`, if set.
     metrics: Option<TcpListener>,
+    /// This App's families, none shared with another App (replica) in the process.
+    registry: Registry,
+    common: Common,
+    own: Arc<Metrics>,
     pools: Pools,
     nats: async_nats::Client,
     auth: Authenticator,
@@ -58,7 +65,8 @@ impl App {
         Self::from_parts(config, pools, nats, listener).await
     }
 
-    /// From pools, a NATS client and a listener made by the caller (tests bind port 0).
+    /// From pools, a NATS client and a listener made by the caller (tests bind port 0); makes
+    /// the App's metric families.
     pub async fn from_parts(
         config: Config,
         pools: Pools,
@@ -67,10 +75,16 @@ impl App {
     ) -> anyhow::Result<App> {
         let server::Prepared { auth, metrics } =
             server::prepare::<migration::Migrator>(&pools.read, &config.common).await?;
+        let mut registry = Registry::default();
+        let common = Common::new(&mut registry);
+        let own = Arc::new(Metrics::new(&mut registry));
         Ok(App {
             config,
             listener,
             metrics,
+            registry,
+            common,
+            own,
             pools,
             nats,
             auth,
@@ -92,8 +106,8 @@ impl App {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let config = self.config;
         let js = messaging::jetstream(self.nats.clone(), config.common.nats.nats_timeout);
-        let topology = messaging::Topology::from_args(&config.common.nats);
-        messaging::ensure_stream(&js, &topology)
+        let topology = Topology::from_args(&config.common.nats);
+        allocation_bus::ensure_stream(&js, &topology)
             .await
             .with_context(|| format!("ensuring stream {}", topology.stream))?;
         let pools = self.pools;
@@ -123,6 +137,7 @@ impl App {
                 self.nats.clone(),
                 topology.clone(),
                 config.allocator.clone(),
+                self.own.clone(),
             );
             let lanes = LaneArgs {
                 micro_batch: config.allocator.micro_batch.max(1),
@@ -149,10 +164,12 @@ impl App {
 
         if self.metrics.is_some() {
             tokio::spawn(pools.clone().sample(
+                self.own.clone(),
                 config.common.telemetry.metrics_sample_interval,
                 shutdown.child_token(),
             ));
             tokio::spawn(crate::admin::sample(
+                self.own.clone(),
                 pools.read.clone(),
                 js.clone(),
                 topology.clone(),
@@ -172,7 +189,9 @@ impl App {
                 hub,
                 limit: WatchLimit::new(config.watch.watch_max_per_user),
                 shutdown: shutdown.child_token(),
+                metrics: self.own.clone(),
             },
+            metrics: self.own,
         };
         let (routes, health) = server::base_routes(&PORT)?;
         health.set_serving::<AllocationServiceServer<Api>>().await;
@@ -181,9 +200,8 @@ impl App {
             db: api.db.clone(),
             nats: api.nats.clone(),
             health: health.clone(),
-            metrics: self
-                .metrics
-                .map(|l| (l, service_kit::metrics::registry(crate::metrics::register))),
+            metrics: self.metrics.map(|l| (l, self.registry)),
+            common: self.common.clone(),
             readiness_interval: config.common.server.readiness_interval,
             sample_interval: config.common.telemetry.metrics_sample_interval,
         }
@@ -216,6 +234,7 @@ impl App {
                 health,
                 shutdown.clone(),
                 &config.common.server,
+                self.common,
             )
             .await;
             // If the server stopped by itself, stop pulling too.

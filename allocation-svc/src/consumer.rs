@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use allocation_bus::Topology;
 use api::v1::AllocationRequest;
 use async_nats::jetstream::{
     self, AckKind,
@@ -14,7 +15,6 @@ use async_nats::jetstream::{
 use entity::prelude::{DealId, InvestmentId};
 use futures::StreamExt;
 use prost::Message as _;
-use service_kit::messaging::{self, Topology};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -71,7 +71,7 @@ pub struct Source {
 impl Source {
     /// Ensures the stream, then the consumer.
     pub async fn ensure(&self) -> Result<PullConsumer, async_nats::Error> {
-        messaging::ensure_stream(&self.js, &self.topology).await?;
+        allocation_bus::ensure_stream(&self.js, &self.topology).await?;
         ensure_consumer(&self.js, &self.topology, &self.args).await
     }
 

@@ -18,6 +18,8 @@ use tokio::{
     time::Instant,
 };
 use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Alive;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
@@ -142,22 +144,6 @@ fn reap(deal_id: DealId, ended: Result<(), JoinError>) {
     }
 }
 
-/// Counts a lane in `allocation_lanes_active` for as long as it lives (a panic included).
-struct ActiveLane;
-
-impl ActiveLane {
-    fn new() -> Self {
-        crate::metrics::METRICS.lanes_active.inc();
-        ActiveLane
-    }
-}
-
-impl Drop for ActiveLane {
-    fn drop(&mut self) {
-        crate::metrics::METRICS.lanes_active.dec();
-    }
-}
-
 async fn run_lane(
     deal_id: DealId,
     mut queue: mpsc::UnboundedReceiver<Delivery>,
@@ -170,7 +156,8 @@ async fn run_lane(
     if let Some(previous) = previous {
         reap(deal_id, previous.await);
     }
-    let _active = ActiveLane::new();
+    // In `allocation_lanes_active` for as long as it lives (a panic included).
+    let _active = Alive::new(allocator.metrics().lanes_active.clone());
     loop {
         let first = tokio::select! {
             biased;

@@ -12,7 +12,7 @@ pub mod config;
 pub mod consumer;
 pub mod error;
 pub mod lanes;
-mod metrics;
+pub mod metrics;
 pub mod pools;
 pub mod reverse;
 mod service;

@@ -1,8 +1,8 @@
 //! allocation-svc's own Prometheus families (README, Operations); the common ones are in
-//! `service_kit::metrics`.
+//! `service_kit::metrics`, the publishes (admin retries) in `allocation_bus::metrics`. Each
+//! App makes its own ([`Metrics::new`]) and hands them to the code that counts.
 
-use std::sync::LazyLock;
-
+use allocation_bus::PublishMetrics;
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
@@ -47,25 +47,27 @@ pub struct Rpc {
     pub rpc: &'static str,
 }
 
-/// Counts a watch stream in `watch_streams_open` for as long as its producer lives.
-pub struct OpenStream(Rpc);
+/// Counts in a gauge for as long as it lives (a panic included): a watch stream in
+/// `watch_streams_open` while its producer lives, a lane in `allocation_lanes_active`.
+pub struct Alive(Gauge);
 
-impl OpenStream {
-    /// A stream of `rpc` opened.
-    pub fn new(rpc: &'static str) -> Self {
-        let rpc = Rpc { rpc };
-        METRICS.watch_streams.get_or_create(&rpc).inc();
-        OpenStream(rpc)
+impl Alive {
+    /// One more in `gauge` until this is dropped.
+    pub fn new(gauge: Gauge) -> Self {
+        gauge.inc();
+        Alive(gauge)
     }
 }
 
-impl Drop for OpenStream {
+impl Drop for Alive {
     fn drop(&mut self) {
-        METRICS.watch_streams.get_or_create(&self.0).dec();
+        self.0.dec();
     }
 }
 
-/// The families.
+/// One App's families; [`Default`] makes them unregistered (for tests that build parts of the
+/// service alone).
+#[derive(Debug)]
 pub struct Metrics {
     /// Watch streams open, by RPC.
     pub watch_streams: Family<Rpc, Gauge>,
@@ -93,91 +95,108 @@ pub struct Metrics {
     pub unfinished: Family<Unfinished, Gauge>,
     /// Age of the oldest investment not yet terminal, in seconds (sampled).
     pub oldest_unfinished_seconds: Gauge,
+    /// Allocation requests published by admin retries.
+    pub publishes: PublishMetrics,
 }
 
-/// The process's families.
-pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
-    watch_streams: Family::default(),
-    allocations: Family::default(),
-    reversals: Counter::default(),
-    micro_batch_size: Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]),
-    retries: Family::default(),
-    requeues: Family::default(),
-    lanes_active: Gauge::default(),
-    pool_connections: Family::default(),
-    consumer_pending: Gauge::default(),
-    consumer_ack_pending: Gauge::default(),
-    consumer_redelivered: Gauge::default(),
-    unfinished: Family::default(),
-    oldest_unfinished_seconds: Gauge::default(),
-});
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            watch_streams: Family::default(),
+            allocations: Family::default(),
+            reversals: Counter::default(),
+            micro_batch_size: Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]),
+            retries: Family::default(),
+            requeues: Family::default(),
+            lanes_active: Gauge::default(),
+            pool_connections: Family::default(),
+            consumer_pending: Gauge::default(),
+            consumer_ack_pending: Gauge::default(),
+            consumer_redelivered: Gauge::default(),
+            unfinished: Family::default(),
+            oldest_unfinished_seconds: Gauge::default(),
+            publishes: PublishMetrics::default(),
+        }
+    }
+}
 
-/// Registers the families in `registry`.
-pub fn register(registry: &mut Registry) {
-    let m = &*METRICS;
-    registry.register(
-        "watch_streams_open",
-        "Watch streams open on this replica, by RPC",
-        m.watch_streams.clone(),
-    );
-    registry.register(
-        "allocations",
-        "Allocations that ended, by outcome",
-        m.allocations.clone(),
-    );
-    registry.register(
-        "allocations_reversed",
-        "Completed allocations reversed by an admin",
-        m.reversals.clone(),
-    );
-    registry.register(
-        "allocation_micro_batch_size",
-        "Requests of one pool allocated in one transaction",
-        m.micro_batch_size.clone(),
-    );
-    registry.register(
-        "allocation_retries",
-        "Failed allocation attempts, by cause",
-        m.retries.clone(),
-    );
-    registry.register(
+impl Metrics {
+    /// A stream of `rpc` open while the result lives.
+    pub fn open_stream(&self, rpc: &'static str) -> Alive {
+        Alive::new(self.watch_streams.get_or_create_owned(&Rpc { rpc }))
+    }
+
+    /// New families, registered in `registry`.
+    pub fn new(registry: &mut Registry) -> Self {
+        let m = Metrics {
+            publishes: PublishMetrics::new(registry),
+            ..Metrics::default()
+        };
+        registry.register(
+            "watch_streams_open",
+            "Watch streams open on this replica, by RPC",
+            m.watch_streams.clone(),
+        );
+        registry.register(
+            "allocations",
+            "Allocations that ended, by outcome",
+            m.allocations.clone(),
+        );
+        registry.register(
+            "allocations_reversed",
+            "Completed allocations reversed by an admin",
+            m.reversals.clone(),
+        );
+        registry.register(
+            "allocation_micro_batch_size",
+            "Requests of one pool allocated in one transaction",
+            m.micro_batch_size.clone(),
+        );
+        registry.register(
+            "allocation_retries",
+            "Failed allocation attempts, by cause",
+            m.retries.clone(),
+        );
+        registry.register(
         "allocation_requeues",
         "Allocation requests sent back without counting an attempt (database out of reach), by cause",
         m.requeues.clone(),
     );
-    registry.register(
-        "allocation_lanes_active",
-        "Pools with an allocation lane alive",
-        m.lanes_active.clone(),
-    );
-    registry.register(
-        "allocation_db_pool_connections",
-        "Connections of each of the replica's PostgreSQL pools, open or in use (sampled)",
-        m.pool_connections.clone(),
-    );
-    registry.register(
-        "jetstream_consumer_pending",
-        "Allocation requests in the stream not yet delivered (sampled)",
-        m.consumer_pending.clone(),
-    );
-    registry.register(
-        "jetstream_consumer_ack_pending",
-        "Allocation requests delivered and not yet acknowledged (sampled)",
-        m.consumer_ack_pending.clone(),
-    );
-    registry.register(
-        "jetstream_consumer_redelivered",
-        "Allocation requests delivered more than once and not yet acknowledged (sampled)",
-        m.consumer_redelivered.clone(),
-    );
-    registry.register(
-        "investments_unfinished",
-        "Investments not yet COMPLETED or FAILED, by status (sampled)",
-        m.unfinished.clone(),
-    );
-    registry.register(
-        "investments_oldest_unfinished_seconds",
-        "Age of the oldest investment not yet COMPLETED or FAILED, in seconds (sampled)",
-        m.oldest_unfinished_seconds.clone(),
-    );
+        registry.register(
+            "allocation_lanes_active",
+            "Pools with an allocation lane alive",
+            m.lanes_active.clone(),
+        );
+        registry.register(
+            "allocation_db_pool_connections",
+            "Connections of each of the replica's PostgreSQL pools, open or in use (sampled)",
+            m.pool_connections.clone(),
+        );
+        registry.register(
+            "jetstream_consumer_pending",
+            "Allocation requests in the stream not yet delivered (sampled)",
+            m.consumer_pending.clone(),
+        );
+        registry.register(
+            "jetstream_consumer_ack_pending",
+            "Allocation requests delivered and not yet acknowledged (sampled)",
+            m.consumer_ack_pending.clone(),
+        );
+        registry.register(
+            "jetstream_consumer_redelivered",
+            "Allocation requests delivered more than once and not yet acknowledged (sampled)",
+            m.consumer_redelivered.clone(),
+        );
+        registry.register(
+            "investments_unfinished",
+            "Investments not yet COMPLETED or FAILED, by status (sampled)",
+            m.unfinished.clone(),
+        );
+        registry.register(
+            "investments_oldest_unfinished_seconds",
+            "Age of the oldest investment not yet COMPLETED or FAILED, in seconds (sampled)",
+            m.oldest_unfinished_seconds.clone(),
+        );
+        m
+    }
 }

@@ -62,13 +62,14 @@ impl Pools {
     }
 
     /// Samples each pool's open and in-use connections into `allocation_db_pool_connections`
-    /// every `every` until `shutdown`; takes no connection to do it.
+    /// (of `metrics`) every `every` until `shutdown`; takes no connection to do it.
     pub(crate) async fn sample(
         self,
+        metrics: std::sync::Arc<crate::metrics::Metrics>,
         every: std::time::Duration,
         shutdown: tokio_util::sync::CancellationToken,
     ) {
-        use crate::metrics::{METRICS, PoolConnections};
+        use crate::metrics::PoolConnections;
         let mut tick = tokio::time::interval(every);
         loop {
             tokio::select! {
@@ -84,10 +85,9 @@ impl Pools {
                 let open = i64::from(sqlx.size());
                 let idle = i64::try_from(sqlx.num_idle()).unwrap_or(i64::MAX);
                 let gauge = |state| {
-                    METRICS
+                    metrics
                         .pool_connections
-                        .get_or_create(&PoolConnections { pool, state })
-                        .clone()
+                        .get_or_create_owned(&PoolConnections { pool, state })
                 };
                 gauge("open").set(open);
                 gauge("in_use").set((open - idle).max(0));

@@ -10,6 +10,7 @@
 //!
 //! Idempotent by `request_id` (AIP-155): the same key returns the reversal it made.
 
+use allocation_bus::Topology;
 use api::v1 as pb;
 use entity::prelude::*;
 use ledger::events;
@@ -18,7 +19,6 @@ use sea_orm::{
     QuerySelect, SqlErr, Statement, TransactionTrait,
     sea_query::{Expr, LockType},
 };
-use service_kit::messaging::{self, Topology};
 use uuid::Uuid;
 
 use crate::{Error, Result};
@@ -84,12 +84,14 @@ FROM (SELECT bulk_purchase_id, sum(units_allocated) AS units FROM reversed
 WHERE b.id = r.bulk_purchase_id
 "#;
 
-/// Reverses a `completed` investment, or returns the one this request id reversed.
+/// Reverses a `completed` investment, or returns the one this request id reversed; a reversal
+/// made now is counted in `metrics`.
 pub async fn reverse(
     db: &DatabaseConnection,
     nats: &async_nats::Client,
     topology: &Topology,
     reversal: &Reversal,
+    metrics: &crate::metrics::Metrics,
 ) -> Result<investment::Model> {
     let (row, now) = match reverse_in_txn(db, reversal).await {
         Err(Error::Db(e)) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
@@ -99,9 +101,10 @@ pub async fn reverse(
         other => other?,
     };
     if now {
-        crate::metrics::METRICS.reversals.inc();
+        metrics.reversals.inc();
         let event = wire::status_event(&row, Vec::new());
-        messaging::announce_status(nats, topology, row.owner(), row.investment_id(), &event).await;
+        allocation_bus::announce_status(nats, topology, row.owner(), row.investment_id(), &event)
+            .await;
         tracing::info!(investment_id = %row.id, reversed_by = %reversal.by, "allocation reversed by an admin");
     }
     Ok(row)

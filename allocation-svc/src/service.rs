@@ -1,5 +1,6 @@
 //! The `AllocationService` gRPC handlers.
 
+use allocation_bus::Topology;
 use api::v1::{self as pb, allocation_service_server::AllocationService};
 use async_nats::jetstream;
 use ledger::{
@@ -7,7 +8,7 @@ use ledger::{
     listing::{self, ListQuery},
 };
 use sea_orm::{Condition, DatabaseConnection};
-use service_kit::{auth::Caller, messaging::Topology, status::Violations};
+use service_kit::{auth::Caller, status::Violations};
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 use wire::caller::CallerUser as _;
@@ -28,6 +29,8 @@ pub(crate) struct Api {
     pub(crate) topology: Topology,
     pub(crate) allocator: AllocatorArgs,
     pub(crate) watchers: Watchers,
+    /// The App's families.
+    pub(crate) metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 fn record_user(caller: &Caller) {
@@ -108,7 +111,15 @@ impl AllocationService for Api {
         let mut v = Violations::default();
         let id = v.uuid("investment_id", &request.get_ref().investment_id);
         v.finish().map_err(Error::from)?;
-        let row = admin::retry(&self.db, &self.js, &self.nats, &self.topology, id).await?;
+        let row = admin::retry(
+            &self.db,
+            &self.js,
+            &self.nats,
+            &self.topology,
+            &self.metrics.publishes,
+            id,
+        )
+        .await?;
         Ok(Response::new(pb::RetryAllocationResponse {
             investment: Some(wire::investment(&row)),
         }))
@@ -123,7 +134,14 @@ impl AllocationService for Api {
         record_user(&caller);
         caller.require_admin()?;
         let reversal = Reversal::parse(request.into_inner(), caller.user_id())?;
-        let row = reverse::reverse(&self.db, &self.nats, &self.topology, &reversal).await?;
+        let row = reverse::reverse(
+            &self.db,
+            &self.nats,
+            &self.topology,
+            &reversal,
+            &self.metrics,
+        )
+        .await?;
         let pieces = events::allocations(&self.db, [row.investment_id()])
             .await
             .map_err(Error::from)?;

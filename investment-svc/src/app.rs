@@ -2,19 +2,22 @@
 
 use std::net::SocketAddr;
 
+use allocation_bus::Topology;
 use anyhow::Context as _;
 use api::v1::investment_service_server::InvestmentServiceServer;
+use prometheus_client::registry::Registry;
 use sea_orm::DatabaseConnection;
 use service_kit::{
     auth::Authenticator,
     messaging,
+    metrics::Common,
     server::{self, Connections},
 };
 use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tonic::service::interceptor::InterceptedService;
 
-use crate::{Config, service::Api, sweeper::Sweeper};
+use crate::{Config, metrics::Metrics, service::Api, sweeper::Sweeper};
 
 /// This port's service; a call to the other one is told where it is served.
 const PORT: server::Port = server::Port {
@@ -32,6 +35,9 @@ pub struct App {
     listener: TcpListener,
     /// The bound `METRICS_ADDR`, if set.
     metrics: Option<TcpListener>,
+    /// This App's families, none shared with another App in the process.
+    registry: Registry,
+    common: Common,
     api: Api,
     sweeper: Sweeper,
     auth: Authenticator,
@@ -45,7 +51,8 @@ impl App {
     }
 
     /// From connections and a listener made by the caller (tests bind port 0 and count
-    /// statements on the connection). Checks the schema and ensures the stream.
+    /// statements on the connection). Checks the schema, ensures the stream and makes the
+    /// App's metric families.
     pub async fn from_parts(
         config: Config,
         db: DatabaseConnection,
@@ -55,16 +62,20 @@ impl App {
         let server::Prepared { auth, metrics } =
             server::prepare::<migration::Migrator>(&db, &config.common).await?;
         let js = messaging::jetstream(nats.clone(), config.common.nats.nats_timeout);
-        let topology = messaging::Topology::from_args(&config.common.nats);
-        messaging::ensure_stream(&js, &topology)
+        let topology = Topology::from_args(&config.common.nats);
+        allocation_bus::ensure_stream(&js, &topology)
             .await
             .with_context(|| format!("ensuring stream {}", topology.stream))?;
+        let mut registry = Registry::default();
+        let common = Common::new(&mut registry);
+        let own = Metrics::new(&mut registry);
         let sweeper = Sweeper::new(
             db.clone(),
             nats.clone(),
             js.clone(),
             topology.clone(),
             config.sweeper.clone(),
+            own.publishes.clone(),
         );
         let api = Api {
             db,
@@ -73,11 +84,14 @@ impl App {
             topology,
             creates: TaskTracker::new(),
             currency: config.currency.clone(),
+            metrics: own,
         };
         Ok(App {
             config,
             listener,
             metrics,
+            registry,
+            common,
             api,
             sweeper,
             auth,
@@ -103,9 +117,8 @@ impl App {
             db: self.api.db.clone(),
             nats: self.api.nats.clone(),
             health: health.clone(),
-            metrics: self
-                .metrics
-                .map(|l| (l, service_kit::metrics::registry(crate::metrics::register))),
+            metrics: self.metrics.map(|l| (l, self.registry)),
+            common: self.common.clone(),
             readiness_interval: server_args.readiness_interval,
             sample_interval: self.config.common.telemetry.metrics_sample_interval,
         }
@@ -129,6 +142,7 @@ impl App {
             health,
             shutdown.clone(),
             &self.config.common.server,
+            self.common,
         )
         .await;
         shutdown.cancel();

@@ -1,8 +1,7 @@
 //! investment-svc's own Prometheus families (README, Operations); the common ones (gRPC calls,
-//! publishes, the pool) are in `service_kit::metrics`.
+//! the pool) are in `service_kit::metrics`, the publishes in `allocation_bus::metrics`.
 
-use std::sync::LazyLock;
-
+use allocation_bus::PublishMetrics;
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family},
@@ -17,41 +16,46 @@ pub struct Outcome {
     pub outcome: &'static str,
 }
 
-/// The families.
+/// One App's families, made and registered when it is built; clones count into the same ones.
+#[derive(Clone, Debug)]
 pub struct Metrics {
     /// Creates by outcome.
-    pub creates: Family<Outcome, Counter>,
+    creates: Family<Outcome, Counter>,
     /// Cancels by outcome.
-    pub cancels: Family<Outcome, Counter>,
+    cancels: Family<Outcome, Counter>,
+    /// Allocation requests published by creates and the sweeper.
+    pub publishes: PublishMetrics,
 }
 
-/// The process's families.
-pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
-    creates: Family::default(),
-    cancels: Family::default(),
-});
+impl Metrics {
+    /// New families, registered in `registry`.
+    pub fn new(registry: &mut Registry) -> Self {
+        let m = Self {
+            creates: Family::default(),
+            cancels: Family::default(),
+            publishes: PublishMetrics::new(registry),
+        };
+        registry.register(
+            "investments_created",
+            "CreateInvestment calls by outcome",
+            m.creates.clone(),
+        );
+        registry.register(
+            "investments_cancelled",
+            "CancelInvestment calls by outcome: cancelled, replayed (cancelled before), refused \
+             (not pending), rejected (invalid, unknown) or error",
+            m.cancels.clone(),
+        );
+        m
+    }
 
-/// Registers the families in `registry`.
-pub fn register(registry: &mut Registry) {
-    registry.register(
-        "investments_created",
-        "CreateInvestment calls by outcome",
-        METRICS.creates.clone(),
-    );
-    registry.register(
-        "investments_cancelled",
-        "CancelInvestment calls by outcome: cancelled, replayed (cancelled before), refused \
-         (not pending), rejected (invalid, unknown) or error",
-        METRICS.cancels.clone(),
-    );
-}
+    /// Counts a cancel that ended with `outcome`.
+    pub fn count_cancel(&self, outcome: &'static str) {
+        self.cancels.get_or_create(&Outcome { outcome }).inc();
+    }
 
-/// Counts a cancel that ended with `outcome`.
-pub fn count_cancel(outcome: &'static str) {
-    METRICS.cancels.get_or_create(&Outcome { outcome }).inc();
-}
-
-/// Counts a create that ended with `outcome`.
-pub fn count_create(outcome: &'static str) {
-    METRICS.creates.get_or_create(&Outcome { outcome }).inc();
+    /// Counts a create that ended with `outcome`.
+    pub fn count_create(&self, outcome: &'static str) {
+        self.creates.get_or_create(&Outcome { outcome }).inc();
+    }
 }

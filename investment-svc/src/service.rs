@@ -1,15 +1,11 @@
 //! The `InvestmentService` gRPC handlers: parse, call the domain module, map the answer.
 
+use allocation_bus::{PublishPath, Topology};
 use api::v1::{self as pb, investment_service_server::InvestmentService};
 use async_nats::jetstream;
 use entity::prelude::*;
 use sea_orm::{ColumnTrait, Condition, DatabaseConnection};
-use service_kit::{
-    auth::Caller,
-    messaging::{self, PublishPath, Topology},
-    page,
-    status::Violations,
-};
+use service_kit::{auth::Caller, page, status::Violations};
 use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
 use tracing::{Instrument as _, instrument};
@@ -24,7 +20,7 @@ use crate::{
     Error,
     cancel::{self, Cancelled},
     investments::{self, Created, NewInvestment},
-    metrics,
+    metrics::Metrics,
 };
 
 /// Shared state of the handlers; cheap to clone.
@@ -38,6 +34,8 @@ pub(crate) struct Api {
     pub(crate) creates: TaskTracker,
     /// The CURRENCY setting, told to clients with the balances.
     pub(crate) currency: String,
+    /// The App's families.
+    pub(crate) metrics: Metrics,
 }
 
 impl Api {
@@ -51,13 +49,13 @@ impl Api {
         let (row, created) = investments::create(&self.db, user_id, new)
             .await
             .inspect_err(|e| {
-                metrics::count_create(match e {
+                self.metrics.count_create(match e {
                     Error::Refused(_) | Error::NotCancellable(_) => "refused",
                     Error::Db(_) => "error",
                     Error::Invalid(_) | Error::NotFound(_) | Error::RequestIdReused => "rejected",
                 })
             })?;
-        metrics::count_create(match created {
+        self.metrics.count_create(match created {
             Created::New => "created",
             Created::Replayed => "replayed",
         });
@@ -66,7 +64,7 @@ impl Api {
             return Ok(row);
         }
         let event = wire::status_event(&row, Vec::new());
-        messaging::announce_status(
+        allocation_bus::announce_status(
             &self.nats,
             &self.topology,
             row.owner(),
@@ -75,10 +73,11 @@ impl Api {
         )
         .await;
         let committed = [wire::first_request(&row)];
-        match messaging::publish_committed(
+        match allocation_bus::publish_committed(
             &self.db,
             &self.js,
             &self.topology,
+            &self.metrics.publishes,
             PublishPath::Create,
             &committed,
         )
@@ -105,19 +104,19 @@ impl Api {
         let (row, cancelled) = cancel::cancel(&self.db, user_id, id)
             .await
             .inspect_err(|e| {
-                metrics::count_cancel(match e {
+                self.metrics.count_cancel(match e {
                     Error::NotCancellable(_) => "refused",
                     Error::Db(_) => "error",
                     _ => "rejected",
                 })
             })?;
-        metrics::count_cancel(match cancelled {
+        self.metrics.count_cancel(match cancelled {
             Cancelled::Now => "cancelled",
             Cancelled::Already => "replayed",
         });
         if cancelled == Cancelled::Now {
             let event = wire::status_event(&row, Vec::new());
-            messaging::announce_status(&self.nats, &self.topology, user_id, id, &event).await;
+            allocation_bus::announce_status(&self.nats, &self.topology, user_id, id, &event).await;
             tracing::info!(investment_id = %row.id, "investment cancelled by its owner");
         }
         Ok(row)

@@ -13,13 +13,13 @@
 //! publishes them. Publishing twice is harmless: within the duplicate window NATS drops the
 //! copy, and after it the allocator skips an investment that is no longer `pending`.
 
+use allocation_bus::{Committed, PublishMetrics, PublishPath, Topology};
 use async_nats::connection::State;
 use entity::prelude::*;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
     QueryOrder, Statement, Value,
 };
-use service_kit::messaging::{self, Committed, PublishPath, Topology};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -33,6 +33,7 @@ pub struct Sweeper {
     js: async_nats::jetstream::Context,
     topology: Topology,
     args: SweeperArgs,
+    publishes: PublishMetrics,
 }
 
 /// What one pass did.
@@ -76,13 +77,14 @@ pub fn claim_statement(args: &SweeperArgs) -> Statement {
 }
 
 impl Sweeper {
-    /// A sweeper over `db`, publishing through `js`.
+    /// A sweeper over `db`, publishing through `js` and counting in `publishes`.
     pub fn new(
         db: DatabaseConnection,
         nats: async_nats::Client,
         js: async_nats::jetstream::Context,
         topology: Topology,
         args: SweeperArgs,
+        publishes: PublishMetrics,
     ) -> Self {
         Self {
             db,
@@ -90,6 +92,7 @@ impl Sweeper {
             js,
             topology,
             args,
+            publishes,
         }
     }
 
@@ -141,10 +144,11 @@ impl Sweeper {
             .all(&self.db)
             .await?;
         let requests: Vec<Committed> = rows.iter().map(wire::first_request).collect();
-        let (published, failure) = messaging::publish_committed(
+        let (published, failure) = allocation_bus::publish_committed(
             &self.db,
             &self.js,
             &self.topology,
+            &self.publishes,
             PublishPath::Sweeper,
             &requests,
         )

@@ -1,8 +1,9 @@
-//! What both services need and do the same way: identity, configuration, telemetry, database
-//! and NATS set-up, pagination, metrics, health and the gRPC server around a service. The
-//! domain's mapping to protobuf is in the `wire` crate.
+//! What every service of ours needs and does the same way, knowing nothing of the domain:
+//! identity, configuration, telemetry, the database and the NATS connection, pagination,
+//! metrics, health and the gRPC server around a service. The domain's mapping to protobuf is
+//! in the `wire` crate; the allocation stream and its publishes in `allocation-bus`.
 //!
-//! Everything here is generic over the two services; anything that only one of them needs
+//! Nothing here depends on the API or the entities; anything that only one service needs
 //! lives in that service's crate.
 
 pub mod auth;
@@ -18,7 +19,6 @@ pub mod page;
 pub mod secret;
 pub mod server;
 pub mod status;
-pub mod stream;
 pub mod telemetry;
 pub mod tls;
 pub mod tracing_context;

@@ -1,13 +1,13 @@
-//! Prometheus metrics (README, Operations): the families every service has (gRPC calls,
-//! publishes of allocation requests, the database pool), each service's own families, and the
-//! HTTP endpoint that serves them on `METRICS_ADDR`.
+//! Prometheus metrics (README, Operations): the families every service has (gRPC calls, the
+//! database pool), and the HTTP endpoint that serves an App's registry on `METRICS_ADDR`.
 //!
-//! Families are process-wide statics: code that counts something does not need a handle passed
-//! down to it, and a registry made at start-up refers to the same families.
+//! Families belong to one App: it makes them when it is built, registers them in its own
+//! registry, and hands clones (which count into the same family) to the code that counts. Two
+//! Apps in one process (tests, replicas side by side) never see each other's figures.
 
 use std::{
     net::SocketAddr,
-    sync::{Arc, LazyLock},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -49,54 +49,13 @@ pub struct GrpcMethod {
     pub grpc_method: String,
 }
 
-/// Which code path published an allocation request.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
-pub enum PublishPath {
-    /// Right after the create committed.
-    Create,
-    /// The sweeper, for a request that may never have reached NATS.
-    Sweeper,
-    /// An admin retry.
-    Retry,
-}
-
-impl PublishPath {
-    /// The label value: `create`, `sweeper` or `retry`.
-    pub fn label(self) -> &'static str {
-        match self {
-            PublishPath::Create => "create",
-            PublishPath::Sweeper => "sweeper",
-            PublishPath::Retry => "retry",
-        }
-    }
-}
-
-/// Labels of a publish.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct Publish {
-    /// Who published ([`PublishPath::label`]).
-    pub path: &'static str,
-}
-
-/// Labels of a failed publish.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct PublishFailure {
-    /// Who published ([`PublishPath::label`]).
-    pub path: &'static str,
-    /// `disconnected` (not tried: the client knew NATS was down) or `error`.
-    pub reason: &'static str,
-}
-
-/// The families every service has.
+/// The families every service has, made for one App; clones count into the same families.
+#[derive(Clone, Debug)]
 pub struct Common {
     /// Calls by service, method and code.
     pub grpc_handled: Family<GrpcCall, Counter>,
     /// Call latency (to the end of the response; a stream's whole life).
     pub grpc_seconds: Family<GrpcMethod, Histogram>,
-    /// Allocation requests NATS acknowledged.
-    pub published: Family<Publish, Counter>,
-    /// Allocation requests not published (left to the sweeper).
-    pub publish_failures: Family<PublishFailure, Counter>,
     /// Pool connections in use.
     pub db_in_use: Gauge,
     /// Pool connections open.
@@ -105,63 +64,60 @@ pub struct Common {
     pub db_acquire_seconds: Histogram,
 }
 
-/// The process's common families.
-pub static COMMON: LazyLock<Common> = LazyLock::new(|| Common {
-    grpc_handled: Family::default(),
-    grpc_seconds: Family::new_with_constructor(|| Histogram::new(latency_buckets())),
-    published: Family::default(),
-    publish_failures: Family::default(),
-    db_in_use: Gauge::default(),
-    db_open: Gauge::default(),
-    db_acquire_seconds: Histogram::new(latency_buckets()),
-});
+/// Unregistered families, for a server no endpoint scrapes (tests of the kit alone).
+impl Default for Common {
+    fn default() -> Self {
+        Self {
+            grpc_handled: Family::default(),
+            grpc_seconds: Family::new_with_constructor(|| Histogram::new(latency_buckets())),
+            db_in_use: Gauge::default(),
+            db_open: Gauge::default(),
+            db_acquire_seconds: Histogram::new(latency_buckets()),
+        }
+    }
+}
 
-/// A registry with the common families and those `own` registers.
-pub fn registry(own: impl FnOnce(&mut Registry)) -> Registry {
-    let mut registry = Registry::default();
-    let c = &*COMMON;
-    registry.register(
-        "grpc_server_handled",
-        "gRPC calls handled, by service, method and status code",
-        c.grpc_handled.clone(),
-    );
-    registry.register(
-        "grpc_server_handling_seconds",
-        "gRPC call latency in seconds (a stream counts until it ends)",
-        c.grpc_seconds.clone(),
-    );
-    registry.register(
-        "allocation_requests_published",
-        "Allocation requests acknowledged by JetStream, by path",
-        c.published.clone(),
-    );
-    registry.register(
-        "allocation_request_publish_failures",
-        "Allocation requests not published (the sweeper publishes them later), by path and reason",
-        c.publish_failures.clone(),
-    );
-    registry.register(
-        "db_pool_connections_in_use",
-        "PostgreSQL pool connections in use (sampled)",
-        c.db_in_use.clone(),
-    );
-    registry.register(
-        "db_pool_connections_open",
-        "PostgreSQL pool connections open (sampled)",
-        c.db_open.clone(),
-    );
-    registry.register(
-        "db_pool_acquire_seconds",
-        "Time a sampling probe waited for a pool connection, in seconds",
-        c.db_acquire_seconds.clone(),
-    );
-    own(&mut registry);
-    registry
+impl Common {
+    /// New families, registered in `registry`.
+    pub fn new(registry: &mut Registry) -> Self {
+        let c = Self::default();
+        registry.register(
+            "grpc_server_handled",
+            "gRPC calls handled, by service, method and status code",
+            c.grpc_handled.clone(),
+        );
+        registry.register(
+            "grpc_server_handling_seconds",
+            "gRPC call latency in seconds (a stream counts until it ends)",
+            c.grpc_seconds.clone(),
+        );
+        registry.register(
+            "db_pool_connections_in_use",
+            "PostgreSQL pool connections in use (sampled)",
+            c.db_in_use.clone(),
+        );
+        registry.register(
+            "db_pool_connections_open",
+            "PostgreSQL pool connections open (sampled)",
+            c.db_open.clone(),
+        );
+        registry.register(
+            "db_pool_acquire_seconds",
+            "Time a sampling probe waited for a pool connection, in seconds",
+            c.db_acquire_seconds.clone(),
+        );
+        c
+    }
 }
 
 /// Samples the pool every `every` until `shutdown`: connections open and in use, and how long
-/// taking one takes (a probe standing for every caller's wait).
-pub async fn sample_pool(db: DatabaseConnection, every: Duration, shutdown: CancellationToken) {
+/// taking one takes (a probe standing for every caller's wait), into the gauges of `c`.
+pub async fn sample_pool(
+    db: DatabaseConnection,
+    c: Common,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
     let pool = db.get_postgres_connection_pool().clone();
     let mut tick = tokio::time::interval(every);
     loop {
@@ -169,7 +125,6 @@ pub async fn sample_pool(db: DatabaseConnection, every: Duration, shutdown: Canc
             () = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let c = &*COMMON;
         let started = Instant::now();
         if let Ok(conn) = tokio::time::timeout(every, pool.acquire()).await {
             c.db_acquire_seconds

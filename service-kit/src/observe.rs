@@ -21,7 +21,7 @@ use tower::{Layer, Service};
 use tracing::{Instrument as _, instrument::Instrumented};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-use crate::metrics::{COMMON, GrpcCall, GrpcMethod};
+use crate::metrics::{Common, GrpcCall, GrpcMethod};
 
 /// The label of every call to something a port does not serve.
 const UNKNOWN: &str = "unknown";
@@ -61,17 +61,26 @@ impl Methods {
     }
 }
 
+/// What every call of a port needs: the methods it labels by name, and the App's families it
+/// counts in.
+#[derive(Debug)]
+struct Port {
+    methods: Methods,
+    metrics: Common,
+}
+
 /// Adds [`Observe`] around a service.
 #[derive(Clone, Debug)]
 pub struct ObserveLayer {
-    methods: Arc<Methods>,
+    port: Arc<Port>,
 }
 
 impl ObserveLayer {
-    /// Labels calls of `methods` by name, and any other as `unknown`.
-    pub fn new(methods: Methods) -> Self {
+    /// Labels calls of `methods` by name, and any other as `unknown`, in the families of
+    /// `metrics`.
+    pub fn new(methods: Methods, metrics: Common) -> Self {
         Self {
-            methods: Arc::new(methods),
+            port: Arc::new(Port { methods, metrics }),
         }
     }
 }
@@ -82,7 +91,7 @@ impl<S> Layer<S> for ObserveLayer {
     fn layer(&self, inner: S) -> Observe<S> {
         Observe {
             inner,
-            methods: Arc::clone(&self.methods),
+            port: Arc::clone(&self.port),
         }
     }
 }
@@ -91,32 +100,39 @@ impl<S> Layer<S> for ObserveLayer {
 #[derive(Clone, Debug)]
 pub struct Observe<S> {
     inner: S,
-    methods: Arc<Methods>,
+    port: Arc<Port>,
+}
+
+/// The labels of a call of `path`: its own if `methods` has it, `unknown` otherwise.
+fn label(path: &str, methods: &Methods) -> GrpcMethod {
+    let (service, method) = match path.trim_start_matches('/').split_once('/') {
+        Some((service, method)) if methods.contains(path) => (service, method),
+        _ => (UNKNOWN, UNKNOWN),
+    };
+    GrpcMethod {
+        grpc_service: service.to_owned(),
+        grpc_method: method.to_owned(),
+    }
 }
 
 /// One call being answered.
 struct Call {
     method: GrpcMethod,
     started: Instant,
+    port: Arc<Port>,
 }
 
 impl Call {
-    fn of(path: &str, methods: &Methods) -> Call {
-        let (service, method) = match path.trim_start_matches('/').split_once('/') {
-            Some((service, method)) if methods.contains(path) => (service, method),
-            _ => (UNKNOWN, UNKNOWN),
-        };
+    fn of(path: &str, port: &Arc<Port>) -> Call {
         Call {
-            method: GrpcMethod {
-                grpc_service: service.to_owned(),
-                grpc_method: method.to_owned(),
-            },
+            method: label(path, &port.methods),
             started: Instant::now(),
+            port: Arc::clone(port),
         }
     }
 
     fn finish(self, code: Code) {
-        let c = &*COMMON;
+        let c = &self.port.metrics;
         c.grpc_seconds
             .get_or_create(&self.method)
             .observe(self.started.elapsed().as_secs_f64());
@@ -176,7 +192,7 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let call = Call::of(request.uri().path(), &self.methods);
+        let call = Call::of(request.uri().path(), &self.port);
         let span = tracing::info_span!(
             "grpc",
             rpc.service = %call.method.grpc_service,
@@ -308,10 +324,13 @@ mod tests {
             &["grpc.health.v1.Health"],
             &[tonic_health::pb::FILE_DESCRIPTOR_SET, b"not a descriptor"],
         );
-        let label = |path| Call::of(path, &methods).method;
-        assert_eq!(label("/grpc.health.v1.Health/Check").grpc_method, "Check");
+        let labelled = |path| label(path, &methods);
+        assert_eq!(
+            labelled("/grpc.health.v1.Health/Check").grpc_method,
+            "Check"
+        );
         for path in ["/grpc.health.v1.Health/Nope", "/x.Y/Check", "/", "no-slash"] {
-            let m = label(path);
+            let m = labelled(path);
             assert_eq!(
                 (m.grpc_service.as_str(), m.grpc_method.as_str()),
                 (UNKNOWN, UNKNOWN)

@@ -16,6 +16,7 @@ use crate::{
     db,
     listener::{self, ConnectionLayer},
     messaging,
+    metrics::Common,
     observe::{Methods, ObserveLayer},
     transport,
 };
@@ -66,8 +67,10 @@ pub struct Watch {
     pub nats: async_nats::Client,
     /// Where readiness is reported.
     pub health: HealthReporter,
-    /// The bound metrics endpoint (`METRICS_ADDR`), with what it serves.
+    /// The bound metrics endpoint (`METRICS_ADDR`), with the App's registry it serves.
     pub metrics: Option<(TcpListener, prometheus_client::registry::Registry)>,
+    /// The App's common families, whose pool gauges the sampler sets.
+    pub common: Common,
     /// How often readiness is checked.
     pub readiness_interval: std::time::Duration,
     /// How often sampled metrics are refreshed.
@@ -89,6 +92,7 @@ impl Watch {
         if let Some((listener, registry)) = self.metrics {
             tokio::spawn(crate::metrics::sample_pool(
                 self.db,
+                self.common,
                 self.sample_interval,
                 shutdown.child_token(),
             ));
@@ -227,7 +231,8 @@ pub enum ServeError {
 /// Native gRPC and grpc-web (HTTP/1.1 or HTTP/2, with CORS for the configured origins) share
 /// the port, over TLS when `TLS_CERT_FILE` is set. Limits: the connection bounds of
 /// [`listener`], streams per connection, HTTP/2 keepalive, and a cap on requests in progress
-/// beyond which requests are refused at once (`RESOURCE_EXHAUSTED`).
+/// beyond which requests are refused at once (`RESOURCE_EXHAUSTED`). Calls are counted in the
+/// App's `metrics`.
 pub async fn serve(
     listener: TcpListener,
     port: &Port,
@@ -235,6 +240,7 @@ pub async fn serve(
     health: HealthReporter,
     shutdown: CancellationToken,
     args: &ServerArgs,
+    metrics: Common,
 ) -> Result<(), ServeError> {
     let cors = transport::cors(&args.cors_allowed_origins)?;
     let tls = args
@@ -279,7 +285,7 @@ pub async fn serve(
         .layer(cors)
         .layer(tonic_web::GrpcWebLayer::new())
         .layer(ConnectionLayer)
-        .layer(ObserveLayer::new(port.methods()))
+        .layer(ObserveLayer::new(port.methods(), metrics))
         .layer(MapResponseLayer::new(transport::size_limit_status))
         .layer(LoadShedLayer::new())
         .layer(GlobalConcurrencyLimitLayer::new(

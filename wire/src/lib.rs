@@ -5,12 +5,12 @@
 
 use std::collections::HashMap;
 
+use allocation_bus::{Committed, retry_msg_id};
 use api::v1 as pb;
 use chrono::{DateTime, Utc};
 use entity::prelude::*;
 use ledger::{balance::Balance, deals::OpenDeal};
 use rust_decimal::{Decimal, RoundingStrategy};
-use service_kit::messaging::{Committed, retry_msg_id};
 use uuid::Uuid;
 
 pub mod caller;

@@ -20,7 +20,7 @@ use super::{
     updates,
     versions::{Step, step},
 };
-use crate::{Error, metrics::OpenStream, watch_limit::Slot};
+use crate::{Error, metrics::Alive, watch_limit::Slot};
 
 impl Watchers {
     /// WatchAllocations of `user_id`.
@@ -40,7 +40,7 @@ impl Watchers {
             done: false,
             sent: Sent::default(),
             pending: Vec::new().into_iter(),
-            _held: (OpenStream::new("WatchAllocations"), slot),
+            _held: (self.metrics.open_stream("WatchAllocations"), slot),
         };
         Ok(futures::stream::unfold(watch, |mut watch| async move {
             let item = watch.next().await?;
@@ -110,7 +110,7 @@ struct All {
     /// Updates read and not sent yet.
     pending: std::vec::IntoIter<pb::AllocationUpdate>,
     /// Counted as open, and one of the user's streams, until dropped.
-    _held: (OpenStream, Slot),
+    _held: (Alive, Slot),
 }
 
 impl All {

@@ -3,6 +3,7 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
+use allocation_bus::Topology;
 use api::v1 as pb;
 use async_nats::{Client, connection::State};
 use chrono::{DateTime, Utc};
@@ -11,7 +12,6 @@ use futures::StreamExt;
 use ledger::events;
 use prost::Message as _;
 use sea_orm::DatabaseConnection;
-use service_kit::messaging::Topology;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 

@@ -107,6 +107,8 @@ pub struct Watchers {
     pub limit: WatchLimit,
     /// Ends every stream when the server stops.
     pub shutdown: CancellationToken,
+    /// Where open streams are counted.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The stream type both RPCs return.

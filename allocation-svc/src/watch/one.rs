@@ -14,7 +14,7 @@ use super::{
     updates,
     versions::{Step, step},
 };
-use crate::{Error, metrics::OpenStream, watch_limit::Slot};
+use crate::{Error, metrics::Alive, watch_limit::Slot};
 
 impl Watchers {
     /// WatchAllocation of `investment_id`: `NOT_FOUND` (before any stream) if it is not the
@@ -38,7 +38,7 @@ impl Watchers {
             last: row.status_version,
             state: State::Snapshot(Box::new(row)),
             pending: Vec::new().into_iter(),
-            _held: (OpenStream::new("WatchAllocation"), slot),
+            _held: (self.metrics.open_stream("WatchAllocation"), slot),
         };
         Ok(futures::stream::unfold(watch, |mut watch| async move {
             let item = watch.next().await?;
@@ -69,7 +69,7 @@ struct One {
     /// Updates read from the log and not sent yet, in version order.
     pending: std::vec::IntoIter<pb::AllocationUpdate>,
     /// Counted as open, and one of the user's streams, until dropped.
-    _held: (OpenStream, Slot),
+    _held: (Alive, Slot),
 }
 
 impl One {

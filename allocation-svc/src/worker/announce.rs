@@ -2,13 +2,15 @@
 //! finished allocations counted. A lost event only delays watchers until they repair from the
 //! event log.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
+use allocation_bus::Topology;
 use api::v1 as pb;
 use entity::prelude::*;
 use ledger::outcomes::Changed;
 use sea_orm::DatabaseConnection;
-use service_kit::messaging::{self, Topology};
+
+use crate::metrics::{Metrics, Outcome};
 
 /// Publishes status events; cheap to clone.
 #[derive(Clone)]
@@ -17,6 +19,8 @@ pub(super) struct Announcer {
     db: DatabaseConnection,
     nats: async_nats::Client,
     topology: Topology,
+    /// Where finished allocations are counted.
+    metrics: Arc<Metrics>,
 }
 
 impl Announcer {
@@ -24,8 +28,14 @@ impl Announcer {
         db: DatabaseConnection,
         nats: async_nats::Client,
         topology: Topology,
+        metrics: Arc<Metrics>,
     ) -> Self {
-        Self { db, nats, topology }
+        Self {
+            db,
+            nats,
+            topology,
+            metrics,
+        }
     }
 
     /// Publishes the status events of `changed` (`processing` first where the row passed
@@ -37,7 +47,7 @@ impl Announcer {
     ) {
         let mut allocations = wire::allocations(allocations);
         for Changed { via, row } in changed {
-            count(row);
+            count(&self.metrics, row);
             if let Some(processing) = via {
                 self.publish(processing, Vec::new()).await;
             }
@@ -70,7 +80,7 @@ impl Announcer {
 
     async fn publish(&self, row: &investment::Model, allocations: Vec<pb::Allocation>) {
         let event: pb::AllocationStatusEvent = wire::status_event(row, allocations);
-        messaging::announce_status(
+        allocation_bus::announce_status(
             &self.nats,
             &self.topology,
             row.owner(),
@@ -82,7 +92,7 @@ impl Announcer {
 }
 
 /// Counts a finished allocation in `allocations_total`.
-fn count(row: &investment::Model) {
+fn count(metrics: &Metrics, row: &investment::Model) {
     let outcome = match row.allocation_status {
         AllocationStatus::Completed => "completed",
         AllocationStatus::Failed => "failed",
@@ -91,8 +101,8 @@ fn count(row: &investment::Model) {
         | AllocationStatus::Cancelled
         | AllocationStatus::Reversed => return,
     };
-    crate::metrics::METRICS
+    metrics
         .allocations
-        .get_or_create(&crate::metrics::Outcome { outcome })
+        .get_or_create(&Outcome { outcome })
         .inc();
 }

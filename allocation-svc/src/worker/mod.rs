@@ -19,18 +19,18 @@ mod job;
 mod retry;
 mod steps;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
+use allocation_bus::Topology;
 use entity::prelude::{DealId, InvestmentId};
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, Statement,
     TransactionTrait,
 };
-use service_kit::messaging::Topology;
 
 pub use job::{Job, Verdict};
 
-use crate::config::AllocatorArgs;
+use crate::{config::AllocatorArgs, metrics::Metrics};
 use announce::Announcer;
 use retry::Faults;
 use steps::Done;
@@ -43,23 +43,32 @@ pub struct Allocator {
     lock_timeout: Duration,
     announcer: Announcer,
     faults: Faults,
+    metrics: Arc<Metrics>,
 }
 
 impl Allocator {
-    /// An allocator writing to `db` and announcing status changes on `nats`.
+    /// An allocator writing to `db`, announcing status changes on `nats` and counting in
+    /// `metrics`.
     pub fn new(
         db: DatabaseConnection,
         nats: async_nats::Client,
         topology: Topology,
         args: AllocatorArgs,
+        metrics: Arc<Metrics>,
     ) -> Self {
-        let announcer = Announcer::new(db.clone(), nats, topology);
+        let announcer = Announcer::new(db.clone(), nats, topology, metrics.clone());
         Self {
             lock_timeout: args.lock_timeout,
-            faults: Faults::new(db.clone(), args, announcer.clone()),
+            faults: Faults::new(db.clone(), args, announcer.clone(), metrics.clone()),
             announcer,
             db,
+            metrics,
         }
+    }
+
+    /// The families it counts in (its lanes count there too).
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Allocates `jobs` of pool `deal_id`, in arrival order; one verdict per job.
@@ -72,9 +81,7 @@ impl Allocator {
         let Some(first) = jobs.first() else {
             return Vec::new();
         };
-        crate::metrics::METRICS
-            .micro_batch_size
-            .observe(jobs.len() as f64);
+        self.metrics.micro_batch_size.observe(jobs.len() as f64);
         match self.try_batch(deal_id, jobs).await {
             Ok(verdicts) => verdicts,
             Err(e) if retry::is_pool_wide(&e) => {

@@ -18,6 +18,8 @@
 //! count only picks a delay. A failed attempt that cannot be written (the database went away
 //! meanwhile) is not counted: the request comes back like an outage's.
 
+use std::sync::Arc;
+
 use entity::prelude::*;
 use ledger::outcomes;
 use sea_orm::{
@@ -28,7 +30,10 @@ use super::{
     announce::Announcer,
     job::{Job, Verdict},
 };
-use crate::config::AllocatorArgs;
+use crate::{
+    config::AllocatorArgs,
+    metrics::{Metrics, Retry},
+};
 
 /// Lock waits, lost races and lost connections hit every job of a batch alike: retrying the
 /// jobs one by one would only repeat the wait per job.
@@ -54,14 +59,22 @@ pub(super) struct Faults {
     args: AllocatorArgs,
     /// The failed attempt's status changes are announced like any others.
     announcer: Announcer,
+    /// Where retries and requeues are counted.
+    metrics: Arc<Metrics>,
 }
 
 impl Faults {
-    pub(super) fn new(db: DatabaseConnection, args: AllocatorArgs, announcer: Announcer) -> Self {
+    pub(super) fn new(
+        db: DatabaseConnection,
+        args: AllocatorArgs,
+        announcer: Announcer,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             db,
             args,
             announcer,
+            metrics,
         }
     }
 
@@ -70,10 +83,7 @@ impl Faults {
     pub(super) async fn on_fault(&self, job: Job, error: &DbErr) -> Verdict {
         let delivered = i32::try_from(job.delivered).unwrap_or(i32::MAX);
         if let Some(cause) = out_of_reach(error) {
-            crate::metrics::METRICS
-                .requeues
-                .get_or_create(&crate::metrics::Retry { cause })
-                .inc();
+            self.metrics.requeues.get_or_create(&Retry { cause }).inc();
             let delay = self.args.backoff(delivered);
             tracing::warn!(investment_id = %job.investment_id, error = %error, cause, ?delay, "database out of reach; request sent back, no attempt counted");
             return Verdict::Retry(delay);
@@ -83,9 +93,9 @@ impl Faults {
         } else {
             "database_error"
         };
-        crate::metrics::METRICS
+        self.metrics
             .retries
-            .get_or_create(&crate::metrics::Retry { cause: kind })
+            .get_or_create(&Retry { cause: kind })
             .inc();
         let cause = error.to_string();
         match self.try_record_failure(job.investment_id, &cause).await {

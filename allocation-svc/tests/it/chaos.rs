@@ -201,8 +201,14 @@ async fn database_unreachable_spends_no_attempt_and_the_next_real_failure_counts
         .acquire_timeout(Duration::from_millis(500))
         .sqlx_logging(false);
     let pool = sea_orm::Database::connect(options).await.expect("pool");
-    let topology = service_kit::messaging::Topology::from_args(&config.common.nats);
-    let allocator = Allocator::new(pool, stack.nats.clone(), topology, config.allocator.clone());
+    let topology = allocation_bus::Topology::from_args(&config.common.nats);
+    let allocator = Allocator::new(
+        pool,
+        stack.nats.clone(),
+        topology,
+        config.allocator.clone(),
+        Default::default(),
+    );
     let delivery = |delivered| Job {
         investment_id: created.id.parse().expect("uuid"),
         delivered,

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use allocation_bus::Topology;
 use allocation_svc::{
     consumer,
     lanes::{Delivery, Dispatcher, LaneArgs},
@@ -11,7 +12,6 @@ use allocation_svc::{
 use async_nats::jetstream;
 use entity::prelude::DealId;
 use futures::StreamExt;
-use service_kit::messaging::Topology;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::*;
@@ -34,6 +34,7 @@ async fn an_idle_lane_ends_and_a_new_one_takes_over_its_pool() {
         stack.nats.clone(),
         topology,
         config.allocator.clone(),
+        Default::default(),
     );
     let args = LaneArgs {
         micro_batch: 4,

@@ -3,6 +3,7 @@
 //! allocator's, the queue stats, the watchers' resync and gap reads. Statements are recorded
 //! from the code itself, on thousands of rows per table.
 
+use allocation_bus::Topology;
 use allocation_svc::{
     admin, consumer,
     worker::{Allocator, Job, Verdict},
@@ -11,7 +12,6 @@ use async_nats::jetstream;
 use entity::prelude::*;
 use ledger::events;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
-use service_kit::messaging::Topology;
 use testkit::plans::{self, Recorded};
 
 use crate::support::*;
@@ -44,7 +44,13 @@ async fn the_allocator_keeps_its_indexes_under_a_generic_plan() {
     let (db, recorded) = stack.test_db.connect_recording().await;
     let config = stack.replica_config(true);
     let topology = Topology::from_args(&config.common.nats);
-    let allocator = Allocator::new(db, stack.nats.clone(), topology, config.allocator.clone());
+    let allocator = Allocator::new(
+        db,
+        stack.nats.clone(),
+        topology,
+        config.allocator.clone(),
+        Default::default(),
+    );
     let deal: uuid::Uuid = checker
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,

@@ -108,9 +108,11 @@ fn the_configuration_table_lists_every_setting_with_its_services_and_default() {
     );
 }
 
-/// The files that register metric families: the common ones and each service's own.
-const REGISTERING: [&str; 3] = [
+/// The files that register metric families: the common ones, the publishes and each service's
+/// own.
+const REGISTERING: [&str; 4] = [
     include_str!("../../../service-kit/src/metrics.rs"),
+    include_str!("../../../allocation-bus/src/metrics.rs"),
     include_str!("../../../investment-svc/src/metrics.rs"),
     include_str!("../../src/metrics.rs"),
 ];

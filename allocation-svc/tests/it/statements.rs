@@ -29,8 +29,14 @@ async fn a_micro_batch_runs_the_same_statements_for_one_request_or_many() {
     }
     let (pool, statements) = stack.test_db.connect_counting().await;
     let config = stack.replica_config(true);
-    let topology = service_kit::messaging::Topology::from_args(&config.common.nats);
-    let allocator = Allocator::new(pool, stack.nats.clone(), topology, config.allocator.clone());
+    let topology = allocation_bus::Topology::from_args(&config.common.nats);
+    let allocator = Allocator::new(
+        pool,
+        stack.nats.clone(),
+        topology,
+        config.allocator.clone(),
+        Default::default(),
+    );
     let jobs: Vec<Job> = created
         .iter()
         .map(|c| Job {

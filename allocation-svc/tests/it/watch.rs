@@ -109,7 +109,7 @@ async fn a_client_that_goes_away_ends_its_producer_and_a_slow_one_still_sees_eve
     .await;
     let investor = stack.investor("12000.00", "1.00", &[1000]).await;
     let config = stack.replica_config(false);
-    let topology = service_kit::messaging::Topology::from_args(&config.common.nats);
+    let topology = allocation_bus::Topology::from_args(&config.common.nats);
     let shutdown = tokio_util::sync::CancellationToken::new();
     // Inboxes of 2 updates: any watcher that does not keep up lags at once.
     let args = allocation_svc::config::WatchArgs {
@@ -131,6 +131,7 @@ async fn a_client_that_goes_away_ends_its_producer_and_a_slow_one_still_sees_eve
         hub: hub.clone(),
         limit: limit.clone(),
         shutdown,
+        metrics: Default::default(),
     };
 
     let lock = hold(&stack, &investor, Hold::Deal).await;

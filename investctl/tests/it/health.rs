@@ -45,13 +45,14 @@ async fn server(tls: Option<TlsArgs>, ready: ServingStatus) -> Server {
     let (routes, health) = base_routes(&port).expect("routes");
     health.set_service_status(READY, ready).await;
     let shutdown = CancellationToken::new();
+    let metrics = service_kit::metrics::Common::default();
     let args = ServerArgs {
         tls: tls.unwrap_or(ServerArgs::default().tls),
         ..ServerArgs::default()
     };
     let (reporter, stop) = (health.clone(), shutdown.clone());
     tokio::spawn(async move {
-        if let Err(e) = serve(listener, &port, routes, reporter, stop, &args).await {
+        if let Err(e) = serve(listener, &port, routes, reporter, stop, &args, metrics).await {
             panic!("health server: {e}");
         }
     });

@@ -66,7 +66,7 @@ async fn a_request_the_stream_acknowledged_waits_for_the_stuck_age_before_republ
     let nats = async_nats::connect(testkit::nats::url())
         .await
         .expect("nats");
-    let topology = service_kit::messaging::Topology {
+    let topology = allocation_bus::Topology {
         stream: app.names.stream.clone(),
         prefix: app.names.prefix.clone(),
         replicas: 1,
@@ -86,6 +86,7 @@ async fn a_request_the_stream_acknowledged_waits_for_the_stuck_age_before_republ
             app.js.clone(),
             topology.clone(),
             args,
+            Default::default(),
         )
     };
 

@@ -4,8 +4,9 @@
 
 use std::sync::atomic::AtomicU64;
 
+use allocation_bus::Topology;
 use async_nats::jetstream;
-use service_kit::messaging::{self, Topology};
+use service_kit::messaging;
 
 use super::*;
 
@@ -22,7 +23,7 @@ async fn publishes_through_a_stream_leader_sigkill_are_all_acknowledged_and_stor
             publish_retry: secs(20),
         };
         let admin = jetstream::new(cluster.client().await);
-        messaging::ensure_stream(&admin, &topology)
+        allocation_bus::ensure_stream(&admin, &topology)
             .await
             .expect("stream");
         let leader = cluster.stream_leader(&admin, &names.stream).await;
@@ -48,7 +49,7 @@ async fn publishes_through_a_stream_leader_sigkill_are_all_acknowledged_and_stor
                         ..Default::default()
                     };
                     let started = Instant::now();
-                    let sent = messaging::publish_request(
+                    let sent = allocation_bus::publish_request(
                         &js,
                         &topology,
                         &request,

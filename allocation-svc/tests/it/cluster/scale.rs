@@ -1,8 +1,8 @@
 //! Replica counts: a stream made with one replica is scaled to `NATS_STREAM_REPLICAS` when
 //! the services start, and the durable consumer has as many.
 
+use allocation_bus::Topology;
 use async_nats::jetstream::{self, consumer::PullConsumer};
-use service_kit::messaging::{self, Topology};
 
 use super::*;
 
@@ -19,7 +19,9 @@ async fn an_r1_stream_is_scaled_to_3_replicas_at_start_and_the_consumer_has_3() 
             duplicate_window: secs(120),
             publish_retry: secs(1),
         };
-        let made = messaging::ensure_stream(&js, &r1).await.expect("R1 stream");
+        let made = allocation_bus::ensure_stream(&js, &r1)
+            .await
+            .expect("R1 stream");
         assert_eq!(made.config.num_replicas, 1);
 
         let cs = ClusterStack {

@@ -9,12 +9,12 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use allocation_bus::Topology;
 use allocation_svc::worker::{Allocator, Job};
 use api::v1 as pb;
 use entity::prelude::*;
 use proptest::prelude::*;
 use rust_decimal::Decimal;
-use service_kit::messaging::Topology;
 use testkit::fixtures::dec;
 use uuid::Uuid;
 
@@ -215,6 +215,7 @@ fn the_listed_balance_is_what_a_create_admits_after_every_step() {
             stack.nats.clone(),
             Topology::from_args(&config.common.nats),
             config.allocator.clone(),
+            Default::default(),
         );
         (stack, allocator)
     });

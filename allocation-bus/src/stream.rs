@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, context::CreateStreamError, stream};
 use tokio::time::Instant;
 
-use crate::messaging::Topology;
+use crate::Topology;
 
 /// Creates the stream, or updates it to the configured settings: safe to run on every start
 /// of every replica. A stream with another replica count is scaled to `NATS_STREAM_REPLICAS`
