@@ -20,7 +20,7 @@ use jsonwebtoken::{
     jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, PublicKeyUse},
 };
 
-use super::keys::Policy;
+use super::policy::Policy;
 
 /// How often, at most, the file is looked at again.
 pub(super) const RELOAD_INTERVAL: Duration = Duration::from_secs(1);

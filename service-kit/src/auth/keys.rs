@@ -1,14 +1,18 @@
 //! Where verification keys come from (exactly one source) and what a token must satisfy.
 
-use std::{fmt, fs, path::Path, time::Duration};
+use std::{fmt, fs, path::Path};
 
 use jsonwebtoken::{
     Algorithm, AlgorithmFamily, DecodingKey, Validation, decode, decode_header,
     errors::{Error as JwtError, ErrorKind},
 };
 
-use super::{Claims, jwks::JwksFile};
-use crate::config::{AuthArgs, MAX_JWT_LEEWAY};
+use super::{
+    Claims,
+    jwks::JwksFile,
+    policy::{LeewayTooLong, Policy},
+};
+use crate::config::AuthArgs;
 
 /// Why the token settings cannot be used (a start-up error).
 #[derive(Debug, thiserror::Error)]
@@ -26,8 +30,8 @@ pub enum KeyError {
     #[error("JWT_SECRET must be at least 32 bytes")]
     WeakSecret,
     /// A longer leeway keeps expired tokens alive noticeably longer.
-    #[error("JWT_LEEWAY is at most 5m")]
-    LeewayTooLong,
+    #[error(transparent)]
+    Leeway(#[from] LeewayTooLong),
     /// The public key file could not be read.
     #[error("reading JWT public key {path}")]
     Read {
@@ -46,54 +50,6 @@ pub enum KeyError {
     /// The JWKS file cannot be used.
     #[error(transparent)]
     Jwks(#[from] super::JwksError),
-}
-
-/// What every token must satisfy besides its signature: the same for every key.
-#[derive(Clone, Debug)]
-pub(super) struct Policy {
-    issuer: Option<String>,
-    audience: Option<String>,
-    leeway: Duration,
-}
-
-impl Policy {
-    pub(super) fn new(
-        issuer: Option<String>,
-        audience: Option<String>,
-        leeway: Duration,
-    ) -> Result<Self, KeyError> {
-        if leeway > MAX_JWT_LEEWAY {
-            return Err(KeyError::LeewayTooLong);
-        }
-        Ok(Self {
-            issuer,
-            audience,
-            leeway,
-        })
-    }
-
-    /// The checks for tokens verified with a key of `algorithm`.
-    pub(super) fn validation(&self, algorithm: Algorithm) -> Validation {
-        // Exactly one algorithm: a token cannot pick a weaker one (or `none`) for itself.
-        let mut validation = Validation::new(algorithm);
-        let mut required = vec!["exp", "sub"];
-        if let Some(issuer) = &self.issuer {
-            validation.set_issuer(&[issuer]);
-            required.push("iss");
-        }
-        // Without an audience configured, a token naming any audience is refused (it was
-        // meant for someone else); with one, the token must name it.
-        if let Some(audience) = &self.audience {
-            validation.set_audience(&[audience]);
-            required.push("aud");
-        }
-        validation.set_required_spec_claims(&required);
-        // A token is refused before its `nbf` as after its `exp`, each give or take the leeway
-        // for clocks that disagree.
-        validation.validate_nbf = true;
-        validation.leeway = self.leeway.as_secs();
-        validation
-    }
 }
 
 /// The configured key source.

@@ -11,6 +11,7 @@
 mod jwks;
 mod keys;
 mod mint;
+mod policy;
 
 use std::{sync::Arc, time::Duration};
 
@@ -18,12 +19,12 @@ use serde::{Deserialize, Serialize};
 use tonic::{Request, Status, service::Interceptor};
 use uuid::Uuid;
 
-use self::keys::{Policy, Verifier};
 pub use self::{
     jwks::JwksError,
     keys::KeyError,
     mint::{Audience, Grant, KeyPair, SignError, Signer, generate_ed25519, jwks_json, mint_hs256},
 };
+use self::{keys::Verifier, policy::Policy};
 use crate::config::AuthArgs;
 
 /// The role that unlocks admin RPCs.
