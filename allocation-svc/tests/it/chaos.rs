@@ -185,7 +185,7 @@ async fn sigterm_under_load_drains_within_the_grace_period_and_loses_nothing() {
 /// one and the investment still completes.
 #[tokio::test]
 async fn database_unreachable_spends_no_attempt_and_the_next_real_failure_counts_one() {
-    use allocation_svc::worker::{Allocator, Job, Verdict};
+    use allocation_svc::worker::{Job, Verdict};
 
     let stack = stack_with(Options {
         replicas: 0,
@@ -195,20 +195,12 @@ async fn database_unreachable_spends_no_attempt_and_the_next_real_failure_counts
     .await;
     let investor = stack.investor("120000.00", "1.00", &[100]).await;
     let created = stack.create(&investor, 3).await;
-    let config = stack.replica_config(true);
     let mut options = sea_orm::ConnectOptions::new(stack.test_db.url.clone());
     options
         .acquire_timeout(Duration::from_millis(500))
         .sqlx_logging(false);
     let pool = sea_orm::Database::connect(options).await.expect("pool");
-    let topology = allocation_bus::Topology::from_args(&config.common.nats);
-    let allocator = Allocator::new(
-        pool,
-        stack.nats.clone(),
-        topology,
-        config.allocator.clone(),
-        Default::default(),
-    );
+    let allocator = stack.allocator_on(pool);
     let delivery = |delivered| Job {
         investment_id: created.id.parse().expect("uuid"),
         delivered,

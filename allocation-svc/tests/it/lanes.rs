@@ -7,7 +7,7 @@ use allocation_bus::Topology;
 use allocation_svc::{
     consumer,
     lanes::{Delivery, Dispatcher, LaneArgs},
-    worker::{Allocator, Job},
+    worker::Job,
 };
 use async_nats::jetstream;
 use entity::prelude::DealId;
@@ -29,13 +29,7 @@ async fn an_idle_lane_ends_and_a_new_one_takes_over_its_pool() {
     let pull = consumer::ensure_consumer(&js, &topology, &config.allocator)
         .await
         .expect("consumer");
-    let allocator = Allocator::new(
-        stack.test_db.connect().await,
-        stack.nats.clone(),
-        topology,
-        config.allocator.clone(),
-        Default::default(),
-    );
+    let allocator = stack.allocator_on(stack.test_db.connect().await);
     let args = LaneArgs {
         micro_batch: 4,
         idle: Duration::from_millis(100),

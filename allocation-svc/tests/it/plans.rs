@@ -6,7 +6,7 @@
 use allocation_bus::Topology;
 use allocation_svc::{
     admin, consumer,
-    worker::{Allocator, Job, Verdict},
+    worker::{Job, Verdict},
 };
 use async_nats::jetstream;
 use entity::prelude::*;
@@ -42,15 +42,7 @@ async fn seeded_stack() -> (Stack, DatabaseConnection, plans::Seeded) {
 async fn the_allocator_keeps_its_indexes_under_a_generic_plan() {
     let (stack, checker, seeded) = seeded_stack().await;
     let (db, recorded) = stack.test_db.connect_recording().await;
-    let config = stack.replica_config(true);
-    let topology = Topology::from_args(&config.common.nats);
-    let allocator = Allocator::new(
-        db,
-        stack.nats.clone(),
-        topology,
-        config.allocator.clone(),
-        Default::default(),
-    );
+    let allocator = stack.allocator_on(db);
     let deal: uuid::Uuid = checker
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,

@@ -1,7 +1,7 @@
 //! What an allocation micro-batch costs PostgreSQL in statements: a constant number, whatever
 //! the batch size, each status change logged (`processing` before its outcome).
 
-use allocation_svc::worker::{Allocator, Job, Verdict};
+use allocation_svc::worker::{Job, Verdict};
 use entity::prelude::*;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
@@ -28,15 +28,7 @@ async fn a_micro_batch_runs_the_same_statements_for_one_request_or_many() {
         created.push(stack.create(&investor, shares).await);
     }
     let (pool, statements) = stack.test_db.connect_counting().await;
-    let config = stack.replica_config(true);
-    let topology = allocation_bus::Topology::from_args(&config.common.nats);
-    let allocator = Allocator::new(
-        pool,
-        stack.nats.clone(),
-        topology,
-        config.allocator.clone(),
-        Default::default(),
-    );
+    let allocator = stack.allocator_on(pool);
     let jobs: Vec<Job> = created
         .iter()
         .map(|c| Job {

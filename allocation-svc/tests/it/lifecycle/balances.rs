@@ -9,7 +9,6 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use allocation_bus::Topology;
 use allocation_svc::worker::{Allocator, Job};
 use api::v1 as pb;
 use entity::prelude::*;
@@ -209,14 +208,7 @@ fn the_listed_balance_is_what_a_create_admits_after_every_step() {
         .await;
         // Serves ReverseAllocation; allocation is driven by the test, step by step.
         stack.add_replica(false).await;
-        let config = stack.replica_config(false);
-        let allocator = Allocator::new(
-            stack.test_db.connect().await,
-            stack.nats.clone(),
-            Topology::from_args(&config.common.nats),
-            config.allocator.clone(),
-            Default::default(),
-        );
+        let allocator = stack.allocator_on(stack.test_db.connect().await);
         (stack, allocator)
     });
     let (sequences, steps) = (AtomicUsize::new(0), AtomicUsize::new(0));

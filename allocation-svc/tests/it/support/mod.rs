@@ -177,6 +177,22 @@ impl Stack {
         allocation_svc::Config::try_parse_from(self.replica_args(allocate)).expect("config")
     }
 
+    /// An allocator with this stack's replica settings on `db` (a pool of the test's: counting,
+    /// recording or short-timed), for tests that drive units of work themselves.
+    pub fn allocator_on(
+        &self,
+        db: sea_orm::DatabaseConnection,
+    ) -> allocation_svc::worker::Allocator {
+        let config = self.replica_config(true);
+        allocation_svc::worker::Allocator::new(
+            db,
+            self.nats.clone(),
+            allocation_bus::Topology::from_args(&config.common.nats),
+            config.allocator,
+            Default::default(),
+        )
+    }
+
     /// The command line of an allocation-svc replica of this stack (the options rendered once,
     /// for replicas in process and for the binary alike).
     pub fn replica_args(&self, allocate: bool) -> Vec<String> {
