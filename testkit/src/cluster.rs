@@ -45,6 +45,26 @@ struct Node {
     child: Option<Child>,
 }
 
+/// What the running nodes said while the cluster was not ready; shown with the end of each
+/// node's log (read only when the wait fails).
+struct NotReady<'a> {
+    dir: &'a std::path::Path,
+    seen: Vec<(&'a Node, Result<String, String>)>,
+}
+
+impl std::fmt::Display for NotReady<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (node, said) in &self.seen {
+            match said {
+                Ok(leader) => writeln!(f, "{}: healthy, meta leader {leader}", node.name)?,
+                Err(why) => writeln!(f, "{}: {why}", node.name)?,
+            }
+            writeln!(f, "{}", node.log_tail(self.dir))?;
+        }
+        Ok(())
+    }
+}
+
 /// Three nats-server processes routed to each other, killed (and their stores removed) on drop.
 pub struct Cluster {
     nodes: Vec<Node>,
@@ -159,8 +179,8 @@ impl Cluster {
     /// streams and consumers caught up) and reports the same meta leader. Past [`READY`] it
     /// fails with what each node last said and the end of its log.
     pub async fn wait_ready(&self) {
-        let give_up = tokio::time::Instant::now() + READY;
-        loop {
+        let what = "the cluster to be healthy with one meta leader";
+        crate::eventually_explained(READY, what, || async {
             let mut seen = Vec::new();
             for node in self.nodes.iter().filter(|n| n.child.is_some()) {
                 seen.push((node, node.readiness().await));
@@ -169,26 +189,14 @@ impl Cluster {
             if let Some(Some(first)) = leaders.first()
                 && leaders.iter().all(|l| *l == Some(*first))
             {
-                return;
+                return Ok(());
             }
-            if tokio::time::Instant::now() >= give_up {
-                let report: Vec<String> = seen
-                    .iter()
-                    .map(|(node, r)| {
-                        let said = match r {
-                            Ok(leader) => format!("healthy, meta leader {leader}"),
-                            Err(why) => why.clone(),
-                        };
-                        format!("{}: {said}\n{}", node.name, node.log_tail(&self.dir))
-                    })
-                    .collect();
-                panic!(
-                    "the cluster was not healthy with one meta leader after {READY:?}:\n{}",
-                    report.join("\n")
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            Err(NotReady {
+                dir: &self.dir,
+                seen,
+            })
+        })
+        .await;
     }
 
     /// The node leading `stream` once it has a leader (waits for an election in progress).

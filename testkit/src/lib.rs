@@ -166,6 +166,28 @@ where
     }
 }
 
+/// [`eventually`] for a check that can say why it is not done yet: `check` returns `Err(why)`
+/// until it holds, and the failure after `deadline` shows the last `why` (formatted only then).
+pub async fn eventually_explained<T, E, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let give_up = tokio::time::Instant::now() + deadline;
+    loop {
+        let why = match check().await {
+            Ok(value) => return value,
+            Err(why) => why,
+        };
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "timed out after {deadline:?} waiting for {what}:\n{why}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A client interceptor that sends `authorization: Bearer <token>` (or nothing).
 #[derive(Clone, Debug)]
 pub struct Bearer(pub Option<String>);

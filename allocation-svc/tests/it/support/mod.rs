@@ -382,9 +382,11 @@ impl Stack {
     /// not, with their status, attempts and publish stamp (what a stranded one needs to be
     /// understood).
     pub async fn all_terminal(&self, deadline: Duration) -> Vec<investment::Model> {
-        let give_up = tokio::time::Instant::now() + deadline;
-        loop {
-            let all = Investment::find().all(&self.db).await.expect("investments");
+        testkit::eventually_explained(deadline, "every investment to be terminal", || async {
+            let all = Investment::find()
+                .all(&self.db)
+                .await
+                .map_err(|e| e.to_string())?;
             let open: Vec<_> = all
                 .iter()
                 .filter(|i| !i.allocation_status.is_terminal())
@@ -402,17 +404,17 @@ impl Stack {
                 })
                 .collect();
             if open.is_empty() {
-                return all;
+                Ok(all)
+            } else {
+                Err(format!(
+                    "{} of {} not terminal:\n{}",
+                    open.len(),
+                    all.len(),
+                    open.join("\n")
+                ))
             }
-            assert!(
-                tokio::time::Instant::now() < give_up,
-                "{} of {} investments not terminal after {deadline:?}:\n{}",
-                open.len(),
-                all.len(),
-                open.join("\n")
-            );
-            tokio::time::sleep(ms(50)).await;
-        }
+        })
+        .await
     }
 }
 
