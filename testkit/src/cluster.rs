@@ -15,7 +15,7 @@ use tokio::{
 };
 use uuid::Uuid;
 
-use crate::{db::TestDb, fixtures::Fixtures, nats::Names, process::free_addr, stack::Infra};
+use crate::{db::TestDb, fixtures::Fixtures, nats::Names, stack::Infra};
 
 /// Nodes of a [`Cluster`].
 pub const NODES: usize = 3;
@@ -43,6 +43,26 @@ struct Node {
     http_port: u16,
     config: PathBuf,
     child: Option<Child>,
+}
+
+/// Where nodes' ports are taken from: below the kernel's ephemeral range (32768-60999 on
+/// Linux), so that no other test's port-0 listener and no outgoing connection is ever handed
+/// one. With ports from port 0, a port freed by the check (or by a killed node) was taken by
+/// something else before nats-server bound it, and the node died at start ("address already
+/// in use") or at its restart.
+const NODE_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A port of [`NODE_PORTS`] that is free now, picked at random so concurrent clusters do not
+/// try the same ones.
+fn node_port() -> u16 {
+    let span = u128::from(NODE_PORTS.end - NODE_PORTS.start);
+    loop {
+        let offset = u16::try_from(Uuid::new_v4().as_u128() % span).unwrap_or(0);
+        let port = NODE_PORTS.start + offset;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// What the running nodes said while the cluster was not ready; shown with the end of each
@@ -84,7 +104,7 @@ impl Cluster {
         let dir = std::env::temp_dir().join(format!("invest-cluster-{id}"));
         std::fs::create_dir_all(&dir).expect("cluster directory");
         let ports: Vec<(u16, u16, u16)> = (0..NODES)
-            .map(|_| (free_addr().port(), free_addr().port(), free_addr().port()))
+            .map(|_| (node_port(), node_port(), node_port()))
             .collect();
         let nodes = ports
             .iter()
