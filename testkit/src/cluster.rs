@@ -45,11 +45,8 @@ struct Node {
     child: Option<Child>,
 }
 
-/// Where nodes' ports are taken from: below the kernel's ephemeral range (32768-60999 on
-/// Linux), so that no other test's port-0 listener and no outgoing connection is ever handed
-/// one. With ports from port 0, a port freed by the check (or by a killed node) was taken by
-/// something else before nats-server bound it, and the node died at start ("address already
-/// in use") or at its restart.
+/// Nodes' ports: below Linux's ephemeral range (32768-60999), which port-0 listeners and outgoing
+/// connections take from; a port-0 pick was taken before nats-server bound it ("address in use").
 const NODE_PORTS: std::ops::Range<u16> = 20_000..32_000;
 
 /// A port of [`NODE_PORTS`] that is free now, picked at random so concurrent clusters do not
@@ -65,8 +62,7 @@ fn node_port() -> u16 {
     }
 }
 
-/// What the running nodes said while the cluster was not ready; shown with the end of each
-/// node's log (read only when the wait fails).
+/// What the running nodes said while not ready, shown with each one's log tail (read on failure).
 struct NotReady<'a> {
     dir: &'a std::path::Path,
     seen: Vec<(&'a Node, Result<String, String>)>,
